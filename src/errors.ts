@@ -1,0 +1,181 @@
+/**
+ * Every error Lars throws is a LarsError with a stable `code`. Callers tell errors apart by `code`
+ * (or by class), never by message text. The list below is the registry: docs/errors.md documents
+ * the same codes and test/errors.test.ts keeps the two in sync.
+ *
+ * Wire-level failures between processes stay numeric return codes (protocol/retcode.ts); these
+ * classes are for the process that notices the failure.
+ */
+
+export const ErrorCode = {
+  /** A configuration file, environment variable or flag is invalid. */
+  CONFIG: 'LARS_ERR_CONFIG',
+  /** A user-supplied value (IP, port, id, URL, ...) is invalid. */
+  INVALID_ARGUMENT: 'LARS_ERR_INVALID_ARGUMENT',
+  /** A frame header announced a negative body length. */
+  FRAME_NEGATIVE_LENGTH: 'LARS_ERR_FRAME_NEGATIVE_LENGTH',
+  /** A frame header announced a body longer than 65527 bytes. */
+  FRAME_TOO_LARGE: 'LARS_ERR_FRAME_TOO_LARGE',
+  /** A UDP datagram's size is not 8 + msglen. */
+  DATAGRAM_SIZE: 'LARS_ERR_DATAGRAM_SIZE',
+  /** A frame body did not decode as the message its msgid names. */
+  BAD_BODY: 'LARS_ERR_BAD_BODY',
+  /** A message is too large to be framed. */
+  MESSAGE_TOO_LARGE: 'LARS_ERR_MESSAGE_TOO_LARGE',
+  /** An operation did not complete in time. */
+  TIMEOUT: 'LARS_ERR_TIMEOUT',
+  /** The object was closed or destroyed; the call cannot be served. */
+  CLOSED: 'LARS_ERR_CLOSED',
+  /** A bounded queue is full and the item was refused. */
+  QUEUE_FULL: 'LARS_ERR_QUEUE_FULL',
+  /** A peer read too slowly and its outbound queue overflowed: the connection was cut. */
+  SLOW_PEER: 'LARS_ERR_SLOW_PEER',
+  /** A connection was refused because the server is at its connection limit. */
+  MAX_CONNECTIONS: 'LARS_ERR_MAX_CONNECTIONS',
+  /** The connection is not (or no longer) established. */
+  NOT_CONNECTED: 'LARS_ERR_NOT_CONNECTED',
+  /** A task run on a worker failed or its worker died. */
+  WORKER: 'LARS_ERR_WORKER',
+  /** The database could not be reached or a query failed. */
+  STORE: 'LARS_ERR_STORE',
+  /** The database URL is malformed or names an unsupported backend. */
+  STORE_URL: 'LARS_ERR_STORE_URL',
+  /** The requested row (route, host, id, user) does not exist. */
+  NOT_FOUND: 'LARS_ERR_NOT_FOUND',
+  /** The row to create already exists (e.g. the same host twice in a route). */
+  CONFLICT: 'LARS_ERR_CONFLICT',
+  /** The agent answered a request with a non-success return code. */
+  RETCODE: 'LARS_ERR_RETCODE',
+  /** Authentication failed or is missing. */
+  AUTH: 'LARS_ERR_AUTH',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class LarsError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** Configuration problems; the message names the file, section and key. */
+export class ConfigError extends LarsError {
+  readonly file: string | undefined;
+  readonly section: string | undefined;
+  readonly key: string | undefined;
+
+  constructor(
+    message: string,
+    where: { file?: string | undefined; section?: string | undefined; key?: string | undefined } = {},
+  ) {
+    super(ErrorCode.CONFIG, message);
+    this.file = where.file;
+    this.section = where.section;
+    this.key = where.key;
+  }
+}
+
+export class InvalidArgumentError extends LarsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INVALID_ARGUMENT, message, options);
+  }
+}
+
+/** A violation of the wire protocol (DESIGN §2). */
+export class ProtocolError extends LarsError {
+  constructor(
+    code:
+      | typeof ErrorCode.FRAME_NEGATIVE_LENGTH
+      | typeof ErrorCode.FRAME_TOO_LARGE
+      | typeof ErrorCode.DATAGRAM_SIZE
+      | typeof ErrorCode.BAD_BODY
+      | typeof ErrorCode.MESSAGE_TOO_LARGE,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+export class TimeoutError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.TIMEOUT, message);
+  }
+}
+
+export class ClosedError extends LarsError {
+  constructor(message = 'closed') {
+    super(ErrorCode.CLOSED, message);
+  }
+}
+
+export class QueueFullError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.QUEUE_FULL, message);
+  }
+}
+
+export class ConnectionError extends LarsError {
+  constructor(
+    code: typeof ErrorCode.SLOW_PEER | typeof ErrorCode.MAX_CONNECTIONS | typeof ErrorCode.NOT_CONNECTED,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+export class WorkerError extends LarsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.WORKER, message, options);
+  }
+}
+
+export class StoreError extends LarsError {
+  constructor(
+    code: typeof ErrorCode.STORE | typeof ErrorCode.STORE_URL,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+export class NotFoundError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.NOT_FOUND, message);
+  }
+}
+
+export class ConflictError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.CONFLICT, message);
+  }
+}
+
+/** The agent answered with a non-success return code (see protocol/retcode.ts). */
+export class RetcodeError extends LarsError {
+  readonly retcode: number;
+
+  constructor(retcode: number, message: string) {
+    super(ErrorCode.RETCODE, message);
+    this.retcode = retcode;
+  }
+}
+
+export class AuthError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.AUTH, message);
+  }
+}
+
+export function isLarsError(err: unknown): err is LarsError {
+  return err instanceof LarsError;
+}

@@ -1,0 +1,31 @@
+export { MsgId, msgIdName } from './msg-id.js';
+export { RetCode, retCodeName } from './retcode.js';
+export { HEADER_LEN, MAX_BODY_LEN, encodeFrame, parseDatagram, checkBodyLength, type Frame } from './frame.js';
+export { FrameDecoder } from './frame-decoder.js';
+export {
+  ipToNumber,
+  numberToIp,
+  ipToWire,
+  wireToIp,
+  toWireIp,
+  fromWireIp,
+  isValidIpv4,
+  parsePort,
+} from './ip.js';
+export {
+  codecs,
+  encodeMessage,
+  decodeMessage,
+  isKnownMsgId,
+  type Codec,
+  type KnownMsgId,
+  type MessageMap,
+  type HostInfo,
+  type GetRouteRequest,
+  type GetRouteResponse,
+  type HostCallResult,
+  type ReportStatusRequest,
+  type GetHostRequest,
+  type GetHostResponse,
+  type ReportRequest,
+} from './messages.js';
