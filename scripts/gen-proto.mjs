@@ -15,7 +15,7 @@ mkdirSync(outDir, { recursive: true });
 
 execFileSync(
   bin('pbjs'),
-  ['-t', 'static-module', '-w', 'es6', '--no-verify', '--no-delimited', '--no-convert', '--force-number', '-o', js, join(root, 'proto/lars.proto')],
+  ['-t', 'static-module', '-w', 'es6', '--keep-case', '--no-verify', '--no-delimited', '--no-convert', '--force-number', '-o', js, join(root, 'proto/lars.proto')],
   { stdio: 'inherit' },
 );
 // Node's ESM resolver needs the file extension; the package has no "exports" map.

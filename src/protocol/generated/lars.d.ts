@@ -648,8 +648,8 @@ export namespace lars {
         /** ReportRequest retcode. */
         retcode: number;
 
-        /** ReportRequest timecostMs. */
-        timecostMs: number;
+        /** ReportRequest timecost_ms. */
+        timecost_ms: number;
 
         /**
          * Creates a new ReportRequest instance using the specified properties.
@@ -702,8 +702,8 @@ export namespace lars {
             /** ReportRequest retcode */
             retcode?: (number|null);
 
-            /** ReportRequest timecostMs */
-            timecostMs?: (number|null);
+            /** ReportRequest timecost_ms */
+            timecost_ms?: (number|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];

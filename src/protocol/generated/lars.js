@@ -1549,7 +1549,7 @@ export const lars = $root.lars = (() => {
          * @property {number|null} [cmdid] ReportRequest cmdid
          * @property {lars.HostInfo.$Properties|null} [host] ReportRequest host
          * @property {number|null} [retcode] ReportRequest retcode
-         * @property {number|null} [timecostMs] ReportRequest timecostMs
+         * @property {number|null} [timecost_ms] ReportRequest timecost_ms
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -1614,12 +1614,12 @@ export const lars = $root.lars = (() => {
         ReportRequest.prototype.retcode = 0;
 
         /**
-         * ReportRequest timecostMs.
-         * @member {number} timecostMs
+         * ReportRequest timecost_ms.
+         * @member {number} timecost_ms
          * @memberof lars.ReportRequest
          * @instance
          */
-        ReportRequest.prototype.timecostMs = 0;
+        ReportRequest.prototype.timecost_ms = 0;
 
         /**
          * Creates a new ReportRequest instance using the specified properties.
@@ -1661,8 +1661,8 @@ export const lars = $root.lars = (() => {
                 $root.lars.HostInfo.encode(message.host, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
             if (message.retcode != null && $Object.hasOwnProperty.call(message, "retcode") && message.retcode !== 0)
                 writer.uint32(/* id 4, wireType 0 =*/32).int32(message.retcode);
-            if (message.timecostMs != null && $Object.hasOwnProperty.call(message, "timecostMs") && message.timecostMs !== 0)
-                writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.timecostMs);
+            if (message.timecost_ms != null && $Object.hasOwnProperty.call(message, "timecost_ms") && message.timecost_ms !== 0)
+                writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.timecost_ms);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1744,9 +1744,9 @@ export const lars = $root.lars = (() => {
                         if (wireType !== 0)
                             break;
                         if (value = reader.uint32())
-                            message.timecostMs = value;
+                            message.timecost_ms = value;
                         else
-                            delete message.timecostMs;
+                            delete message.timecost_ms;
                         continue;
                     }
                 }

@@ -1,0 +1,166 @@
+/**
+ * Every configuration section and key Lars understands, with its type, range, default and meaning.
+ * Section and key names of the original C++ Lars are kept (`[reactor] maxConn`, `[loadbalance]
+ * probe_num`, ...); sections of our own are added beside them. Anything not listed here is an
+ * error at start (the original silently ignored a misspelled `[repoter]`).
+ *
+ * docs/config.md documents the same keys; test/config.test.ts checks that every key below is there.
+ */
+
+export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
+
+interface BaseSpec {
+  type: KeyType;
+  description: string;
+}
+export interface IntSpec extends BaseSpec {
+  type: 'int' | 'port';
+  default: number;
+  min?: number;
+  max?: number;
+}
+export interface NumberSpec extends BaseSpec {
+  type: 'number';
+  default: number;
+  min?: number;
+  max?: number;
+  /** Exclusive lower bound (e.g. a rate that must be > 0). */
+  gt?: number;
+}
+export interface BoolSpec extends BaseSpec {
+  type: 'bool';
+  default: boolean;
+}
+export interface StringSpec extends BaseSpec {
+  type: 'string' | 'host';
+  default: string;
+}
+export interface PortsSpec extends BaseSpec {
+  type: 'ports';
+  default: readonly number[];
+}
+export type KeySpec = IntSpec | NumberSpec | BoolSpec | StringSpec | PortsSpec;
+
+// Defaults as named constants with units (STYLE §8).
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_DNS_PORT = 7778;
+export const DEFAULT_REPORTER_PORT = 7779;
+export const DEFAULT_AGENT_PORTS = [8888, 8889, 8890] as const;
+export const DEFAULT_WEB_PORT = 8080;
+export const DEFAULT_MAX_CONN = 10_000;
+export const DEFAULT_THREAD_NUM = 1;
+export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
+
+export const DEFAULT_PROBE_NUM = 10;
+export const DEFAULT_INIT_SUCC_CNT = 180;
+export const DEFAULT_INIT_ERR_CNT = 5;
+export const DEFAULT_ERR_RATE = 0.1;
+export const DEFAULT_SUCC_RATE = 0.92;
+export const DEFAULT_CONTIN_ERR_LIMIT = 10;
+export const DEFAULT_CONTIN_SUCC_LIMIT = 10;
+export const DEFAULT_WINDOW_ERR_RATE = 0.7;
+export const DEFAULT_IDLE_TIMEOUT_S = 15;
+export const DEFAULT_OVERLOAD_TIMEOUT_S = 15;
+export const DEFAULT_UPDATE_TIMEOUT_S = 15;
+
+export const DEFAULT_POLL_INTERVAL_S = 1;
+export const DEFAULT_RELOAD_INTERVAL_S = 10;
+export const DEFAULT_CHANGE_RETENTION_S = 24 * 3600;
+export const DEFAULT_REPORT_INTERVAL_S = 1;
+export const DEFAULT_DB_THREAD_CNT = 3;
+export const DEFAULT_QUEUE_MAX_ROWS = 100_000;
+export const DEFAULT_HISTORY_RETENTION_DAYS = 7;
+
+const int = (d: number, description: string, min?: number, max?: number): IntSpec => ({
+  type: 'int',
+  default: d,
+  description,
+  ...(min !== undefined ? { min } : {}),
+  ...(max !== undefined ? { max } : {}),
+});
+const num = (d: number, description: string, bounds: { min?: number; max?: number; gt?: number }): NumberSpec => ({
+  type: 'number',
+  default: d,
+  description,
+  ...bounds,
+});
+const port = (d: number, description: string): IntSpec => ({ type: 'port', default: d, description, min: 0, max: 65535 });
+const host = (d: string, description: string): StringSpec => ({ type: 'host', default: d, description });
+const str = (d: string, description: string): StringSpec => ({ type: 'string', default: d, description });
+
+export const SCHEMA = {
+  reactor: {
+    ip: host(DEFAULT_HOST, 'address the service listens on (dns, reporter); overrides [dnsserver]/[reporter] for that service'),
+    port: port(0, 'port the service listens on; 0 = the service default'),
+    maxConn: int(DEFAULT_MAX_CONN, 'maximum simultaneous TCP connections; excess connections are refused and counted', 1, 1_000_000),
+    threadNum: int(DEFAULT_THREAD_NUM, 'worker processes/threads serving the port (1 = single event loop)', 1, 64),
+    maxOutboundKb: int(DEFAULT_MAX_OUTBOUND_BYTES / 1024, 'per-connection outbound queue limit in KiB; a slower peer is cut', 16, 1_048_576),
+  },
+  mysql: {
+    db_host: str('', 'MySQL/MariaDB host (original layout); used when no --db / LARS_DB / [store] url is given'),
+    db_port: port(3306, 'MySQL/MariaDB port'),
+    db_user: str('root', 'MySQL/MariaDB user'),
+    db_passwd: str('', 'MySQL/MariaDB password'),
+    db_name: str('lars_dns', 'MySQL/MariaDB database name'),
+  },
+  store: {
+    url: str('', 'database URL: sqlite:PATH, sqlite::memory:, mysql://user:pass@host:3306/db, postgres://user@host:5432/db'),
+  },
+  loadbalance: {
+    probe_num: int(DEFAULT_PROBE_NUM, 'every probe_num-th request of a route goes to an overloaded host as a trial', 1, 1_000_000),
+    init_succ_cnt: int(DEFAULT_INIT_SUCC_CNT, 'virtual successes a host starts each idle window with (damps small samples)', 0, 1_000_000),
+    init_err_cnt: int(DEFAULT_INIT_ERR_CNT, 'virtual errors a host starts an overload period with', 0, 1_000_000),
+    err_rate: num(DEFAULT_ERR_RATE, 'virtual error rate above which an idle host becomes overloaded', { gt: 0, max: 1 }),
+    succ_rate: num(DEFAULT_SUCC_RATE, 'virtual success rate above which an overloaded host becomes idle', { gt: 0, max: 1 }),
+    contin_err_limit: int(DEFAULT_CONTIN_ERR_LIMIT, 'consecutive errors that overload an idle host', 1, 1_000_000),
+    contin_succ_limit: int(DEFAULT_CONTIN_SUCC_LIMIT, 'consecutive successes that return an overloaded host to idle', 1, 1_000_000),
+    window_err_rate: num(DEFAULT_WINDOW_ERR_RATE, 'real error rate over an idle window that overloads a host', { gt: 0, max: 1 }),
+    idle_timeout: int(DEFAULT_IDLE_TIMEOUT_S, 'idle window length in seconds', 1, 86_400),
+    overload_timeout: int(DEFAULT_OVERLOAD_TIMEOUT_S, 'seconds an overloaded host stays out before returning to idle', 1, 86_400),
+    update_timeout: int(DEFAULT_UPDATE_TIMEOUT_S, 'seconds after which a route is pulled from dns again', 1, 86_400),
+  },
+  dnsserver: {
+    ip: host(DEFAULT_HOST, 'address of the route service (dns)'),
+    port: port(DEFAULT_DNS_PORT, 'TCP port of the route service (dns)'),
+  },
+  reporter: {
+    ip: host(DEFAULT_HOST, 'address of the reporter service'),
+    port: port(DEFAULT_REPORTER_PORT, 'TCP port of the reporter service'),
+    enabled: { type: 'bool', default: true, description: 'agent: send statistics to the reporter' } as BoolSpec,
+    db_thread_cnt: int(DEFAULT_DB_THREAD_CNT, 'reporter: number of writer queues (consistent hash of modid,cmdid)', 1, 64),
+    queue_max_rows: int(DEFAULT_QUEUE_MAX_ROWS, 'reporter: pending rows per writer queue before the oldest are dropped', 100, 100_000_000),
+    history_retention_days: int(DEFAULT_HISTORY_RETENTION_DAYS, 'reporter: days of per-minute history kept', 1, 3650),
+  },
+  dns: {
+    poll_interval: num(DEFAULT_POLL_INTERVAL_S, 'seconds between RouteVersion polls', { gt: 0, max: 3600 }),
+    reload_interval: num(DEFAULT_RELOAD_INTERVAL_S, 'seconds between full reloads of the route table', { gt: 0, max: 86_400 }),
+    change_retention: int(DEFAULT_CHANGE_RETENTION_S, 'seconds RouteChange rows are kept before pruning', 60, 365 * 86_400),
+    http_port: port(0, 'port of the health/metrics/admin HTTP endpoint (0 = any free port)'),
+  },
+  agent: {
+    ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),
+    ports: { type: 'ports', default: DEFAULT_AGENT_PORTS, description: 'comma-separated UDP ports of the agent API' } as PortsSpec,
+    report_interval: num(DEFAULT_REPORT_INTERVAL_S, 'seconds between statistics reports of one route', { gt: 0, max: 3600 }),
+    cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
+    http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
+  },
+  web: {
+    ip: host(DEFAULT_HOST, 'address the console listens on'),
+    port: port(DEFAULT_WEB_PORT, 'port the console listens on'),
+  },
+} as const satisfies Record<string, Record<string, KeySpec>>;
+
+export type Schema = typeof SCHEMA;
+export type SectionName = keyof Schema;
+
+type ValueOf<S> = S extends { type: 'bool' }
+  ? boolean
+  : S extends { type: 'ports' }
+    ? readonly number[]
+    : S extends { type: 'string' | 'host' }
+      ? string
+      : number;
+
+export type Config = {
+  readonly [S in SectionName]: { readonly [K in keyof Schema[S]]: ValueOf<Schema[S][K]> };
+};
