@@ -1,0 +1,112 @@
+import { networkInterfaces } from 'node:os';
+import type { Command } from 'commander';
+import { loadConfig, type Config, type FlagOverride, type LoadedConfig } from '../config/index.js';
+import { InvalidArgumentError } from '../errors.js';
+import { ipToWire, isValidIpv4, parsePort } from '../protocol/index.js';
+import { DEFAULT_STORE_URL, STORE_URL_ENV } from '../store/url.js';
+
+/**
+ * Option helpers shared by command families.
+ */
+
+export const DB_OPTION_DESCRIPTION =
+  `database URL: sqlite:PATH, mysql://user:pass@host:3306/db or postgres://user@host:5432/db ` +
+  `(default ${DEFAULT_STORE_URL}, or env ${STORE_URL_ENV})`;
+
+/** Adds `--db <url>` to a command. */
+export function withDbOption(cmd: Command): Command {
+  return cmd.option('--db <url>', DB_OPTION_DESCRIPTION);
+}
+
+/**
+ * The database URL: `--db` > env LARS_DB > `[store] url` > the original `[mysql]` section (when
+ * db_host is set) > the default. An empty LARS_DB counts as unset.
+ */
+export function resolveDbUrl(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  config?: Config,
+): string {
+  if (flag !== undefined) return flag;
+  const fromEnv = env[STORE_URL_ENV];
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv;
+  if (config?.store.url) return config.store.url;
+  if (config?.mysql.db_host) {
+    const m = config.mysql;
+    const user = encodeURIComponent(m.db_user);
+    const auth = m.db_passwd ? `${user}:${encodeURIComponent(m.db_passwd)}` : user;
+    return `mysql://${auth}@${m.db_host}:${m.db_port}/${encodeURIComponent(m.db_name)}`;
+  }
+  return DEFAULT_STORE_URL;
+}
+
+/** Where a command writes; injected by tests. Each call writes one line (the newline is added). */
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export const processIo: CliIo = {
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
+};
+
+/** Parses `HOST:PORT` (IPv4 or host name) with messages naming the flag. */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  if (i <= 0) throw new InvalidArgumentError(`${flag}: expected HOST:PORT, got ${JSON.stringify(value)}`);
+  const host = value.slice(0, i);
+  if (/^[\d.]+$/.test(host) && !isValidIpv4(host)) {
+    throw new InvalidArgumentError(`${flag}: invalid IPv4 address ${JSON.stringify(host)}`);
+  }
+  return { host, port: parsePort(value.slice(i + 1), `${flag} port`) };
+}
+
+/** Parses `8888,8889,8890`. */
+export function parsePorts(value: string, flag: string): number[] {
+  const ports = value.split(',').map((p) => parsePort(p, `${flag} port`, true));
+  if (new Set(ports.filter((p) => p !== 0)).size !== ports.filter((p) => p !== 0).length) {
+    throw new InvalidArgumentError(`${flag}: ports must be distinct, got ${value}`);
+  }
+  return ports;
+}
+
+/** Loads --config FILE with the given flag overrides (validated once; see docs/config.md). */
+export function loadServiceConfig(configFile: string | undefined, flags: FlagOverride[]): LoadedConfig {
+  return loadConfig({ file: configFile ?? process.env.LARS_CONFIG, flags });
+}
+
+/** Adds `--config FILE` to a command. */
+export function withConfigOption(cmd: Command): Command {
+  return cmd.option('-c, --config <file>', 'INI config file (original Lars layout; see docs/config.md); env LARS_CONFIG');
+}
+
+/**
+ * This machine's IPv4 for the `caller` field of statistics: the first non-internal IPv4 address,
+ * or 127.0.0.1 when there is none.
+ */
+export function localIpv4(): string {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.family === 'IPv4' && !a.internal) return a.address;
+    }
+  }
+  return '127.0.0.1';
+}
+
+export function localIpv4Wire(): number {
+  return ipToWire(localIpv4());
+}
+
+/** Resolves when SIGINT or SIGTERM arrives; the caller shuts down gracefully. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

@@ -1,0 +1,137 @@
+import type { Kysely } from 'kysely';
+import type { DdlDialect } from './backend.js';
+import type { Database } from './schema.js';
+import { MAX_CONTENT_LENGTH, MAX_DNS_INSTANCE_ID_LENGTH, MAX_HOST_LENGTH } from './schema.js';
+import type { StoreKind } from './url.js';
+
+/**
+ * Ordered schema migrations. Each runs once per database (recorded by name in lars_migrations), in
+ * a transaction where the backend allows it (SQLite, PostgreSQL; MySQL commits DDL implicitly).
+ *
+ * Contract for every migration:
+ * - append only: never rename, reorder or edit one that has shipped; add a new one at the end;
+ * - re-runnable: use IF NOT EXISTS / "insert if missing", because on MySQL a migration that failed
+ *   halfway is not rolled back and runs again from the start next time;
+ * - original Lars tables (RouteData, RouteVersion, RouteChange, ServerCallStatus, ModIDConfig,
+ *   CmdIDConfig) may already exist with rows, created by the original's lars_dns.sql: tolerate that,
+ *   never alter their columns. Our tables are prefixed `lars_`.
+ */
+
+export interface MigrationContext {
+  /** Transaction (or, on MySQL, the locked connection) to run the migration on. */
+  readonly db: Kysely<Database>;
+  readonly kind: StoreKind;
+  readonly ddl: DdlDialect;
+}
+
+export interface Migration {
+  /** Unique, sortable: `NNNN_what`. */
+  readonly name: string;
+  up(ctx: MigrationContext): Promise<void>;
+}
+
+const originalTables: Migration = {
+  name: '0001_original_tables',
+  async up({ db, ddl }) {
+    const s = db.schema;
+    await ddl
+      .tableOptions(
+        s
+          .createTable('RouteData')
+          .ifNotExists()
+          .addColumn('id', ...ddl.autoId(false))
+          .addColumn('modid', ddl.int32, (c) => c.notNull())
+          .addColumn('cmdid', ddl.int32, (c) => c.notNull())
+          .addColumn('serverip', ddl.uint32, (c) => c.notNull())
+          .addColumn('serverport', ddl.uint32, (c) => c.notNull()),
+      )
+      .execute();
+    await ddl
+      .tableOptions(
+        s
+          .createTable('RouteVersion')
+          .ifNotExists()
+          .addColumn('id', ddl.int32, (c) => c.primaryKey().notNull())
+          .addColumn('version', ddl.uint32, (c) => c.notNull()),
+      )
+      .execute();
+    await ddl
+      .tableOptions(
+        s
+          .createTable('RouteChange')
+          .ifNotExists()
+          .addColumn('id', ...ddl.autoId(true))
+          .addColumn('modid', ddl.int32, (c) => c.notNull())
+          .addColumn('cmdid', ddl.int32, (c) => c.notNull())
+          .addColumn('version', ddl.uint64, (c) => c.notNull()),
+      )
+      .execute();
+    await ddl
+      .tableOptions(
+        s
+          .createTable('ServerCallStatus')
+          .ifNotExists()
+          .addColumn('modid', ddl.int32, (c) => c.notNull())
+          .addColumn('cmdid', ddl.int32, (c) => c.notNull())
+          .addColumn('ip', ddl.uint32, (c) => c.notNull())
+          .addColumn('port', ddl.int32, (c) => c.notNull())
+          .addColumn('caller', ddl.uint32, (c) => c.notNull())
+          .addColumn('succ_cnt', ddl.uint32, (c) => c.notNull())
+          .addColumn('err_cnt', ddl.uint32, (c) => c.notNull())
+          .addColumn('ts', ddl.uint64, (c) => c.notNull())
+          .addColumn('overload', ddl.char1, (c) => c.notNull())
+          .addPrimaryKeyConstraint('ServerCallStatus_pk', ['modid', 'cmdid', 'ip', 'port', 'caller']),
+      )
+      .execute();
+    for (const [table, column] of [
+      ['ModIDConfig', 'modid'],
+      ['CmdIDConfig', 'cmdid'],
+    ] as const) {
+      await ddl
+        .tableOptions(
+          s
+            .createTable(table)
+            .ifNotExists()
+            .addColumn('id', ...ddl.autoId(false))
+            .addColumn(column, ddl.int32, (c) => c.notNull())
+            // varchar, not the original's char(255): MySQL strips trailing spaces from CHAR values.
+            .addColumn('content', ddl.varchar(MAX_CONTENT_LENGTH), (c) => c.notNull()),
+        )
+        .execute();
+    }
+    // The single version row. An original database already has it (its SQL inserts version 0).
+    const row = await db.selectFrom('RouteVersion').select('id').where('id', '=', 1).executeTakeFirst();
+    if (!row) await db.insertInto('RouteVersion').values({ id: 1, version: 0 }).execute();
+  },
+};
+
+const routeIndexes: Migration = {
+  name: '0002_route_indexes',
+  async up({ db, ddl }) {
+    // getRoute / listRoutes filter by (modid, cmdid); pruneChanges deletes by version.
+    await ddl.ensureIndex(db, 'RouteData', 'RouteData_modid_cmdid', ['modid', 'cmdid']);
+    await ddl.ensureIndex(db, 'RouteChange', 'RouteChange_version', ['version']);
+  },
+};
+
+const dnsInstances: Migration = {
+  name: '0003_lars_dns_instance',
+  async up({ db, ddl }) {
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_dns_instance')
+          .ifNotExists()
+          .addColumn('id', ddl.varchar(MAX_DNS_INSTANCE_ID_LENGTH), (c) => c.primaryKey().notNull())
+          .addColumn('host', ddl.varchar(MAX_HOST_LENGTH), (c) => c.notNull())
+          .addColumn('port', ddl.int32, (c) => c.notNull())
+          .addColumn('admin_port', ddl.int32)
+          .addColumn('started_at', ddl.int64, (c) => c.notNull())
+          .addColumn('heartbeat_at', ddl.int64, (c) => c.notNull()),
+      )
+      .execute();
+  },
+};
+
+/** Every migration, in the order they apply. Append new ones at the end. */
+export const MIGRATIONS: readonly Migration[] = Object.freeze([originalTables, routeIndexes, dnsInstances]);
