@@ -7,6 +7,20 @@
  * docs/config.md documents the same keys; test/config.test.ts checks that every key below is there.
  */
 
+import {
+  DEFAULT_CONTIN_ERR_LIMIT,
+  DEFAULT_CONTIN_SUCC_LIMIT,
+  DEFAULT_ERR_RATE,
+  DEFAULT_IDLE_TIMEOUT_S,
+  DEFAULT_INIT_ERR_CNT,
+  DEFAULT_INIT_SUCC_CNT,
+  DEFAULT_OVERLOAD_TIMEOUT_S,
+  DEFAULT_PROBE_NUM,
+  DEFAULT_SUCC_RATE,
+  DEFAULT_UPDATE_TIMEOUT_S,
+  DEFAULT_WINDOW_ERR_RATE,
+} from '../agent/lb-config.js';
+
 export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
 
 interface BaseSpec {
@@ -50,18 +64,6 @@ export const DEFAULT_WEB_PORT = 8080;
 export const DEFAULT_MAX_CONN = 10_000;
 export const DEFAULT_THREAD_NUM = 1;
 export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
-
-export const DEFAULT_PROBE_NUM = 10;
-export const DEFAULT_INIT_SUCC_CNT = 180;
-export const DEFAULT_INIT_ERR_CNT = 5;
-export const DEFAULT_ERR_RATE = 0.1;
-export const DEFAULT_SUCC_RATE = 0.92;
-export const DEFAULT_CONTIN_ERR_LIMIT = 10;
-export const DEFAULT_CONTIN_SUCC_LIMIT = 10;
-export const DEFAULT_WINDOW_ERR_RATE = 0.7;
-export const DEFAULT_IDLE_TIMEOUT_S = 15;
-export const DEFAULT_OVERLOAD_TIMEOUT_S = 15;
-export const DEFAULT_UPDATE_TIMEOUT_S = 15;
 
 export const DEFAULT_POLL_INTERVAL_S = 1;
 export const DEFAULT_RELOAD_INTERVAL_S = 10;

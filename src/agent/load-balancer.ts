@@ -1,0 +1,353 @@
+import type { HostCallResult, HostInfo } from '../protocol/messages.js';
+import { RetCode } from '../protocol/retcode.js';
+import {
+  HostEntry,
+  HostQueue,
+  HostState,
+  TransitionReason,
+  type HostTransitionListener,
+  type HostView,
+} from './host-state.js';
+import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from './lb-config.js';
+
+/**
+ * The agent's load balancer of one route (modid, cmdid), DESIGN §5. Pure: no I/O, no timers, no
+ * clock of its own. Every entry point takes `now` (milliseconds from a monotonic clock the agent
+ * injects) and first applies the time-based transitions due at `now` (idle-window end, overload
+ * timeout), so the outcome never depends on whether a `tick(now)` happened to run just before.
+ *
+ * Arithmetic of the err_rate rule (checked after each failure of an idle host; the failure is
+ * already counted): verr / (vsucc + verr) > errRate. A fresh host has vsucc = initSuccCnt = 180, so
+ * after s successes and e one-unit errors it is overloaded by rate iff e / (180 + s + e) > 0.1, i.e.
+ * e > (180 + s) / 9. For s = 10: e > 21.11, the boundary is e = 22 (21/211 = 0.0995 does not
+ * overload, 22/212 = 0.1038 does). For s = 500: e > 75.56, the boundary is e = 76 (75/755 = 0.0993,
+ * 76/756 = 0.1005). DESIGN §5's "21" and "75" are those real-valued thresholds rounded down, not the
+ * first error count that overloads; no reading of the formula as stated (`>` or `>=`, with or
+ * without the 180, ratio to total or to successes) makes both 21 and 75 exact, so we implement the
+ * formula and test 22 and 76. Those boundaries also need the errors spread out (at most
+ * continErrLimit - 1 = 9 in a row), or the consecutive-error rule overloads the host at the 10th
+ * consecutive failure first; the order of successes and errors does not change the final ratio.
+ */
+
+export const RouteState = {
+  /** Served from its hosts; may be pulled from dns when stale. */
+  New: 'new',
+  /** A pull from dns is in flight; no other pull is started. */
+  Pulling: 'pulling',
+} as const;
+
+export type RouteState = (typeof RouteState)[keyof typeof RouteState];
+
+export interface GetHostResult {
+  readonly retcode: typeof RetCode.SUCC | typeof RetCode.OVERLOAD | typeof RetCode.NOEXIST;
+  /** Wire form (int32 ip); present iff retcode is SUCC. */
+  readonly host?: HostInfo;
+  /** The host is an overloaded host given a trial call. */
+  readonly probe: boolean;
+}
+
+export interface RouteUpdateResult {
+  readonly added: number;
+  readonly removed: number;
+  readonly kept: number;
+  /** Entries skipped because their ip or port is out of range (or repeated). */
+  readonly skipped: number;
+  /** The route has no hosts now: the caller removes it. */
+  readonly empty: boolean;
+}
+
+export interface LoadBalancerOptions {
+  /** Defaults to DEFAULT_LOAD_BALANCE_CONFIG; share one frozen config between routes. */
+  readonly config?: LoadBalanceConfig;
+  /** Every host state change of this route (tracing, metrics). */
+  readonly onTransition?: HostTransitionListener;
+}
+
+const NOEXIST: GetHostResult = Object.freeze({ retcode: RetCode.NOEXIST, probe: false });
+const OVERLOAD: GetHostResult = Object.freeze({ retcode: RetCode.OVERLOAD, probe: false });
+
+/**
+ * Map key of a host: unsigned ip * 2^16 + port. Exact in a double (< 2^48) and, unlike an
+ * `"ip:port"` string, allocates nothing on the report path.
+ */
+function hostKey(unsignedIp: number, port: number): number {
+  return unsignedIp * 65536 + port;
+}
+
+function isPort(port: number): boolean {
+  return (port & 0xffff) === port;
+}
+
+function isIp(ip: number): boolean {
+  return Number.isInteger(ip) && ip >= -0x80000000 && ip <= 0xffffffff;
+}
+
+export class LoadBalancer {
+  readonly modid: number;
+  readonly cmdid: number;
+  readonly config: LoadBalanceConfig;
+  /** Route refresh state; the agent drives it with markPulling / pullAborted / updateRoute. */
+  state: RouteState = RouteState.New;
+  /** When the route was last updated from dns; -Infinity until the first update. */
+  lastUpdateMs = Number.NEGATIVE_INFINITY;
+
+  private readonly byKey = new Map<number, HostEntry>();
+  private readonly idle = new HostQueue();
+  private readonly overload = new HostQueue();
+  private readonly onTransition: HostTransitionListener | undefined;
+  private readonly idleMs: number;
+  private readonly overloadMs: number;
+  private readonly updateMs: number;
+  /** getHost calls modulo probeNum; see getHost. */
+  private requests = 0;
+  /** Earliest time a host's window or overload period may end; before it, time checks are skipped. */
+  private nextDueMs = Number.POSITIVE_INFINITY;
+  private changed = false;
+  private stateChanged = false;
+
+  constructor(modid: number, cmdid: number, options: LoadBalancerOptions = {}) {
+    this.modid = modid;
+    this.cmdid = cmdid;
+    this.config = options.config ?? DEFAULT_LOAD_BALANCE_CONFIG;
+    this.onTransition = options.onTransition;
+    this.idleMs = this.config.idleTimeoutS * 1000;
+    this.overloadMs = this.config.overloadTimeoutS * 1000;
+    this.updateMs = this.config.updateTimeoutS * 1000;
+  }
+
+  /**
+   * Picks a host for one call.
+   *
+   * Probe counting: every call counts, whatever it answers (NOEXIST and OVERLOAD included); the
+   * counter starts at 0 for a new balancer and is never reset. Call n (1-based) is a probe slot when
+   * n % probeNum === 0, i.e. calls probeNum, 2·probeNum, ... In a probe slot, if the overload queue
+   * is non-empty, its head is answered (and moved to its tail); otherwise the slot is served like
+   * any other call. Other calls take the idle queue's head (moved to its tail); with no idle host
+   * they answer OVERLOAD. A route without hosts answers NOEXIST.
+   */
+  getHost(now: number): GetHostResult {
+    this.advance(now);
+    this.requests = this.requests + 1 === this.config.probeNum ? 0 : this.requests + 1;
+    if (this.byKey.size === 0) return NOEXIST;
+    let h: HostEntry | null = null;
+    const probe = this.requests === 0 && this.overload.head !== null;
+    if (probe) h = this.overload.rotate();
+    else h = this.idle.rotate();
+    if (h === null) return OVERLOAD;
+    return { retcode: RetCode.SUCC, host: { ip: h.ip | 0, port: h.port }, probe };
+  }
+
+  /**
+   * Records the result of one call to ip:port (ip in wire int32 or unsigned form). retcode 0 is a
+   * success, anything else a failure; a failure's `timecostMs` amplifies its virtual errors
+   * (max(1, floor(timecostMs / 100))). Returns false, changing nothing, when the host is not in the
+   * route (a late report after a route update, or a foreign host): the agent counts those.
+   */
+  report(ip: number, port: number, retcode: number, timecostMs: number | undefined, now: number): boolean {
+    this.advance(now);
+    if (!isPort(port)) return false;
+    const h = this.byKey.get(hostKey(ip >>> 0, port));
+    if (h === undefined) return false;
+    this.changed = true;
+    if (retcode === RetCode.SUCC) {
+      const reason = h.recordSuccess(this.config);
+      if (reason !== undefined) this.transition(h, HostState.Idle, reason, now);
+    } else {
+      const reason = h.recordFailure(this.config, timecostMs);
+      if (reason !== undefined) this.transition(h, HostState.Overload, reason, now);
+    }
+    return true;
+  }
+
+  /** Applies the time-based transitions due at `now`, so quiet hosts' windows and overloads expire. */
+  tick(now: number): void {
+    this.advance(now);
+  }
+
+  /**
+   * Replaces the route's host list with the one dns sent. Hosts that remain keep their state and
+   * counters (and queue position); new hosts join the idle queue's tail, initialised at `now`;
+   * vanished hosts leave their queue and the lookup map, so they are never picked or probed again.
+   * Sets lastUpdateMs = now and state NEW.
+   */
+  updateRoute(hosts: Iterable<HostInfo>, now: number): RouteUpdateResult {
+    this.advance(now);
+    const wanted = new Map<number, HostInfo>();
+    let skipped = 0;
+    for (const { ip, port } of hosts) {
+      if (!isIp(ip) || !isPort(port)) {
+        skipped += 1;
+        continue;
+      }
+      const key = hostKey(ip >>> 0, port);
+      if (wanted.has(key)) skipped += 1;
+      else wanted.set(key, { ip: ip >>> 0, port });
+    }
+    let removed = 0;
+    for (const [key, h] of this.byKey) {
+      if (wanted.has(key)) continue;
+      (h.state === HostState.Idle ? this.idle : this.overload).remove(h);
+      this.byKey.delete(key);
+      removed += 1;
+    }
+    let added = 0;
+    for (const [key, { ip, port }] of wanted) {
+      if (this.byKey.has(key)) continue;
+      const h = new HostEntry(ip, port, this.config, now);
+      this.byKey.set(key, h);
+      this.idle.push(h);
+      this.noteDue(now + this.idleMs);
+      added += 1;
+    }
+    if (added > 0 || removed > 0) this.changed = true;
+    this.lastUpdateMs = now;
+    this.state = RouteState.New;
+    return { added, removed, kept: this.byKey.size - added, skipped, empty: this.byKey.size === 0 };
+  }
+
+  /** The route's last update is older than updateTimeoutS and no pull is in flight. */
+  needsRefresh(now: number): boolean {
+    return this.state !== RouteState.Pulling && now - this.lastUpdateMs > this.updateMs;
+  }
+
+  /** NEW -> PULLING when the agent sends a pull; false (no change) if one is already in flight. */
+  markPulling(): boolean {
+    if (this.state === RouteState.Pulling) return false;
+    this.state = RouteState.Pulling;
+    return true;
+  }
+
+  /** PULLING -> NEW without an answer (dns link lost), so the route is pulled again. */
+  pullAborted(): boolean {
+    if (this.state !== RouteState.Pulling) return false;
+    this.state = RouteState.New;
+    return true;
+  }
+
+  /**
+   * Real counters and overload flag of every host (wire form: int32 ip), in route order. Clears
+   * `dirty` and `stateChangedSinceReport`: call it when the statistics are actually sent.
+   */
+  snapshotForReport(): HostCallResult[] {
+    const out: HostCallResult[] = [];
+    for (const h of this.byKey.values()) {
+      out.push({
+        ip: h.ip | 0,
+        port: h.port,
+        succ: h.rsucc,
+        err: h.rerr,
+        overload: h.state === HostState.Overload,
+      });
+    }
+    this.changed = false;
+    this.stateChanged = false;
+    return out;
+  }
+
+  /** Counters, states or hosts changed since the last snapshotForReport (report once per interval). */
+  get dirty(): boolean {
+    return this.changed;
+  }
+
+  /** A host changed state since the last snapshotForReport (report immediately). */
+  get stateChangedSinceReport(): boolean {
+    return this.stateChanged;
+  }
+
+  /** The route's hosts in wire form (int32 ip), in route order: the answer to an API GetRoute. */
+  hosts(): HostInfo[] {
+    const out: HostInfo[] = [];
+    for (const h of this.byKey.values()) out.push({ ip: h.ip | 0, port: h.port });
+    return out;
+  }
+
+  /** Copies of every host's state (unsigned ip), in route order. */
+  hostViews(): HostView[] {
+    return Array.from(this.byKey.values(), (h) => h.view());
+  }
+
+  /** Copy of one host's state, or undefined if it is not in the route. */
+  host(ip: number, port: number): HostView | undefined {
+    if (!isPort(port)) return undefined;
+    return this.byKey.get(hostKey(ip >>> 0, port))?.view();
+  }
+
+  /** Queue contents head first (unsigned ip); for tests and diagnostics. */
+  queues(): { idle: HostView[]; overload: HostView[] } {
+    return {
+      idle: this.idle.toArray().map((h) => h.view()),
+      overload: this.overload.toArray().map((h) => h.view()),
+    };
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  get idleCount(): number {
+    return this.idle.size;
+  }
+
+  get overloadCount(): number {
+    return this.overload.size;
+  }
+
+  /**
+   * Applies every time-based transition due at `now`. Cheap when nothing is due: one comparison
+   * against the earliest deadline, rescanning the (~20) hosts only once a deadline has passed.
+   */
+  private advance(now: number): void {
+    if (now < this.nextDueMs) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const h of this.byKey.values()) {
+      if (h.state === HostState.Idle) {
+        if (now >= h.windowStart + this.idleMs) {
+          if (h.windowErrRateReached(this.config)) {
+            this.transition(h, HostState.Overload, TransitionReason.WindowErrRate, now);
+          } else {
+            // The window starts again at the check, not at the old window's end (as the original).
+            h.resetWindow(this.config, now);
+            this.changed = true;
+          }
+        }
+      } else if (now >= h.overloadStart + this.overloadMs) {
+        this.transition(h, HostState.Idle, TransitionReason.OverloadTimeout, now);
+      }
+      const due =
+        h.state === HostState.Idle ? h.windowStart + this.idleMs : h.overloadStart + this.overloadMs;
+      if (due < next) next = due;
+    }
+    this.nextDueMs = next;
+  }
+
+  private noteDue(due: number): void {
+    if (due < this.nextDueMs) this.nextDueMs = due;
+  }
+
+  private transition(h: HostEntry, to: HostState, reason: TransitionReason, now: number): void {
+    const from = h.state;
+    if (to === HostState.Overload) {
+      if (!h.toOverload(this.config, now)) return;
+      this.idle.remove(h);
+      this.overload.push(h);
+      this.noteDue(now + this.overloadMs);
+    } else {
+      if (!h.toIdle(this.config, now)) return;
+      this.overload.remove(h);
+      this.idle.push(h);
+      this.noteDue(now + this.idleMs);
+    }
+    this.changed = true;
+    this.stateChanged = true;
+    this.onTransition?.({
+      modid: this.modid,
+      cmdid: this.cmdid,
+      ip: h.ip,
+      port: h.port,
+      from,
+      to,
+      reason,
+      atMs: now,
+    });
+  }
+}
