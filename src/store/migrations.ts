@@ -133,5 +133,77 @@ const dnsInstances: Migration = {
   },
 };
 
+/**
+ * The reporter's per-minute history of each host as seen by each agent (issue: reporter, item 4):
+ * one row per (route, host, caller, minute), latest values of that minute win. Read by the console's
+ * charts ("this route over the last hour/day") and pruned by age.
+ */
+const callHistory: Migration = {
+  name: '0004_lars_call_history',
+  async up({ db, ddl }) {
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_call_history')
+          .ifNotExists()
+          .addColumn('modid', ddl.int32, (c) => c.notNull())
+          .addColumn('cmdid', ddl.int32, (c) => c.notNull())
+          .addColumn('ip', ddl.uint32, (c) => c.notNull())
+          .addColumn('port', ddl.int32, (c) => c.notNull())
+          .addColumn('caller', ddl.uint32, (c) => c.notNull())
+          // Unix seconds of the start of the minute (ts - ts % 60).
+          .addColumn('minute', ddl.int64, (c) => c.notNull())
+          .addColumn('succ_cnt', ddl.uint32, (c) => c.notNull())
+          .addColumn('err_cnt', ddl.uint32, (c) => c.notNull())
+          // 1 when the agent reported the host overloaded, else 0.
+          .addColumn('overload', ddl.int32, (c) => c.notNull())
+          .addPrimaryKeyConstraint('lars_call_history_pk', ['modid', 'cmdid', 'ip', 'port', 'caller', 'minute']),
+      )
+      .execute();
+    await ddl.ensureIndex(db, 'lars_call_history', 'lars_call_history_route_minute', ['modid', 'cmdid', 'minute']);
+    await ddl.ensureIndex(db, 'lars_call_history', 'lars_call_history_minute', ['minute']);
+  },
+};
+
+/**
+ * Console users and browser sessions (issue: web console, item 2). Passwords are scrypt hashes
+ * (`scrypt$N$r$p$salt$hash`, base64); a session row stores the SHA-256 of its token, never the token.
+ */
+const consoleUsers: Migration = {
+  name: '0005_lars_console_users',
+  async up({ db, ddl }) {
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_user')
+          .ifNotExists()
+          .addColumn('id', ...ddl.autoId(false))
+          .addColumn('name', ddl.varchar(64), (c) => c.notNull().unique())
+          .addColumn('password_hash', ddl.varchar(255), (c) => c.notNull())
+          .addColumn('created_at', ddl.int64, (c) => c.notNull()),
+      )
+      .execute();
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_session')
+          .ifNotExists()
+          .addColumn('id', ddl.varchar(64), (c) => c.primaryKey().notNull())
+          .addColumn('user_id', ddl.int32, (c) => c.notNull())
+          .addColumn('csrf', ddl.varchar(64), (c) => c.notNull())
+          .addColumn('created_at', ddl.int64, (c) => c.notNull())
+          .addColumn('expires_at', ddl.int64, (c) => c.notNull()),
+      )
+      .execute();
+    await ddl.ensureIndex(db, 'lars_session', 'lars_session_expires', ['expires_at']);
+  },
+};
+
 /** Every migration, in the order they apply. Append new ones at the end. */
-export const MIGRATIONS: readonly Migration[] = Object.freeze([originalTables, routeIndexes, dnsInstances]);
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+  originalTables,
+  routeIndexes,
+  dnsInstances,
+  callHistory,
+  consoleUsers,
+]);

@@ -88,6 +88,39 @@ export interface LarsDnsInstanceTable {
   heartbeat_at: number;
 }
 
+/** Per-minute history of a host as seen by one agent (reporter). */
+export interface LarsCallHistoryTable {
+  modid: number;
+  cmdid: number;
+  ip: number;
+  port: number;
+  caller: number;
+  /** Unix seconds of the start of the minute. */
+  minute: number;
+  succ_cnt: number;
+  err_cnt: number;
+  /** 1 overloaded, 0 idle. */
+  overload: number;
+}
+
+/** Console users; `password_hash` is `scrypt$N$r$p$salt$hash` (base64). */
+export interface LarsUserTable {
+  id: Generated<number>;
+  name: string;
+  password_hash: string;
+  /** Unix seconds. */
+  created_at: number;
+}
+
+/** Console sessions; `id` is the hex SHA-256 of the session token. */
+export interface LarsSessionTable {
+  id: string;
+  user_id: number;
+  csrf: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   RouteData: RouteDataTable;
   RouteVersion: RouteVersionTable;
@@ -97,6 +130,9 @@ export interface Database {
   CmdIDConfig: CmdIDConfigTable;
   lars_migrations: LarsMigrationsTable;
   lars_dns_instance: LarsDnsInstanceTable;
+  lars_call_history: LarsCallHistoryTable;
+  lars_user: LarsUserTable;
+  lars_session: LarsSessionTable;
 }
 
 /** Column length limits of our tables, checked before writing so a long value fails with a clear message. */
