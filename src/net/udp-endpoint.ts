@@ -1,0 +1,237 @@
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { tracer } from '../log/trace.js';
+import {
+  codecs,
+  encodeFrame,
+  parseDatagram,
+  type Codec,
+  type KnownMsgId,
+  type MessageMap,
+} from '../protocol/index.js';
+import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
+import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
+
+const trace = tracer('net');
+
+/** Bursts of requests arrive at the agent's ports: ask the kernel for a roomy receive buffer. */
+export const DEFAULT_UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export interface UdpEndpointOptions {
+  host: string;
+  /** 0 picks a free port; bind() resolves with the real one. */
+  port: number;
+  dispatcher: FrameDispatcher<UdpPeer>;
+  logger?: Logger;
+  /** SO_RCVBUF request; the kernel may cap it (net.core.rmem_max). Default 4 MiB. */
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+}
+
+export interface UdpEndpointStats {
+  datagramsIn: number;
+  datagramsOut: number;
+  /** Dropped: shorter than a header, bad length, or size != 8 + msglen. */
+  malformed: number;
+  /** Dropped: the body did not decode (or a handler declared it a protocol violation). */
+  badBody: number;
+  unknownMsgid: number;
+  handlerErrors: number;
+  sendErrors: number;
+}
+
+/**
+ * The sender of one datagram, handed to handlers as `ctx`: `reply()` (alias of `send()`) answers to
+ * the datagram's source address (DESIGN §2). UDP has no connection, so `close()` does nothing and
+ * `closed` mirrors the endpoint; `id` is the endpoint's.
+ */
+export class UdpPeer implements Transport {
+  constructor(
+    private readonly endpoint: UdpEndpoint,
+    readonly remote: RemoteAddress & { readonly port: number },
+  ) {}
+
+  get id(): number {
+    return this.endpoint.id;
+  }
+
+  get closed(): boolean {
+    return this.endpoint.closed;
+  }
+
+  send<K extends KnownMsgId>(msgid: K, message: MessageMap[K]): void {
+    this.endpoint.sendTo(
+      this.remote.port,
+      this.remote.address,
+      msgid,
+      (codecs[msgid] as Codec<MessageMap[K]>).encode(message),
+    );
+  }
+
+  reply<K extends KnownMsgId>(msgid: K, message: MessageMap[K]): void {
+    this.send(msgid, message);
+  }
+
+  sendRaw(msgid: number, body: Uint8Array): void {
+    this.endpoint.sendTo(this.remote.port, this.remote.address, msgid, body);
+  }
+
+  close(): void {}
+}
+
+/**
+ * A UDP endpoint serving Lars frames: exactly one frame per datagram (protocol parseDatagram),
+ * dispatched by msgid. Malformed datagrams and undecodable bodies are dropped and counted, unknown
+ * msgids counted; none of them affects the next datagram. Sends are fire-and-forget: a send error is
+ * counted (and the first one logged), it never throws into the handler.
+ *
+ * close() (alias destroy()) unbinds; idempotent; sends afterwards throw ClosedError.
+ */
+export class UdpEndpoint {
+  readonly id = nextTransportId();
+  readonly stats: UdpEndpointStats = {
+    datagramsIn: 0,
+    datagramsOut: 0,
+    malformed: 0,
+    badBody: 0,
+    unknownMsgid: 0,
+    handlerErrors: 0,
+    sendErrors: 0,
+  };
+
+  private readonly options: UdpEndpointOptions;
+  private readonly logger: Logger;
+  private readonly socket: Socket;
+  private readonly observer: DispatchObserver<UdpPeer>;
+  private readonly onSent: (err: Error | null) => void;
+  private bound: Promise<RemoteAddress> | undefined;
+  private _closed = false;
+  private closing: Promise<void> | undefined;
+  private firstFailureLogged = { malformed: false, handler: false, send: false };
+
+  constructor(options: UdpEndpointOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4' });
+    const stats = this.stats;
+    this.observer = {
+      unknownMsgid(msgid, peer) {
+        stats.unknownMsgid += 1;
+        trace?.(`udp: unknown msgid ${msgid} from ${peer.remote.address}:${peer.remote.port}`);
+      },
+      protocolError: (err: ProtocolError, msgid, peer) => {
+        stats.badBody += 1;
+        this.logFirst(
+          'malformed',
+          { msgid, from: `${peer.remote.address}:${peer.remote.port}`, code: err.code },
+          'malformed datagram dropped',
+        );
+      },
+      handlerError: (err, msgid) => {
+        stats.handlerErrors += 1;
+        this.logFirst('handler', { msgid, err }, 'udp message handler failed');
+      },
+    };
+    this.onSent = (err) => {
+      if (err) {
+        stats.sendErrors += 1;
+        this.logFirst('send', { err: err.message }, 'udp send failed');
+      }
+    };
+    this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+  }
+
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /** Binds the socket. Idempotent (same promise); rejects with ClosedError after close. */
+  bind(): Promise<RemoteAddress> {
+    if (this._closed) return Promise.reject(new ClosedError('udp endpoint is closed'));
+    if (this.bound) return this.bound;
+    this.bound = new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.socket.once('error', onError);
+      this.socket.bind({ port: this.options.port, address: this.options.host }, () => {
+        this.socket.off('error', onError);
+        this.socket.on('error', (err) => this.logger.error({ err }, 'udp socket error'));
+        this.applyBufferSizes();
+        const a = this.socket.address();
+        this.logger.info({ host: a.address, port: a.port }, 'udp endpoint bound');
+        resolve({ address: a.address, port: a.port, family: a.family });
+      });
+    });
+    return this.bound;
+  }
+
+  /** @internal Used by UdpPeer. Throws ClosedError after close. */
+  sendTo(port: number, address: string, msgid: number, body: Uint8Array): void {
+    if (this._closed) throw new ClosedError('udp endpoint is closed');
+    const frame = encodeFrame(msgid, body);
+    this.stats.datagramsOut += 1;
+    this.socket.send(frame, port, address, this.onSent);
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this._closed = true;
+    this.closing = new Promise((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        // Already closed by a failed bind: nothing left to release.
+        resolve();
+      }
+    });
+    return this.closing;
+  }
+
+  destroy(): Promise<void> {
+    return this.close();
+  }
+
+  private onMessage(datagram: Buffer, rinfo: RemoteInfo): void {
+    if (this._closed) return;
+    this.stats.datagramsIn += 1;
+    let msgid: number;
+    let body: Uint8Array;
+    try {
+      ({ msgid, body } = parseDatagram(datagram));
+    } catch (err) {
+      this.stats.malformed += 1;
+      this.logFirst(
+        'malformed',
+        {
+          from: `${rinfo.address}:${rinfo.port}`,
+          size: datagram.length,
+          code: (err as ProtocolError).code ?? ErrorCode.DATAGRAM_SIZE,
+        },
+        'malformed datagram dropped',
+      );
+      return;
+    }
+    this.options.dispatcher.dispatch(msgid, body, new UdpPeer(this, rinfo), this.observer);
+  }
+
+  private applyBufferSizes(): void {
+    try {
+      this.socket.setRecvBufferSize(this.options.recvBufferSize ?? DEFAULT_UDP_RECV_BUFFER_BYTES);
+      if (this.options.sendBufferSize !== undefined)
+        this.socket.setSendBufferSize(this.options.sendBufferSize);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not set udp socket buffer sizes');
+    }
+  }
+
+  /** Logs the first failure of each kind; the rest are only counted (a flood must not flood logs). */
+  private logFirst(kind: 'malformed' | 'handler' | 'send', obj: object, msg: string): void {
+    if (this.firstFailureLogged[kind]) {
+      trace?.(`udp: ${msg}`);
+      return;
+    }
+    this.firstFailureLogged[kind] = true;
+    this.logger.warn(obj, `${msg} (further ones are only counted)`);
+  }
+}
