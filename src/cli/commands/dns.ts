@@ -1,0 +1,100 @@
+import cluster from 'node:cluster';
+import { Command } from 'commander';
+import type { FlagOverride, LoadedConfig } from '../../config/index.js';
+import { DnsService } from '../../dns/dns-service.js';
+import { createServiceLogger } from '../../log/logger.js';
+import { openStore, redact } from '../../store/index.js';
+import { withDbOption, loadServiceConfig, parsePorts, resolveDbUrl, untilSignal, withConfigOption } from '../options.js';
+
+interface DnsFlags {
+  db?: string;
+  config?: string;
+  host?: string;
+  port?: string;
+  httpPort?: string;
+  workers?: string;
+}
+
+/** Where dns listens: flags > [reactor] (when the file has it, as the original dns.conf) > [dnsserver]. */
+export function dnsListen(loaded: LoadedConfig): { host: string; port: number } {
+  const { config, fileSections } = loaded;
+  const useReactor = fileSections.has('reactor') || config.reactor.port !== 0;
+  return {
+    host: useReactor ? config.reactor.ip : config.dnsserver.ip,
+    port: useReactor && config.reactor.port !== 0 ? config.reactor.port : config.dnsserver.port,
+  };
+}
+
+export function dnsFlags(o: DnsFlags): FlagOverride[] {
+  const flags: FlagOverride[] = [];
+  if (o.host) flags.push({ section: 'reactor', key: 'ip', value: o.host, flag: '--host' });
+  if (o.port) flags.push({ section: 'reactor', key: 'port', value: parsePorts(o.port, '--port')[0] as number, flag: '--port' });
+  if (o.httpPort) flags.push({ section: 'dns', key: 'http_port', value: o.httpPort, flag: '--http-port' });
+  if (o.workers) flags.push({ section: 'reactor', key: 'threadNum', value: o.workers, flag: '--workers' });
+  return flags;
+}
+
+/** Runs one dns instance in this process until SIGINT/SIGTERM. */
+export async function runDns(o: DnsFlags): Promise<void> {
+  const loaded = loadServiceConfig(o.config, dnsFlags(o));
+  const { config } = loaded;
+  const log = createServiceLogger('dns');
+  const url = resolveDbUrl(o.db, process.env, config);
+  const store = await openStore(url, { logger: log });
+  await store.migrate();
+  const listen = dnsListen(loaded);
+  const dns = new DnsService({
+    store,
+    host: listen.host,
+    port: listen.port,
+    httpPort: config.dns.http_port,
+    maxConnections: config.reactor.maxConn,
+    maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
+    pollIntervalMs: config.dns.poll_interval * 1000,
+    reloadIntervalMs: config.dns.reload_interval * 1000,
+    changeRetentionS: config.dns.change_retention,
+    logger: log.child({ db: redact(url) }),
+  });
+  try {
+    await dns.start();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const sig = await untilSignal();
+  log.info({ signal: sig }, 'dns shutting down');
+  await dns.close();
+  await store.close();
+}
+
+export function register(program: Command): void {
+  withDbOption(
+    withConfigOption(
+      program
+        .command('dns')
+        .description('run the route service: answers agents\' route requests from the database and pushes every change'),
+    ),
+  )
+    .option('--host <ip>', 'listen address (default [reactor]/[dnsserver] ip, 127.0.0.1)')
+    .option('--port <port>', 'listen port (default 7778)')
+    .option('--http-port <port>', 'health/metrics/admin HTTP port (default any free port)')
+    .option('--workers <n>', 'processes sharing the port (default [reactor] threadNum = 1)')
+    .action(async (o: DnsFlags) => {
+      const loaded = loadServiceConfig(o.config, dnsFlags(o));
+      const workers = loaded.config.reactor.threadNum;
+      if (workers <= 1 || !cluster.isPrimary) return runDns(o);
+      // Several processes share the listening socket so both cores answer agents; each keeps
+      // its own snapshot and subscriptions and registers itself for immediate polls.
+      let shuttingDown = false;
+      for (let i = 0; i < workers; i++) cluster.fork();
+      cluster.on('exit', (w, code, signal) => {
+        if (!shuttingDown) {
+          createServiceLogger('dns').error({ worker: w.process.pid, code, signal }, 'dns worker exited; restarting');
+          cluster.fork();
+        }
+      });
+      await untilSignal();
+      shuttingDown = true;
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    });
+}

@@ -1,0 +1,275 @@
+import { randomUUID } from 'node:crypto';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { ClosedError } from '../errors.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { tracer } from '../log/trace.js';
+import { Dispatcher } from '../net/dispatcher.js';
+import type { TcpConnection } from '../net/tcp-connection.js';
+import { TcpServer } from '../net/tcp-server.js';
+import { MsgId } from '../protocol/index.js';
+import { AdminHttp, type Health } from '../service/admin-http.js';
+import { parseRouteKey, routeKey } from './route-key.js';
+import { RouteSync, type RouteSource } from './route-sync.js';
+import { Subscriptions } from './subscriptions.js';
+
+/** The store operations the route service uses beyond reading routes. */
+export interface DnsStore extends RouteSource {
+  pruneChanges(olderThanSeconds: number): Promise<number>;
+  registerDnsInstance(instance: { id: string; host: string; port: number; adminPort: number | null }): Promise<void>;
+  heartbeatDnsInstance(id: string): Promise<void>;
+  removeDnsInstance(id: string): Promise<void>;
+}
+
+export interface DnsServiceOptions {
+  store: DnsStore;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Health/metrics/admin HTTP; port 0 picks a free port. */
+  httpHost?: string;
+  httpPort?: number;
+  maxConnections: number;
+  maxOutboundBytes: number;
+  pollIntervalMs: number;
+  reloadIntervalMs: number;
+  changeRetentionS: number;
+  /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
+  register?: boolean;
+  logger?: Logger;
+}
+
+const HEARTBEAT_MS = 10_000;
+
+type ConnState = Record<string, never>;
+
+/**
+ * The route service (DESIGN §4): answers GetRouteRequest from the current snapshot, subscribes the
+ * asking connection to that route, and pushes every changed route to its subscribers after each
+ * swap. Keeps serving the last snapshot while the database is away.
+ */
+export class DnsService {
+  readonly id = randomUUID();
+  readonly registry = new Registry();
+  private readonly opts: DnsServiceOptions;
+  private readonly log: Logger;
+  private readonly trace = tracer('dns');
+  private readonly sync: RouteSync;
+  private readonly subs = new Subscriptions<TcpConnection<ConnState>>();
+  private readonly server: TcpServer<ConnState>;
+  private readonly http: AdminHttp;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  private address: { host: string; port: number } | undefined;
+  private httpAddress: { host: string; port: number } | undefined;
+  readonly stats = { queries: 0, pushes: 0, pushRoutes: 0, pollRequests: 0 };
+  private readonly metrics;
+
+  constructor(options: DnsServiceOptions) {
+    this.opts = options;
+    this.log = options.logger ?? silentLogger;
+    this.sync = new RouteSync({
+      source: options.store,
+      pollIntervalMs: options.pollIntervalMs,
+      reloadIntervalMs: options.reloadIntervalMs,
+      logger: this.log,
+    });
+    this.sync.on('swapped', (snapshot, changed) => this.push(changed));
+
+    const dispatcher = new Dispatcher<TcpConnection<ConnState>>().on(MsgId.GetRouteRequest, (req, conn) => {
+      this.stats.queries++;
+      this.subs.subscribe(conn, routeKey(req.modid, req.cmdid));
+      conn.sendRaw(MsgId.GetRouteResponse, this.sync.snapshot.responseBody(req.modid, req.cmdid));
+    });
+    this.server = new TcpServer<ConnState>({
+      host: options.host,
+      port: options.port,
+      maxConnections: options.maxConnections,
+      maxOutboundBytes: options.maxOutboundBytes,
+      logger: this.log,
+      dispatcher,
+      onConnectionClose: (conn) => this.subs.drop(conn),
+    });
+    this.metrics = this.createMetrics();
+    this.http = new AdminHttp({
+      host: options.httpHost ?? options.host,
+      port: options.httpPort ?? 0,
+      registry: this.registry,
+      health: () => this.health(),
+      routes: {
+        'POST /admin/poll': async () => {
+          this.stats.pollRequests++;
+          const started = performance.now();
+          await this.sync.pollNow();
+          return { ok: true, version: this.sync.snapshot.version, ms: Math.round(performance.now() - started) };
+        },
+      },
+    });
+  }
+
+  /** Loads the routes (fails if the database cannot be read), then listens. */
+  async start(): Promise<{ host: string; port: number; httpPort: number }> {
+    if (this.state !== 'new') throw new ClosedError('dns service already started or closed');
+    this.state = 'running';
+    await this.sync.start();
+    this.address = await this.server.listen();
+    this.httpAddress = await this.http.listen();
+    if (this.opts.register !== false) {
+      await this.registerInstance();
+      this.every(HEARTBEAT_MS, () => this.opts.store.heartbeatDnsInstance(this.id).catch(() => this.registerInstance()));
+    }
+    const pruneEvery = Math.min(3600, Math.max(60, this.opts.changeRetentionS / 10)) * 1000;
+    this.every(pruneEvery, () => this.prune());
+    this.log.info(
+      { ...this.address, httpPort: this.httpAddress.port, routes: this.sync.snapshot.routeCount, version: this.sync.snapshot.version },
+      'dns listening',
+    );
+    return { ...this.address, httpPort: this.httpAddress.port };
+  }
+
+  get snapshot() {
+    return this.sync.snapshot;
+  }
+
+  /** Asks for an immediate poll, as `POST /admin/poll` does. */
+  pollNow(options: { full?: boolean } = {}): Promise<void> {
+    return this.sync.pollNow(options);
+  }
+
+  health(): Health {
+    const snap = this.sync.snapshot;
+    return {
+      status: this.sync.state === 'ok' ? 'ok' : 'degraded',
+      database: this.sync.state,
+      lastError: this.sync.lastError?.message,
+      version: snap.version,
+      routes: snap.routeCount,
+      hosts: snap.hostCount,
+      connections: this.server.connectionCount,
+      subscriptions: this.subs.size,
+      port: this.address?.port,
+    };
+  }
+
+  /** Graceful: stop polling, finish and close connections, unregister. Idempotent. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.stopTimers();
+    this.sync.close();
+    await this.server.close(graceMs);
+    await this.unregister();
+    await this.http.close();
+    this.state = 'closed';
+  }
+
+  /** Abrupt: drop every connection now. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closing';
+    this.stopTimers();
+    this.sync.close();
+    await this.server.destroy();
+    await this.unregister();
+    await this.http.close();
+    this.state = 'closed';
+  }
+
+  private push(changed: string[]): void {
+    const snap = this.sync.snapshot;
+    for (const key of changed) {
+      const subscribers = this.subs.subscribers(key);
+      if (subscribers.size === 0) continue;
+      const { modid, cmdid } = parseRouteKey(key);
+      const body = snap.responseBody(modid, cmdid);
+      this.stats.pushRoutes++;
+      for (const conn of subscribers) {
+        if (conn.closed) continue;
+        conn.sendRaw(MsgId.GetRouteResponse, body);
+        this.stats.pushes++;
+      }
+      this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
+    }
+  }
+
+  private async prune(): Promise<void> {
+    try {
+      const n = await this.opts.store.pruneChanges(this.opts.changeRetentionS);
+      if (n > 0) this.log.debug({ pruned: n }, 'pruned old RouteChange rows');
+    } catch (err) {
+      this.log.warn({ err }, 'pruning RouteChange failed');
+    }
+  }
+
+  private async registerInstance(): Promise<void> {
+    try {
+      await this.opts.store.registerDnsInstance({
+        id: this.id,
+        host: this.address!.host,
+        port: this.address!.port,
+        adminPort: this.httpAddress!.port,
+      });
+    } catch (err) {
+      this.log.warn({ err }, 'could not register this dns instance (immediate polls will not reach it)');
+    }
+  }
+
+  private async unregister(): Promise<void> {
+    if (this.opts.register === false || !this.address) return;
+    await this.opts.store.removeDnsInstance(this.id).catch(() => undefined);
+  }
+
+  private every(ms: number, fn: () => Promise<unknown>): void {
+    const t = setInterval(() => void fn(), ms);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  private stopTimers(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.clear();
+  }
+
+  private createMetrics() {
+    const r = this.registry;
+    const snap = () => this.sync.snapshot;
+    const s = this.server.stats;
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
+    const counter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    gauge('lars_dns_routes', 'routes in the current snapshot', () => snap().routeCount);
+    gauge('lars_dns_hosts', 'hosts in the current snapshot', () => snap().hostCount);
+    gauge('lars_dns_version', 'RouteVersion of the current snapshot', () => snap().version);
+    gauge('lars_dns_connections', 'open agent connections', () => this.server.connectionCount);
+    gauge('lars_dns_subscriptions', '(connection, route) subscriptions', () => this.subs.size);
+    gauge('lars_dns_database_up', '1 when the last database access succeeded', () => (this.sync.state === 'ok' ? 1 : 0));
+    counter('lars_dns_queries_total', 'GetRouteRequest frames answered', () => this.stats.queries);
+    counter('lars_dns_pushes_total', 'GetRouteResponse frames pushed to subscribers', () => this.stats.pushes);
+    counter('lars_dns_poll_requests_total', 'immediate-poll requests received', () => this.stats.pollRequests);
+    counter('lars_dns_reloads_full_total', 'full reloads', () => this.sync.stats.fullReloads);
+    counter('lars_dns_reloads_incremental_total', 'incremental reloads', () => this.sync.stats.incrementalReloads);
+    counter('lars_dns_database_failures_total', 'failed database accesses', () => this.sync.stats.failures);
+    counter('lars_dns_protocol_errors_total', 'connections closed for protocol violations', () => s.protocolErrors);
+    counter('lars_dns_unknown_msgid_total', 'frames skipped for an unknown msgid', () => s.unknownMsgid);
+    counter('lars_dns_connections_refused_total', 'connections refused at maxConn', () => s.connectionsRefused);
+    counter('lars_dns_slow_peer_cuts_total', 'connections cut because their outbound queue overflowed', () => s.slowPeerCuts);
+    const reload = new Histogram({
+      name: 'lars_dns_full_reload_seconds',
+      help: 'duration of full reloads',
+      registers: [r],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10],
+    });
+    this.sync.on('swapped', (_s, _c, kind) => {
+      if (kind === 'full') reload.observe(this.sync.stats.lastFullReloadMs / 1000);
+    });
+    return { reload };
+  }
+}
