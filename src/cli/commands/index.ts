@@ -1,9 +1,22 @@
 import type { Command } from 'commander';
+import { registerDbCommands } from './db.js';
+import { registerRouteCommands } from './route.js';
+import { register as registerDns } from './dns.js';
+import { register as registerAgent } from './agent.js';
+import { register as registerTestTools } from './test-tools.js';
+import { register as registerUp } from './up.js';
 
 /**
  * Each command family lives in its own file and exports `register(program)`. Add new families here.
  */
-const families: Array<(program: Command) => void> = [];
+const families: Array<(program: Command) => void> = [
+  registerDbCommands,
+  registerRouteCommands,
+  registerDns,
+  registerAgent,
+  registerTestTools,
+  registerUp,
+];
 
 export function registerCommands(program: Command): void {
   for (const register of families) register(program);

@@ -1,0 +1,14 @@
+/**
+ * Public client API of Lars: `import { LarsClient } from 'lars'`. Imports nothing from the servers
+ * or the database.
+ */
+export {
+  LarsClient,
+  DEFAULT_AGENT_PORTS,
+  DEFAULT_TIMEOUT_MS,
+  type LarsClientOptions,
+  type Host,
+  type HostAnswer,
+} from './lars-client.js';
+export { RetCode, retCodeName } from '../protocol/retcode.js';
+export { ErrorCode, LarsError, RetcodeError, TimeoutError, ClosedError, QueueFullError } from '../errors.js';

@@ -1,0 +1,175 @@
+import { ClosedError, InvalidArgumentError, RetcodeError } from '../errors.js';
+import { UdpClient } from '../net/udp-client.js';
+import { ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
+
+/** The original agent's ports; the client picks 8888 + (modid + cmdid) % 3 like the original API. */
+export const DEFAULT_AGENT_PORTS: readonly number[] = Object.freeze([8888, 8889, 8890]);
+export const DEFAULT_TIMEOUT_MS = 1_000;
+export const DEFAULT_REG_INIT_TRIES = 3;
+export const DEFAULT_REG_INIT_INTERVAL_MS = 50;
+
+export interface LarsClientOptions {
+  /** Agent address. Default 127.0.0.1. */
+  host?: string;
+  /** Agent UDP ports. Default 8888, 8889, 8890. */
+  ports?: readonly number[];
+  /** Per-request timeout. Default 1000 ms. */
+  timeoutMs?: number;
+  /** Requests waiting for replies at once; more reject with LARS_ERR_QUEUE_FULL. Default 4096. */
+  maxInFlight?: number;
+}
+
+export interface Host {
+  /** Dotted IPv4. */
+  ip: string;
+  port: number;
+}
+
+export interface HostAnswer {
+  /** 0 SUCC, 1 OVERLOAD, 2 SYSTEM_ERROR, 3 NOEXIST. */
+  retcode: number;
+  host?: Host;
+}
+
+/**
+ * The Lars client API (DESIGN §7): ask the local agent for a host of (modid, cmdid) per call,
+ * report each call's result, fetch whole routes. Many requests may be in flight on one client;
+ * replies are matched by sequence number (route replies by modid/cmdid); each request has a
+ * timeout (LARS_ERR_TIMEOUT).
+ *
+ * Requests for a route go to port `ports[(modid + cmdid) % ports.length]`, as the original client
+ * did, so this client also works against an original C++ agent. (Our agent answers every route on
+ * every port.)
+ */
+export class LarsClient {
+  private readonly udp: UdpClient;
+  private readonly ports: readonly number[];
+  private readonly timeoutMs: number;
+  private seq = 0;
+  private closed = false;
+
+  constructor(options: LarsClientOptions = {}) {
+    this.ports = options.ports ?? DEFAULT_AGENT_PORTS;
+    if (this.ports.length === 0 || this.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+      throw new InvalidArgumentError(`ports must be 1-65535, got ${JSON.stringify(this.ports)}`);
+    }
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.udp = new UdpClient({
+      host: options.host ?? '127.0.0.1',
+      timeoutMs: this.timeoutMs,
+      maxInFlight: options.maxInFlight ?? 4096,
+    });
+  }
+
+  /** The agent port requests for this route are sent to. */
+  portFor(modid: number, cmdid: number): number {
+    const n = this.ports.length;
+    return this.ports[(((modid + cmdid) % n) + n) % n] as number;
+  }
+
+  /** One host for a call, with the agent's return code; never throws for OVERLOAD/NOEXIST. */
+  async tryGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
+    checkIds(modid, cmdid);
+    this.seq = (this.seq + 1) >>> 0;
+    const seq = this.seq;
+    const res = await this.udp.request(
+      this.portFor(modid, cmdid),
+      MsgId.GetHostRequest,
+      { seq, modid, cmdid },
+      { replyMsgid: MsgId.GetHostResponse, key: seq },
+    );
+    if (res.retcode === RetCode.SUCC && res.host) {
+      return { retcode: res.retcode, host: { ip: wireToIp(res.host.ip), port: res.host.port } };
+    }
+    return { retcode: res.retcode === RetCode.SUCC ? RetCode.SYSTEM_ERROR : res.retcode };
+  }
+
+  /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
+  async getHost(modid: number, cmdid: number): Promise<Host> {
+    const a = await this.tryGetHost(modid, cmdid);
+    if (a.host) return a.host;
+    throw new RetcodeError(a.retcode, `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`);
+  }
+
+  /**
+   * Reports a call's result: retcode 0 = success, anything else = failure. `timecostMs` (optional)
+   * lets the agent count a slow failure as several (max(1, floor(ms / 100))). Fire-and-forget.
+   */
+  report(modid: number, cmdid: number, ip: string, port: number, retcode: number, timecostMs?: number): void {
+    checkIds(modid, cmdid);
+    if (this.closed) throw new ClosedError('LarsClient is closed');
+    this.udp.send(this.portFor(modid, cmdid), MsgId.ReportRequest, {
+      modid,
+      cmdid,
+      host: { ip: ipToWire(ip), port },
+      retcode,
+      timecost_ms: timecostMs === undefined ? 0 : Math.max(0, Math.min(0xffffffff, Math.round(timecostMs))),
+    });
+  }
+
+  /** Every host of the route; empty when the route is unknown or not fetched yet. */
+  async getRoute(modid: number, cmdid: number): Promise<Host[]> {
+    checkIds(modid, cmdid);
+    const res = await this.udp.request(
+      this.portFor(modid, cmdid),
+      MsgId.ApiGetRouteRequest,
+      { modid, cmdid },
+      { replyMsgid: MsgId.ApiGetRouteResponse, key: `${modid}:${cmdid}` },
+    );
+    return res.host.map((h) => ({ ip: wireToIp(h.ip), port: h.port }));
+  }
+
+  /**
+   * Warms a route up at start: asks for it until the agent knows it (a few tries, 50 ms apart), so
+   * the first real call does not get NOEXIST. Resolves with the hosts; rejects with
+   * LARS_ERR_RETCODE (NOEXIST) when the route is still unknown after the last try.
+   */
+  async regInit(
+    modid: number,
+    cmdid: number,
+    options: { tries?: number; intervalMs?: number } = {},
+  ): Promise<Host[]> {
+    const tries = options.tries ?? DEFAULT_REG_INIT_TRIES;
+    const interval = options.intervalMs ?? DEFAULT_REG_INIT_INTERVAL_MS;
+    for (let i = 0; i < tries; i++) {
+      const hosts = await this.getRoute(modid, cmdid);
+      if (hosts.length > 0) return hosts;
+      if (i + 1 < tries) await new Promise((r) => setTimeout(r, interval).unref());
+    }
+    throw new RetcodeError(RetCode.NOEXIST, `regInit(${modid}, ${cmdid}): route still unknown after ${tries} tries`);
+  }
+
+  /**
+   * Runs `fn` against a host of the route and reports the outcome with its duration: success if
+   * `fn` resolves, failure if it rejects (the rejection is passed on). Rejects with
+   * LARS_ERR_RETCODE when no host can be had.
+   */
+  async call<T>(modid: number, cmdid: number, fn: (host: Host) => Promise<T> | T): Promise<T> {
+    const host = await this.getHost(modid, cmdid);
+    const started = performance.now();
+    try {
+      const out = await fn(host);
+      this.safeReport(modid, cmdid, host, RetCode.SUCC, performance.now() - started);
+      return out;
+    } catch (err) {
+      this.safeReport(modid, cmdid, host, 1, performance.now() - started);
+      throw err;
+    }
+  }
+
+  /** Rejects waiting requests with LARS_ERR_CLOSED. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.udp.close();
+  }
+
+  private safeReport(modid: number, cmdid: number, host: Host, retcode: number, ms: number): void {
+    if (!this.closed) this.report(modid, cmdid, host.ip, host.port, retcode, ms);
+  }
+}
+
+function checkIds(modid: number, cmdid: number): void {
+  if (!Number.isInteger(modid) || !Number.isInteger(cmdid) || Math.abs(modid) > 0x7fffffff || Math.abs(cmdid) > 0x7fffffff) {
+    throw new InvalidArgumentError(`modid and cmdid must be int32 integers, got ${modid}, ${cmdid}`);
+  }
+}

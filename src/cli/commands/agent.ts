@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import { join } from 'node:path';
+import { AgentService } from '../../agent/agent-service.js';
+import { toLoadBalanceConfig } from '../../agent/lb-config-from-ini.js';
+import type { FlagOverride } from '../../config/index.js';
+import { createServiceLogger } from '../../log/logger.js';
+import { loadServiceConfig, localIpv4Wire, parseHostPort, parsePorts, untilSignal, withConfigOption } from '../options.js';
+
+interface AgentFlags {
+  config?: string;
+  dns?: string;
+  reporter?: string | false;
+  host?: string;
+  ports?: string;
+  cacheDir?: string;
+  dataDir?: string;
+  httpPort?: string;
+}
+
+export function agentFlags(o: AgentFlags): FlagOverride[] {
+  const flags: FlagOverride[] = [];
+  if (o.dns) {
+    const d = parseHostPort(o.dns, '--dns');
+    flags.push({ section: 'dnsserver', key: 'ip', value: d.host, flag: '--dns' }, { section: 'dnsserver', key: 'port', value: d.port, flag: '--dns' });
+  }
+  if (typeof o.reporter === 'string') {
+    const r = parseHostPort(o.reporter, '--reporter');
+    flags.push({ section: 'reporter', key: 'ip', value: r.host, flag: '--reporter' }, { section: 'reporter', key: 'port', value: r.port, flag: '--reporter' });
+  } else if (o.reporter === false) {
+    flags.push({ section: 'reporter', key: 'enabled', value: false, flag: '--no-reporter' });
+  }
+  if (o.host) flags.push({ section: 'agent', key: 'ip', value: o.host, flag: '--host' });
+  if (o.ports) flags.push({ section: 'agent', key: 'ports', value: parsePorts(o.ports, '--ports'), flag: '--ports' });
+  if (o.cacheDir) flags.push({ section: 'agent', key: 'cache_dir', value: o.cacheDir, flag: '--cache-dir' });
+  if (o.httpPort) flags.push({ section: 'agent', key: 'http_port', value: o.httpPort, flag: '--http-port' });
+  return flags;
+}
+
+export function register(program: Command): void {
+  withConfigOption(
+    program
+      .command('agent')
+      .description('run the load-balancing agent of this host: UDP API for local clients, routes from dns, statistics to the reporter'),
+  )
+    .option('--dns <host:port>', 'route service address (default [dnsserver] 127.0.0.1:7778)')
+    .option('--reporter <host:port>', 'reporter address (default [reporter] 127.0.0.1:7779)')
+    .option('--no-reporter', 'do not send statistics')
+    .option('--host <ip>', 'address the UDP API binds (default 127.0.0.1; the original bound 0.0.0.0)')
+    .option('--ports <list>', 'UDP API ports, comma-separated (default 8888,8889,8890); every port answers every route')
+    .option('--cache-dir <dir>', 'last-known-good route cache directory (default <data-dir>/agent-cache)')
+    .option('--data-dir <dir>', 'data directory', process.env.LARS_DATA_DIR ?? './lars-data')
+    .option('--http-port <port>', 'health/metrics HTTP port (default any free port)')
+    .action(async (o: AgentFlags) => {
+      const { config } = loadServiceConfig(o.config, agentFlags(o));
+      const log = createServiceLogger('agent');
+      const agent = new AgentService({
+        host: config.agent.ip,
+        ports: config.agent.ports,
+        dns: { host: config.dnsserver.ip, port: config.dnsserver.port },
+        reporter: config.reporter.enabled ? { host: config.reporter.ip, port: config.reporter.port } : undefined,
+        lb: toLoadBalanceConfig(config.loadbalance),
+        reportIntervalS: config.agent.report_interval,
+        cacheDir: config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache'),
+        callerIp: localIpv4Wire(),
+        httpPort: config.agent.http_port,
+        logger: log,
+      });
+      await agent.start();
+      const sig = await untilSignal();
+      log.info({ signal: sig }, 'agent shutting down');
+      await agent.close();
+    });
+}

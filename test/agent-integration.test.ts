@@ -1,0 +1,182 @@
+import { createSocket } from 'node:dgram';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { AgentService, type AgentServiceOptions } from '../src/agent/agent-service.js';
+import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
+import { LarsClient } from '../src/api/index.js';
+import { DnsService } from '../src/dns/dns-service.js';
+import { ErrorCode, type RetcodeError } from '../src/errors.js';
+import { encodeFrame, ipToNumber, ipToWire, MsgId, RetCode } from '../src/protocol/index.js';
+import type { Store } from '../src/store/index.js';
+import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
+import { waitFor } from './helpers/latch.js';
+
+async function startDns(store: Store, port = 0) {
+  const dns = new DnsService({
+    store,
+    host: '127.0.0.1',
+    port,
+    maxConnections: 100,
+    maxOutboundBytes: 1 << 20,
+    pollIntervalMs: 60_000,
+    reloadIntervalMs: 600_000,
+    changeRetentionS: 3600,
+    register: false,
+  });
+  const addr = await dns.start();
+  onTestFinished(() => dns.destroy());
+  return { dns, port: addr.port };
+}
+
+class FakeClock {
+  ms = 1_000_000;
+  now = () => this.ms;
+  advance(s: number) {
+    this.ms += s * 1000;
+  }
+}
+
+async function startAgent(dnsPort: number, extra: Partial<AgentServiceOptions> = {}) {
+  const agent = new AgentService({
+    host: '127.0.0.1',
+    ports: [0, 0, 0],
+    dns: { host: '127.0.0.1', port: dnsPort },
+    reporter: undefined,
+    lb: DEFAULT_LOAD_BALANCE_CONFIG,
+    reportIntervalS: 1,
+    cacheDir: undefined,
+    callerIp: ipToWire('127.0.0.1'),
+    backoff: { initialMs: 20, maxMs: 200, jitter: 0.2 },
+    ...extra,
+  });
+  const { ports } = await agent.start();
+  onTestFinished(() => agent.destroy());
+  const client = new LarsClient({ host: '127.0.0.1', ports, timeoutMs: 2_000 });
+  onTestFinished(() => client.close());
+  return { agent, ports, client };
+}
+
+const retcodeOf = async (p: Promise<unknown>) => {
+  try {
+    await p;
+  } catch (e) {
+    expect((e as RetcodeError).code).toBe(ErrorCode.RETCODE);
+    return (e as RetcodeError).retcode;
+  }
+  return RetCode.SUCC;
+};
+
+describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))('$name', (b) => {
+  describe.skipIf(skipBackend(b))(suiteTitle(b, 'agent + dns + SDK'), () => {
+    it('first call is NOEXIST, then SUCC after regInit; round robin over the route', async () => {
+      const { store } = await freshStore(b);
+      for (const p of [9001, 9002, 9003]) await store.addHost(1, 1, ipToNumber('10.0.0.1'), p);
+      const { port } = await startDns(store);
+      const { client } = await startAgent(port);
+      expect(await retcodeOf(client.getHost(1, 1))).toBe(RetCode.NOEXIST);
+      const hosts = await client.regInit(1, 1);
+      expect(hosts.map((h) => h.port).sort()).toEqual([9001, 9002, 9003]);
+      const picks = [];
+      for (let i = 0; i < 6; i++) picks.push((await client.getHost(1, 1)).port);
+      expect(new Set(picks.slice(0, 3)).size).toBe(3);
+      expect(picks.slice(3)).toEqual(picks.slice(0, 3));
+      // Unknown route with no hosts in dns stays NOEXIST.
+      await expect(client.regInit(9, 9, { tries: 2, intervalMs: 10 })).rejects.toMatchObject({ retcode: RetCode.NOEXIST });
+    });
+
+    it('answers any route on any of its ports', async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(2, 1, ipToNumber('10.0.0.2'), 80);
+      const { port } = await startDns(store);
+      const { ports } = await startAgent(port);
+      await new LarsClient({ host: '127.0.0.1', ports }).regInit(2, 1);
+      for (const p of ports) {
+        const one = new LarsClient({ host: '127.0.0.1', ports: [p] });
+        onTestFinished(() => one.close());
+        expect(await one.getHost(2, 1)).toEqual({ ip: '10.0.0.2', port: 80 });
+      }
+    });
+
+    it('ejects a failing host, probes it every 10th call, and returns it after overload_timeout', async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(3, 1, ipToNumber('10.0.0.1'), 1);
+      await store.addHost(3, 1, ipToNumber('10.0.0.2'), 2);
+      const { port } = await startDns(store);
+      const clock = new FakeClock();
+      const { client, agent } = await startAgent(port, { now: clock.now });
+      await client.regInit(3, 1);
+      // 10 consecutive failures of host :2 overload it.
+      for (let i = 0; i < 10; i++) client.report(3, 1, '10.0.0.2', 2, 1);
+      await waitFor(() => agent.core.summary().overloaded === 1, 5_000, 'host overloaded');
+      const picks: number[] = [];
+      for (let i = 0; i < 30; i++) picks.push((await client.getHost(3, 1)).port);
+      expect(picks.filter((p) => p === 2)).toHaveLength(3);
+      clock.advance(DEFAULT_LOAD_BALANCE_CONFIG.overloadTimeoutS);
+      const after: number[] = [];
+      for (let i = 0; i < 4; i++) after.push((await client.getHost(3, 1)).port);
+      expect(after.filter((p) => p === 2)).toHaveLength(2);
+      expect(agent.core.summary().overloaded).toBe(0);
+    });
+
+    it('keeps answering while dns is down, reconnects and receives pushes again', async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(4, 1, ipToNumber('10.0.0.1'), 1);
+      const first = await startDns(store);
+      const { client, agent } = await startAgent(first.port);
+      await client.regInit(4, 1);
+      await first.dns.destroy();
+      await waitFor(() => !agent.dnsConnected, 5_000, 'agent saw dns go away');
+      expect((await client.getHost(4, 1)).port).toBe(1);
+      const second = await startDns(store, first.port);
+      await waitFor(() => agent.dnsConnected && second.dns.health().subscriptions === 1, 10_000, 'agent re-subscribed');
+      await store.addHost(4, 1, ipToNumber('10.0.0.1'), 2);
+      await second.dns.pollNow();
+      await waitFor(() => agent.core.balancer(4, 1)?.size === 2, 5_000, 'push applied');
+      expect((await client.getRoute(4, 1)).map((h) => h.port).sort()).toEqual([1, 2]);
+    });
+
+    it('an agent restarted while dns is down answers from its disk cache, marked stale', async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(5, 1, ipToNumber('10.0.0.5'), 55);
+      const dir = mkdtempSync(join(tmpdir(), 'lars-agent-cache-'));
+      const dns = await startDns(store);
+      const one = await startAgent(dns.port, { cacheDir: dir });
+      await one.client.regInit(5, 1);
+      await one.agent.close();
+      await dns.dns.destroy();
+      const two = await startAgent(dns.port, { cacheDir: dir });
+      expect(await two.client.getHost(5, 1)).toEqual({ ip: '10.0.0.5', port: 55 });
+      expect(two.agent.core.isStale(5, 1)).toBe(true);
+      expect(two.agent.health()).toMatchObject({ status: 'degraded', staleRoutes: 1 });
+      // dns comes back: the route is confirmed and no longer stale.
+      await startDns(store, dns.port);
+      await waitFor(() => !two.agent.core.isStale(5, 1), 10_000, 'route confirmed');
+    });
+
+    it('drops and counts malformed datagrams, and keeps answering', async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(6, 1, ipToNumber('10.0.0.6'), 66);
+      const { port } = await startDns(store);
+      const { client, ports, agent } = await startAgent(port);
+      await client.regInit(6, 1);
+      const sock = createSocket('udp4');
+      onTestFinished(() => void sock.close());
+      const send = (b: Uint8Array) => new Promise<void>((r) => sock.send(b, ports[0], '127.0.0.1', () => r()));
+      await send(Buffer.from([1, 2, 3])); // shorter than a header
+      const wrongLen = Buffer.from(encodeFrame(MsgId.GetHostRequest, Uint8Array.from([8, 1])));
+      wrongLen.writeInt32LE(50, 4);
+      await send(wrongLen); // size mismatch
+      await send(encodeFrame(MsgId.GetHostRequest, Uint8Array.from([0x0a, 0xff]))); // bad body
+      await send(encodeFrame(999, Uint8Array.from([]))); // unknown msgid
+      await waitFor(() => agent.apiStats().unknownMsgid === 1, 5_000, 'datagrams counted');
+      expect(agent.apiStats()).toMatchObject({ malformed: 2, badBody: 1, unknownMsgid: 1 });
+      expect(await client.getHost(6, 1)).toEqual({ ip: '10.0.0.6', port: 66 });
+      const metrics = await agent.registry.metrics();
+      expect(metrics).toMatch(/lars_agent_unknown_msgid_total 1/);
+      expect(metrics).toMatch(/lars_agent_malformed_datagrams_total 2/);
+    });
+  });
+});
+

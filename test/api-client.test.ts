@@ -1,0 +1,111 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { LarsClient } from '../src/api/index.js';
+import { ErrorCode, type LarsError } from '../src/errors.js';
+import { encodeFrame, encodeMessage, ipToWire, MsgId, parseDatagram, decodeMessage, RetCode } from '../src/protocol/index.js';
+import { Latch } from './helpers/latch.js';
+
+/**
+ * A scripted agent on a real UDP socket: each GetHostRequest is answered by `answer` (or not at
+ * all), so the SDK's matching, timeouts and port choice are tested against real datagrams.
+ */
+async function scriptedAgent(
+  answer: (req: { seq: number; modid: number; cmdid: number }, reply: (delayMs?: number, seq?: number) => void) => void,
+): Promise<{ port: number; socket: Socket; received: number[] }> {
+  const socket = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+  const received: number[] = [];
+  socket.on('message', (msg, rinfo) => {
+    const frame = parseDatagram(msg);
+    if (frame.msgid !== MsgId.GetHostRequest) {
+      received.push(frame.msgid);
+      return;
+    }
+    const req = decodeMessage(MsgId.GetHostRequest, frame.body);
+    received.push(frame.msgid);
+    answer(req, (delayMs = 0, seq = req.seq) => {
+      const body = encodeMessage(MsgId.GetHostResponse, {
+        seq,
+        modid: req.modid,
+        cmdid: req.cmdid,
+        retcode: RetCode.SUCC,
+        host: { ip: ipToWire('10.0.0.1'), port: 1000 + req.modid },
+      });
+      setTimeout(() => socket.send(encodeFrame(MsgId.GetHostResponse, body), rinfo.port, rinfo.address), delayMs);
+    });
+  });
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+  onTestFinished(() => void socket.close());
+  return { port: socket.address().port, socket, received };
+}
+
+describe('LarsClient', () => {
+  it('sends each route to port 8888 + (modid + cmdid) % 3 like the original client', () => {
+    const c = new LarsClient();
+    onTestFinished(() => c.close());
+    expect(c.portFor(1, 1)).toBe(8890);
+    expect(c.portFor(1, 2)).toBe(8888);
+    expect(c.portFor(2, 2)).toBe(8889);
+    expect(c.portFor(-1, 0)).toBe(8890);
+  });
+
+  it('keeps many requests in flight and matches replies by seq, even out of order', async () => {
+    const pending: Array<() => void> = [];
+    const agent = await scriptedAgent((_req, reply) => pending.push(() => reply()));
+    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 10_000 });
+    onTestFinished(() => client.close());
+    const n = 300;
+    const all = Promise.all(Array.from({ length: n }, (_, i) => client.getHost(i, 0)));
+    const latch = new Latch(1);
+    const check = setInterval(() => pending.length === n && latch.countDown(), 5);
+    await latch.wait();
+    clearInterval(check);
+    for (const send of pending.reverse()) send();
+    const hosts = await all;
+    expect(hosts.map((h) => h.port)).toEqual(Array.from({ length: n }, (_, i) => 1000 + i));
+  });
+
+  it('times out with LARS_ERR_TIMEOUT and ignores the late reply', async () => {
+    const agent = await scriptedAgent((_req, reply) => reply(150));
+    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 50 });
+    onTestFinished(() => client.close());
+    const err = (await client.getHost(1, 1).catch((e: unknown) => e)) as LarsError;
+    expect(err.code).toBe(ErrorCode.TIMEOUT);
+    // The stack points at the caller (created when the timer was armed).
+    expect(err.stack).toContain('api-client.test.ts');
+  });
+
+  it('ignores foreign replies (wrong seq) and keeps waiting for its own', async () => {
+    const agent = await scriptedAgent((req, reply) => {
+      reply(0, req.seq + 1000);
+      reply(20);
+    });
+    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 2000 });
+    onTestFinished(() => client.close());
+    expect(await client.getHost(7, 1)).toEqual({ ip: '10.0.0.1', port: 1007 });
+  });
+
+  it('call() reports success and failure with the duration', async () => {
+    const agent = await scriptedAgent((_req, reply) => reply());
+    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port] });
+    onTestFinished(() => client.close());
+    expect(await client.call(1, 1, async (h) => `${h.ip}:${h.port}`)).toBe('10.0.0.1:1001');
+    await expect(
+      client.call(1, 1, async () => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    const latch = new Latch(1);
+    const t = setInterval(() => agent.received.filter((m) => m === MsgId.ReportRequest).length === 2 && latch.countDown(), 5);
+    await latch.wait();
+    clearInterval(t);
+  });
+
+  it('rejects bad arguments and calls after close with typed errors', async () => {
+    expect(() => new LarsClient({ ports: [0] })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    const client = new LarsClient({ ports: [1] });
+    await expect(client.getHost(1.5, 1)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    expect(() => client.report(1, 1, '300.1.1.1', 80, 0)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    await client.close();
+    await expect(client.getHost(1, 1)).rejects.toMatchObject({ code: ErrorCode.CLOSED });
+  });
+});
