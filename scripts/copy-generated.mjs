@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// tsc does not emit the generated protobuf JavaScript (it only reads its .d.ts): copy it into dist.
+// tsc emits only .ts sources. Copy what it does not: the generated protobuf JavaScript (tsc only
+// reads its .d.ts) and the web console's static UI (HTML/CSS/JS served from dist/src/web/public).
 import { cpSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 cpSync(join(root, 'src/protocol/generated'), join(root, 'dist/src/protocol/generated'), { recursive: true });
+cpSync(join(root, 'src/web/public'), join(root, 'dist/src/web/public'), { recursive: true });

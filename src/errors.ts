@@ -48,6 +48,10 @@ export const ErrorCode = {
   RETCODE: 'LARS_ERR_RETCODE',
   /** Authentication failed or is missing. */
   AUTH: 'LARS_ERR_AUTH',
+  /** Authenticated, but the request is not allowed (e.g. a cookie-authenticated write without its CSRF token). */
+  FORBIDDEN: 'LARS_ERR_FORBIDDEN',
+  /** Too many attempts (e.g. failed logins); retry after `retryAfterS` seconds. */
+  RATE_LIMITED: 'LARS_ERR_RATE_LIMITED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -173,6 +177,22 @@ export class RetcodeError extends LarsError {
 export class AuthError extends LarsError {
   constructor(message: string) {
     super(ErrorCode.AUTH, message);
+  }
+}
+
+export class ForbiddenError extends LarsError {
+  constructor(message: string) {
+    super(ErrorCode.FORBIDDEN, message);
+  }
+}
+
+export class RateLimitError extends LarsError {
+  /** Whole seconds until another attempt may succeed. */
+  readonly retryAfterS: number;
+
+  constructor(message: string, retryAfterS: number) {
+    super(ErrorCode.RATE_LIMITED, message);
+    this.retryAfterS = retryAfterS;
   }
 }
 

@@ -5,6 +5,8 @@ import { register as registerDns } from './dns.js';
 import { register as registerAgent } from './agent.js';
 import { register as registerTestTools } from './test-tools.js';
 import { register as registerUp } from './up.js';
+import { register as registerWeb } from './web.js';
+import { register as registerUser } from './user.js';
 
 /**
  * Each command family lives in its own file and exports `register(program)`. Add new families here.
@@ -16,6 +18,8 @@ const families: Array<(program: Command) => void> = [
   registerAgent,
   registerTestTools,
   registerUp,
+  registerWeb,
+  registerUser,
 ];
 
 export function registerCommands(program: Command): void {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../store/index.js';
-import { createUser, listUsers, removeUser, setUserPassword } from '../../web/index.js';
+import { assertPasswordPolicy, createUser, listUsers, removeUser, setUserPassword } from '../../web/index.js';
 import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
 
 /**
@@ -30,13 +30,21 @@ async function readAllStdin(): Promise<string> {
 }
 
 async function passwordFrom(o: PasswordFlags, deps: UserCommandDeps): Promise<string> {
-  if (o.password !== undefined && o.passwordStdin) throw new InvalidArgumentError('give --password or --password-stdin, not both');
-  if (o.passwordStdin) return (await (deps.readStdin ?? readAllStdin)()).replace(/\r?\n$/, '');
-  if (o.password === undefined) throw new InvalidArgumentError('a password is required: --password P or --password-stdin');
-  return o.password;
+  if (o.password !== undefined && o.passwordStdin)
+    throw new InvalidArgumentError('give --password or --password-stdin, not both');
+  // Checked before the database is opened, so a too-short password fails fast.
+  if (o.passwordStdin)
+    return assertPasswordPolicy((await (deps.readStdin ?? readAllStdin)()).replace(/\r?\n$/, ''));
+  if (o.password === undefined)
+    throw new InvalidArgumentError('a password is required: --password P or --password-stdin');
+  return assertPasswordPolicy(o.password);
 }
 
-async function withStore<T>(db: string | undefined, deps: UserCommandDeps, fn: (store: Store) => Promise<T>): Promise<T> {
+async function withStore<T>(
+  db: string | undefined,
+  deps: UserCommandDeps,
+  fn: (store: Store) => Promise<T>,
+): Promise<T> {
   const store = await (deps.openStore ?? openStore)(resolveDbUrl(db), { createIfMissing: false });
   try {
     // Idempotent; gives a database created by the original Lars (or an older lars) the user tables.
@@ -56,7 +64,11 @@ export async function runUserAdd(name: string, o: PasswordFlags, deps: UserComma
   });
 }
 
-export async function runUserPasswd(name: string, o: PasswordFlags, deps: UserCommandDeps = {}): Promise<void> {
+export async function runUserPasswd(
+  name: string,
+  o: PasswordFlags,
+  deps: UserCommandDeps = {},
+): Promise<void> {
   const io = deps.io ?? processIo;
   const password = await passwordFrom(o, deps);
   await withStore(o.db, deps, async (store) => {
@@ -77,26 +89,37 @@ export async function runUserLs(o: { db?: string }, deps: UserCommandDeps = {}):
   const io = deps.io ?? processIo;
   await withStore(o.db, deps, async (store) => {
     const users = await listUsers(store);
-    for (const u of users) io.out(`${u.name}\tid ${u.id}\tcreated ${new Date(u.createdAt * 1000).toISOString()}`);
+    for (const u of users)
+      io.out(`${u.name}\tid ${u.id}\tcreated ${new Date(u.createdAt * 1000).toISOString()}`);
     io.out(`${users.length} user${users.length === 1 ? '' : 's'}`);
   });
 }
 
 export function register(program: Command, deps: UserCommandDeps = {}): void {
-  const user = program.command('user').description('web console accounts (scrypt-hashed passwords in the database)');
+  const user = program
+    .command('user')
+    .description('web console accounts (scrypt-hashed passwords in the database)');
   const passwordOptions = (cmd: Command): Command =>
     withDbOption(cmd)
       .option('--password <password>', 'the password (at least 8 characters)')
       .option('--password-stdin', 'read the password from stdin (keeps it out of ps and shell history)');
 
   passwordOptions(user.command('add').description('add a console user').argument('<name>', 'user name'))
-    .addHelpText('after', '\nExample:\n  lars user add alice --password "correct horse battery" --db sqlite:./lars-data/lars.db')
+    .addHelpText(
+      'after',
+      '\nExample:\n  lars user add alice --password "correct horse battery" --db sqlite:./lars-data/lars.db',
+    )
     .action((name: string, o: PasswordFlags) => runUserAdd(name, o, deps));
   passwordOptions(
-    user.command('passwd').description("set a user's password (ends their sessions)").argument('<name>', 'user name'),
+    user
+      .command('passwd')
+      .description("set a user's password (ends their sessions)")
+      .argument('<name>', 'user name'),
   ).action((name: string, o: PasswordFlags) => runUserPasswd(name, o, deps));
-  withDbOption(user.command('rm').description('remove a user and their sessions').argument('<name>', 'user name')).action(
-    (name: string, o: { db?: string }) => runUserRm(name, o, deps),
+  withDbOption(
+    user.command('rm').description('remove a user and their sessions').argument('<name>', 'user name'),
+  ).action((name: string, o: { db?: string }) => runUserRm(name, o, deps));
+  withDbOption(user.command('ls').description('list users')).action((o: { db?: string }) =>
+    runUserLs(o, deps),
   );
-  withDbOption(user.command('ls').description('list users')).action((o: { db?: string }) => runUserLs(o, deps));
 }

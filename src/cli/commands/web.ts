@@ -3,7 +3,15 @@ import type { FlagOverride } from '../../config/index.js';
 import { createServiceLogger } from '../../log/logger.js';
 import { openStore, redact } from '../../store/index.js';
 import { ADMIN_USER_NAME, ensureAdminUser, WebService } from '../../web/index.js';
-import { loadServiceConfig, parsePorts, processIo, resolveDbUrl, untilSignal, withConfigOption, withDbOption } from '../options.js';
+import {
+  loadServiceConfig,
+  parsePorts,
+  processIo,
+  resolveDbUrl,
+  untilSignal,
+  withConfigOption,
+  withDbOption,
+} from '../options.js';
 
 /**
  * `lars web`: the operators' console (issue 6) over one database. On a database without any console
@@ -20,7 +28,13 @@ interface WebFlags {
 export function webFlags(o: WebFlags): FlagOverride[] {
   const flags: FlagOverride[] = [];
   if (o.host) flags.push({ section: 'web', key: 'ip', value: o.host, flag: '--host' });
-  if (o.port) flags.push({ section: 'web', key: 'port', value: parsePorts(o.port, '--port')[0] as number, flag: '--port' });
+  if (o.port)
+    flags.push({
+      section: 'web',
+      key: 'port',
+      value: parsePorts(o.port, '--port')[0] as number,
+      flag: '--port',
+    });
   return flags;
 }
 
@@ -33,7 +47,12 @@ export async function runWeb(o: WebFlags): Promise<void> {
   try {
     await store.migrate();
     const password = await ensureAdminUser(store, { password: process.env.LARS_ADMIN_PASSWORD || undefined });
-    web = new WebService({ store, host: config.web.ip, port: config.web.port, logger: log.child({ db: redact(url) }) });
+    web = new WebService({
+      store,
+      host: config.web.ip,
+      port: config.web.port,
+      logger: log.child({ db: redact(url) }),
+    });
     const { url: consoleUrl } = await web.start();
     processIo.out(`lars web console: ${consoleUrl}`);
     if (password !== undefined) {
@@ -56,7 +75,9 @@ export function register(program: Command): void {
     withConfigOption(
       program
         .command('web')
-        .description('run the web console: routes, module/command ids, change log, call health, JSON API (docs/api.md)'),
+        .description(
+          'run the web console: routes, module/command ids, change log, call health, JSON API (docs/api.md)',
+        ),
     ),
   )
     .option('--host <ip>', 'listen address (default [web] ip, 127.0.0.1)')
