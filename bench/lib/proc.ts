@@ -74,17 +74,21 @@ export function tellParent(message: BenchMessage): void {
   process.send?.(message);
 }
 
-/** In a child: resolves when the parent sends `{type}` (or disconnects). */
-export function fromParent<T extends BenchMessage>(type: string): Promise<T> {
+/** In a child: resolves when the parent sends `{type}` (one of `types`), or disconnects. */
+export function fromParent<T extends BenchMessage>(type: string | readonly string[]): Promise<T> {
+  const types = typeof type === 'string' ? [type] : type;
   return new Promise((resolve) => {
-    const onMessage = (m: BenchMessage): void => {
-      if (m && m.type === type) {
-        process.off('message', onMessage);
-        resolve(m as T);
-      }
+    const done = (m: BenchMessage): void => {
+      process.off('message', onMessage);
+      process.off('disconnect', onDisconnect);
+      resolve(m as T);
     };
+    const onMessage = (m: BenchMessage): void => {
+      if (m && types.includes(m.type)) done(m);
+    };
+    const onDisconnect = (): void => done({ type: types[0] as string });
     process.on('message', onMessage);
-    process.once('disconnect', () => resolve({ type } as T));
+    process.once('disconnect', onDisconnect);
   });
 }
 

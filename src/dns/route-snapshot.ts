@@ -1,5 +1,5 @@
-import { encodeMessage, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
-import { routeKey, type RouteKey } from './route-key.js';
+import { decodeMessage, encodeMessage, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
+import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
 export interface RouteHostRow {
@@ -14,87 +14,141 @@ export interface RouteHostRow {
  * a reload builds a new one and the service swaps the reference in one step, so a reader never
  * sees a half-loaded table (DESIGN §4).
  *
- * Each route's GetRouteResponse body is encoded lazily on first request and cached on the
- * snapshot (the cache is the only mutation, and it is invisible to readers).
+ * Each route is held only as its encoded GetRouteResponse body (the same body answers msgid 2 and
+ * 8), packed into large shared buffers. That is what every query sends, so answering costs no
+ * encoding, and it keeps 1M hosts in about a third of the memory of one object per host — which
+ * matters because a reload holds two snapshots at once.
  */
 export class RouteSnapshot {
   readonly version: number;
   readonly loadedAt: number;
-  private readonly routes: ReadonlyMap<RouteKey, readonly HostInfo[]>;
-  private readonly bodies = new Map<RouteKey, Uint8Array>();
   readonly hostCount: number;
+  private readonly bodies: ReadonlyMap<RouteKey, Uint8Array>;
 
-  constructor(version: number, routes: ReadonlyMap<RouteKey, readonly HostInfo[]>, loadedAt = Date.now()) {
+  constructor(version: number, bodies: ReadonlyMap<RouteKey, Uint8Array>, hostCount: number, loadedAt = Date.now()) {
     this.version = version;
-    this.routes = routes;
+    this.bodies = bodies;
+    this.hostCount = hostCount;
     this.loadedAt = loadedAt;
-    let n = 0;
-    for (const hosts of routes.values()) n += hosts.length;
-    this.hostCount = n;
   }
 
   static empty(): RouteSnapshot {
-    return new RouteSnapshot(0, new Map(), 0);
+    return new RouteSnapshot(0, new Map(), 0, 0);
   }
 
   get routeCount(): number {
-    return this.routes.size;
+    return this.bodies.size;
   }
 
-  hosts(modid: number, cmdid: number): readonly HostInfo[] {
-    return this.routes.get(routeKey(modid, cmdid)) ?? EMPTY;
+  has(modid: number, cmdid: number): boolean {
+    return this.bodies.has(routeKey(modid, cmdid));
   }
 
   /**
-   * The encoded GetRouteResponse body of a route (the same body serves msgid 2 and 8). Unknown
-   * routes answer with an empty host list, as the original did.
+   * The encoded GetRouteResponse body of a route. Unknown routes answer with an empty host list,
+   * as the original did (encoded per call: a flood of random ids must not grow memory).
    */
   responseBody(modid: number, cmdid: number): Uint8Array {
-    const key = routeKey(modid, cmdid);
-    let body = this.bodies.get(key);
-    if (body === undefined) {
-      const host = (this.routes.get(key) ?? EMPTY) as HostInfo[];
-      body = encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host });
-      // Unknown routes are not cached: a flood of random ids must not grow memory.
-      if (this.routes.has(key)) this.bodies.set(key, body);
-    }
-    return body;
+    return this.bodies.get(routeKey(modid, cmdid)) ?? encodeRoute(modid, cmdid, []);
+  }
+
+  /** The hosts of a route (decoded; off the hot path: tests, diagnostics). */
+  hosts(modid: number, cmdid: number): HostInfo[] {
+    const body = this.bodies.get(routeKey(modid, cmdid));
+    return body ? decodeHosts(body) : [];
   }
 
   /** A new snapshot with the given routes replaced (an empty list removes the route). */
   withRoutes(version: number, changed: ReadonlyMap<RouteKey, readonly HostInfo[]>): RouteSnapshot {
-    const next = new Map(this.routes);
+    const next = new Map(this.bodies);
+    let hostCount = this.hostCount;
     for (const [key, hosts] of changed) {
-      if (hosts.length === 0) next.delete(key);
-      else next.set(key, hosts);
+      const old = next.get(key);
+      if (old) hostCount -= decodeHosts(old).length;
+      if (hosts.length === 0) {
+        next.delete(key);
+      } else {
+        const { modid, cmdid } = parseRouteKey(key);
+        next.set(key, encodeRoute(modid, cmdid, hosts));
+        hostCount += hosts.length;
+      }
     }
-    return new RouteSnapshot(version, next);
+    return new RouteSnapshot(version, next, hostCount);
   }
 
-  *entries(): IterableIterator<[RouteKey, readonly HostInfo[]]> {
-    yield* this.routes.entries();
+  /** Routes whose answer differs between this snapshot and `other` (either side may lack it). */
+  diff(other: RouteSnapshot): RouteKey[] {
+    const out: RouteKey[] = [];
+    for (const [key, body] of this.bodies) {
+      const o = other.bodies.get(key);
+      if (o === undefined || !Buffer.from(o.buffer, o.byteOffset, o.byteLength).equals(body)) out.push(key);
+    }
+    for (const key of other.bodies.keys()) if (!this.bodies.has(key)) out.push(key);
+    return out;
   }
 }
 
-const EMPTY: readonly HostInfo[] = Object.freeze([]);
-
-/** Accumulates store rows (in any order) into the route map of a snapshot. */
+/**
+ * Accumulates store rows (in any order) and builds a snapshot. Rows are grouped per route as flat
+ * [ip, port, ip, port, ...] arrays (no object per host); build() encodes each route into a shared
+ * arena, yielding to the event loop every few thousand routes so queries keep being answered.
+ */
 export class SnapshotBuilder {
-  private readonly routes = new Map<RouteKey, HostInfo[]>();
+  private readonly routes = new Map<RouteKey, number[]>();
+  private hostCount = 0;
 
   add(rows: Iterable<RouteHostRow>): void {
     for (const r of rows) {
       const key = routeKey(r.modid, r.cmdid);
-      let hosts = this.routes.get(key);
-      if (hosts === undefined) {
-        hosts = [];
-        this.routes.set(key, hosts);
+      let flat = this.routes.get(key);
+      if (flat === undefined) {
+        flat = [];
+        this.routes.set(key, flat);
       }
-      hosts.push({ ip: toWireIp(r.ip), port: r.port });
+      flat.push(toWireIp(r.ip), r.port);
+      this.hostCount++;
     }
   }
 
-  build(version: number): RouteSnapshot {
-    return new RouteSnapshot(version, this.routes);
+  async build(version: number, yieldEvery = 5_000): Promise<RouteSnapshot> {
+    const bodies = new Map<RouteKey, Uint8Array>();
+    const arena = new Arena();
+    let n = 0;
+    for (const [key, flat] of this.routes) {
+      const { modid, cmdid } = parseRouteKey(key);
+      const hosts: HostInfo[] = [];
+      for (let i = 0; i < flat.length; i += 2) hosts.push({ ip: flat[i] as number, port: flat[i + 1] as number });
+      bodies.set(key, arena.copy(encodeRoute(modid, cmdid, hosts)));
+      if (++n % yieldEvery === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.routes.clear();
+    return new RouteSnapshot(version, bodies, this.hostCount);
   }
+}
+
+/** Packs many small bodies into 1 MiB buffers: one allocation per MiB instead of one per route. */
+class Arena {
+  private buf = Buffer.allocUnsafe(0);
+  private used = 0;
+
+  copy(bytes: Uint8Array): Uint8Array {
+    if (this.used + bytes.length > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(ARENA_BYTES, bytes.length));
+      this.used = 0;
+    }
+    const view = this.buf.subarray(this.used, this.used + bytes.length);
+    view.set(bytes);
+    this.used += bytes.length;
+    return view;
+  }
+}
+
+const ARENA_BYTES = 1 << 20;
+
+function encodeRoute(modid: number, cmdid: number, host: readonly HostInfo[]): Uint8Array {
+  return encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host as HostInfo[] });
+}
+
+function decodeHosts(body: Uint8Array): HostInfo[] {
+  return decodeMessage(MsgId.GetRouteResponse, body).host;
 }

@@ -39,7 +39,7 @@ export interface SyncEvents {
   state: [state: DbState, error: Error | undefined];
 }
 
-const DEFAULT_CHUNK_SIZE = 20_000;
+const DEFAULT_CHUNK_SIZE = 10_000;
 const DEFAULT_INCREMENTAL_LIMIT = 1_000;
 
 /**
@@ -181,7 +181,7 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       if (dueFull || changes.length > this.opts.incrementalLimit) {
         const next = await this.loadFull(version);
         // The first load pushes nothing: no connection has asked yet.
-        const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...diffRoutes(this._snapshot, next)])];
+        const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...this._snapshot.diff(next)])];
         this._snapshot = next;
         this.lastChangeId = lastChangeId;
         this.lastFullAt = now;
@@ -240,23 +240,4 @@ export class RouteSync extends EventEmitter<SyncEvents> {
 
 function toHosts(rows: RouteHostRow[]): HostInfo[] {
   return rows.map((r) => ({ ip: r.ip | 0, port: r.port }));
-}
-
-/** Routes whose host lists differ between two snapshots (order-insensitive). */
-export function diffRoutes(a: RouteSnapshot, b: RouteSnapshot): RouteKey[] {
-  const out: RouteKey[] = [];
-  const bMap = new Map(b.entries());
-  for (const [key, hosts] of a.entries()) {
-    const other = bMap.get(key);
-    if (!other || !sameHosts(hosts, other)) out.push(key);
-    bMap.delete(key);
-  }
-  for (const key of bMap.keys()) out.push(key);
-  return out;
-}
-
-function sameHosts(x: readonly HostInfo[], y: readonly HostInfo[]): boolean {
-  if (x.length !== y.length) return false;
-  const set = new Set(x.map((h) => `${h.ip}:${h.port}`));
-  return y.every((h) => set.has(`${h.ip}:${h.port}`));
 }
