@@ -70,8 +70,27 @@ describe('LarsClient', () => {
     onTestFinished(() => client.close());
     const err = (await client.getHost(1, 1).catch((e: unknown) => e)) as LarsError;
     expect(err.code).toBe(ErrorCode.TIMEOUT);
-    // The stack points at the caller (created when the timer was armed).
-    expect(err.stack).toContain('api-client.test.ts');
+    expect(err.message).toContain(`127.0.0.1:${agent.port} within 50 ms`);
+    // With captureStacks the error is created when the request starts: its stack names the caller.
+    const traced = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 50, captureStacks: true });
+    onTestFinished(() => traced.close());
+    const err2 = (await traced.getHost(1, 1).catch((e: unknown) => e)) as LarsError;
+    expect(err2.code).toBe(ErrorCode.TIMEOUT);
+    expect(err2.stack).toContain('api-client.test.ts');
+    const late = new Latch(1);
+    const t = setInterval(() => (client as unknown as { udp: { stats: { unmatched: number } } }).udp.stats.unmatched > 0 && late.countDown(), 5);
+    await late.wait();
+    clearInterval(t);
+  });
+
+  it('fails fast with LARS_ERR_NOT_CONNECTED when nothing listens on the agent port', async () => {
+    const probe = createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
+    const port = probe.address().port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const client = new LarsClient({ host: '127.0.0.1', ports: [port], timeoutMs: 30_000 });
+    onTestFinished(() => client.close());
+    await expect(client.getHost(1, 1)).rejects.toMatchObject({ code: ErrorCode.NOT_CONNECTED });
   });
 
   it('ignores foreign replies (wrong seq) and keeps waiting for its own', async () => {

@@ -84,7 +84,7 @@ describe('UdpEndpoint + UdpClient', () => {
     expect((await getHost(client, port, 1)).seq).toBe(1);
   });
 
-  it('times out with a TimeoutError created at the call site; a late reply is ignored and counted', async () => {
+  it('times out with a TimeoutError created at the call site (captureStacks); a late reply is ignored and counted', async () => {
     let held: [UdpPeer, GetHostRequest] | undefined;
     const got = new Latch(1, 'request held');
     const { port } = await startEndpoint(
@@ -93,7 +93,7 @@ describe('UdpEndpoint + UdpClient', () => {
         got.countDown();
       }),
     );
-    const client = newClient();
+    const client = newClient({ captureStacks: true });
     const err = await getHost(client, port, 5, 30).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TimeoutError);
     expect((err as TimeoutError).code).toBe(ErrorCode.TIMEOUT);

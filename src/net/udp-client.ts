@@ -1,7 +1,14 @@
 // Used by the client SDK: imports nothing but protocol, errors and log (DESIGN §7, STYLE §5).
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { ClosedError, InvalidArgumentError, QueueFullError, TimeoutError } from '../errors.js';
+import {
+  ClosedError,
+  ConnectionError,
+  ErrorCode,
+  InvalidArgumentError,
+  QueueFullError,
+  TimeoutError,
+} from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import {
   codecs,
@@ -48,6 +55,8 @@ export interface UdpClientOptions {
   replyKey?: ReplyKeyFn;
   /** SO_RCVBUF request (the kernel may cap it at net.core.rmem_max). Default 2 MiB. */
   recvBufferSize?: number;
+  /** Create each request's TimeoutError when it starts, so its stack names the caller. Default false. */
+  captureStacks?: boolean;
   /** Codecs for reply msgids outside the protocol's known set. */
   codecs?: ReadonlyMap<number, Codec<unknown>>;
   logger?: Logger;
@@ -76,8 +85,31 @@ export interface UdpClientStats {
 interface Waiter {
   resolve(message: unknown): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  slot: Slot;
+  port: number;
+  /** performance.now() after which the request times out. */
+  deadline: number;
+  /** Set when stacks are captured at arm time (captureStacks); otherwise built on expiry. */
+  error: TimeoutError | undefined;
+  describe: string;
 }
+
+interface PortSocket {
+  socket: Socket;
+  connected: boolean;
+  /** Frames sent before the socket finished connecting (bounded by maxInFlight). */
+  queue: Buffer[];
+}
+
+/** Map key of a waiting request: a number for numeric reply keys (no string per request). */
+type Slot = number | string;
+
+function slotOf(msgid: number, key: ReplyKey): Slot {
+  return typeof key === 'number' && key >= 0 && key <= 0xffffffff ? msgid * 4294967296 + key : `${msgid}|${key}`;
+}
+
+/** Longest wait between two timeout sweeps; a request times out at most this late. */
+const MAX_SWEEP_MS = 50;
 
 /**
  * Request/reply over one UDP socket bound to an ephemeral port. Many requests may be in flight; each
@@ -85,8 +117,11 @@ interface Waiter {
  * are all answered by the first matching reply (for route requests, which carry no sequence number,
  * that is the right answer for each of them).
  *
- * - Each request has a timeout; the TimeoutError is created when its timer is armed, so its stack
- *   names the caller (STYLE §7).
+ * - Each request has a timeout. One sweep timer serves every waiting request (a timer per request
+ *   cost more than the rest of the request). The TimeoutError is built when the request expires:
+ *   capturing a stack when a request starts costs about 3 µs, a third of the per-request budget at
+ *   100k requests/s, so it is opt-in (`captureStacks: true` creates it when the request is armed,
+ *   so its stack names the caller, STYLE §7). Without it the message names the request.
  * - At most `maxInFlight` requests wait at once: beyond, request() rejects with QueueFullError.
  * - The socket is referenced only while requests are waiting: an idle client never keeps the
  *   process alive; timers are unref()'d.
@@ -111,10 +146,16 @@ export class UdpClient {
   private readonly replyKey: ReplyKeyFn;
   private readonly extraCodecs: ReadonlyMap<number, Codec<unknown>> | undefined;
   private readonly logger: Logger;
-  private readonly socket: Socket;
-  private readonly waiting = new Map<string, Waiter[]>();
+  /** One connected socket per destination port (as the original C++ API): see transmit(). */
+  private readonly sockets = new Map<number, PortSocket>();
+  private readonly recvBufferSize: number;
+  private readonly waiting = new Map<Slot, Waiter[]>();
+  /** Every waiting request, for the timeout sweep. */
+  private readonly armed = new Set<Waiter>();
+  private readonly captureStacks: boolean;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepEveryMs = Infinity;
   private inFlight = 0;
-  private bound = false;
   private _closed = false;
   private closing: Promise<void> | undefined;
   private sendErrorLogged = false;
@@ -128,14 +169,10 @@ export class UdpClient {
     this.replyKey = options.replyKey ?? seqOrRouteKey;
     this.extraCodecs = options.codecs;
     this.logger = options.logger ?? silentLogger;
+    this.captureStacks = options.captureStacks ?? false;
     if (!(this.maxInFlight >= 1))
       throw new InvalidArgumentError(`maxInFlight ${this.maxInFlight} must be >= 1`);
-    this.socket = createSocket({
-      type: isIPv6(this.host) ? 'udp6' : 'udp4',
-      recvBufferSize: options.recvBufferSize ?? DEFAULT_UDP_CLIENT_RECV_BUFFER_BYTES,
-    });
-    this.socket.on('message', (msg) => this.onMessage(msg));
-    this.socket.on('error', (err) => this.onSocketError(err));
+    this.recvBufferSize = options.recvBufferSize ?? DEFAULT_UDP_CLIENT_RECV_BUFFER_BYTES;
     this.onSent = (err) => {
       if (err) {
         this.stats.sendErrors += 1;
@@ -156,11 +193,12 @@ export class UdpClient {
     return this.inFlight;
   }
 
-  /** The local address, once bound (after the first request or send). */
-  address(): { address: string; port: number } | undefined {
-    if (!this.bound) return undefined;
+  /** The local address of the socket used for `port` (or the first one), once one exists. */
+  address(port?: number): { address: string; port: number } | undefined {
+    const ps = port !== undefined ? this.sockets.get(port) : this.sockets.values().next().value;
+    if (ps === undefined) return undefined;
     try {
-      const a = this.socket.address();
+      const a = ps.socket.address();
       return { address: a.address, port: a.port };
     } catch {
       return undefined;
@@ -207,22 +245,20 @@ export class UdpClient {
       return Promise.reject(err);
     }
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    // Created here, not in the timer callback, so the stack points at the caller.
-    const timeoutError = new TimeoutError(
-      `no reply (msgid ${opts.replyMsgid}, key ${opts.key}) from ${this.remoteHost}:${port} within ${timeoutMs} ms`,
-    );
-    const slot = `${opts.replyMsgid}|${opts.key}`;
+    const describe = `no reply (msgid ${opts.replyMsgid}, key ${opts.key}) from ${this.remoteHost}:${port} within ${timeoutMs} ms`;
+    const slot = slotOf(opts.replyMsgid, opts.key);
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve,
         reject,
-        timer: setTimeout(() => {
-          this.removeWaiter(slot, waiter);
-          this.stats.timeouts += 1;
-          reject(timeoutError);
-        }, timeoutMs),
+        slot,
+        port,
+        deadline: performance.now() + timeoutMs,
+        error: this.captureStacks ? new TimeoutError(describe) : undefined,
+        describe,
       };
-      waiter.timer.unref();
+      this.armed.add(waiter);
+      this.ensureSweep(timeoutMs);
       const list = this.waiting.get(slot);
       if (list === undefined) this.waiting.set(slot, [waiter]);
       else list.push(waiter);
@@ -242,21 +278,23 @@ export class UdpClient {
     if (this.closing) return this.closing;
     this._closed = true;
     const err = new ClosedError('udp client closed');
-    for (const list of this.waiting.values()) {
-      for (const w of list) {
-        clearTimeout(w.timer);
-        w.reject(err);
-      }
-    }
+    for (const list of this.waiting.values()) for (const w of list) w.reject(err);
     this.waiting.clear();
+    this.armed.clear();
+    this.stopSweep();
     this.inFlight = 0;
-    this.closing = new Promise((resolve) => {
-      try {
-        this.socket.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+    const closes = [...this.sockets.values()].map(
+      (ps) =>
+        new Promise<void>((resolve) => {
+          try {
+            ps.socket.close(() => resolve());
+          } catch {
+            resolve();
+          }
+        }),
+    );
+    this.sockets.clear();
+    this.closing = Promise.all(closes).then(() => undefined);
     return this.closing;
   }
 
@@ -271,14 +309,39 @@ export class UdpClient {
     return encodeFrame(msgid, (codecs[msgid] as Codec<unknown>).encode(message));
   }
 
+  /**
+   * Sends through a socket connected to `port` (one per port, as the original C++ API did): a
+   * connected socket skips the per-datagram address lookup (about 30% cheaper per send here), only
+   * accepts datagrams from that peer, and reports ECONNREFUSED when nothing listens there.
+   */
   private transmit(frame: Buffer, port: number): void {
-    if (!this.bound) {
-      // dgram queues sends issued while the bind is in progress.
-      this.bound = true;
-      this.socket.bind({ port: 0, address: this.host });
-      if (this.inFlight === 0) this.socket.unref();
+    let ps = this.sockets.get(port);
+    if (ps === undefined) ps = this.openSocket(port);
+    if (ps.connected) {
+      ps.socket.send(frame, this.onSent);
+    } else if (ps.queue.length < this.maxInFlight) {
+      ps.queue.push(frame);
+    } else {
+      this.stats.sendErrors += 1;
     }
-    this.socket.send(frame, port, this.remoteHost, this.onSent);
+  }
+
+  private openSocket(port: number): PortSocket {
+    const socket = createSocket({ type: isIPv6(this.host) ? 'udp6' : 'udp4', recvBufferSize: this.recvBufferSize });
+    const ps: PortSocket = { socket, connected: false, queue: [] };
+    this.sockets.set(port, ps);
+    socket.on('message', (msg) => this.onMessage(msg));
+    socket.on('error', (err) => this.onSocketError(err, port));
+    socket.bind({ port: 0, address: this.host }, () => {
+      if (this._closed) return;
+      socket.connect(port, this.remoteHost, () => {
+        ps.connected = true;
+        for (const frame of ps.queue) socket.send(frame, this.onSent);
+        ps.queue = [];
+      });
+    });
+    if (this.inFlight === 0) socket.unref();
+    return ps;
   }
 
   private onMessage(datagram: Buffer): void {
@@ -298,22 +361,50 @@ export class UdpClient {
       return;
     }
     const key = this.replyKey(msgid, message);
-    const slot = `${msgid}|${key}`;
-    const list = key === undefined ? undefined : this.waiting.get(slot);
+    const list = key === undefined ? undefined : this.waiting.get(slotOf(msgid, key));
     if (list === undefined) {
       this.stats.unmatched += 1;
       return;
     }
-    this.waiting.delete(slot);
+    this.waiting.delete(list[0]!.slot);
     this.adjustInFlight(-list.length);
     this.stats.replies += 1;
     for (const w of list) {
-      clearTimeout(w.timer);
+      this.armed.delete(w);
       w.resolve(message);
     }
   }
 
-  private removeWaiter(slot: string, waiter: Waiter): void {
+  /** Runs the sweep at least every timeoutMs / 4 (and every MAX_SWEEP_MS at the most). */
+  private ensureSweep(timeoutMs: number): void {
+    const every = Math.max(1, Math.min(MAX_SWEEP_MS, Math.floor(timeoutMs / 4)));
+    if (this.sweepTimer !== undefined && every >= this.sweepEveryMs) return;
+    this.stopSweep();
+    this.sweepEveryMs = every;
+    // unref()'d: while requests wait, the referenced socket keeps the process alive.
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  private stopSweep(): void {
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.sweepEveryMs = Infinity;
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const w of this.armed) {
+      if (w.deadline > now) continue;
+      this.armed.delete(w);
+      this.removeWaiter(w.slot, w);
+      this.stats.timeouts += 1;
+      w.reject(w.error ?? new TimeoutError(w.describe));
+    }
+    if (this.armed.size === 0) this.stopSweep();
+  }
+
+  private removeWaiter(slot: Slot, waiter: Waiter): void {
     const list = this.waiting.get(slot);
     if (list === undefined) return;
     const i = list.indexOf(waiter);
@@ -327,22 +418,35 @@ export class UdpClient {
   private adjustInFlight(delta: number): void {
     const before = this.inFlight;
     this.inFlight = before + delta;
-    if (!this.bound || this._closed) return;
-    if (before === 0 && this.inFlight > 0) this.socket.ref();
-    else if (before > 0 && this.inFlight === 0) this.socket.unref();
+    if (this._closed) return;
+    if (before === 0 && this.inFlight > 0) for (const ps of this.sockets.values()) ps.socket.ref();
+    else if (before > 0 && this.inFlight === 0) for (const ps of this.sockets.values()) ps.socket.unref();
   }
 
-  private onSocketError(err: Error): void {
+  private onSocketError(err: Error, port: number): void {
+    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
+      // Nothing listens on that port (an ICMP port-unreachable came back): fail its requests now
+      // instead of letting each of them time out. The socket stays usable.
+      const refused = new ConnectionError(
+        ErrorCode.NOT_CONNECTED,
+        `nothing listens at ${this.remoteHost}:${port} (ECONNREFUSED)`,
+        { cause: err },
+      );
+      for (const w of [...this.armed]) {
+        if (w.port !== port) continue;
+        this.armed.delete(w);
+        this.removeWaiter(w.slot, w);
+        w.reject(refused);
+      }
+      return;
+    }
     // A bind failure (or another socket-level error) fails every waiting request at once instead of
     // letting each of them time out.
     this.logger.warn({ err: err.message }, 'udp client socket error');
-    for (const list of this.waiting.values()) {
-      for (const w of list) {
-        clearTimeout(w.timer);
-        w.reject(err);
-      }
-    }
+    for (const list of this.waiting.values()) for (const w of list) w.reject(err);
     this.waiting.clear();
+    this.armed.clear();
+    this.stopSweep();
     this.adjustInFlight(-this.inFlight);
   }
 }
