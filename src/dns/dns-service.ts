@@ -33,12 +33,20 @@ export interface DnsServiceOptions {
   pollIntervalMs: number;
   reloadIntervalMs: number;
   changeRetentionS: number;
+  /** Backoff between failed database attempts (default 500 ms doubling to 10 s). */
+  retry?: { initialMs: number; maxMs: number };
   /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
   register?: boolean;
   logger?: Logger;
 }
 
 const HEARTBEAT_MS = 10_000;
+/**
+ * SQLite busy timeout for the route service's store: better-sqlite3 waits synchronously, so a file
+ * locked by another process would stall every query for the whole wait. A short one makes the read
+ * fail fast instead; the service then serves the last snapshot and retries with backoff.
+ */
+export const DNS_SQLITE_BUSY_TIMEOUT_MS = 50;
 
 type ConnState = Record<string, never>;
 
@@ -72,6 +80,7 @@ export class DnsService {
       pollIntervalMs: options.pollIntervalMs,
       reloadIntervalMs: options.reloadIntervalMs,
       logger: this.log,
+      ...(options.retry ? { retry: options.retry } : {}),
     });
     this.sync.on('swapped', (snapshot, changed) => this.push(changed));
 

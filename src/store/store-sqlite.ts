@@ -59,7 +59,7 @@ interface SharedFile {
 /** Open files by absolute path; in-memory databases are private and never listed here. */
 const openFiles = new Map<string, SharedFile>();
 
-function openHandle(path: string, memory: boolean): BetterSqlite3.Database {
+function openHandle(path: string, memory: boolean, busyTimeoutMs: number): BetterSqlite3.Database {
   const handle = new BetterSqlite3(path);
   try {
     if (!memory) {
@@ -68,7 +68,7 @@ function openHandle(path: string, memory: boolean): BetterSqlite3.Database {
       // last transactions, which is the usual trade for a route table edited by hand.
       handle.pragma('synchronous = NORMAL');
     }
-    handle.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+    handle.pragma(`busy_timeout = ${busyTimeoutMs}`);
   } catch (err) {
     handle.close();
     throw err;
@@ -76,11 +76,11 @@ function openHandle(path: string, memory: boolean): BetterSqlite3.Database {
   return handle;
 }
 
-function acquireFile(url: SqliteStoreUrl, createIfMissing: boolean): SharedFile {
+function acquireFile(url: SqliteStoreUrl, createIfMissing: boolean, busyTimeoutMs: number): SharedFile {
   if (url.memory) {
     return {
       key: undefined,
-      driver: new SqliteDriver({ database: openHandle(':memory:', true) }),
+      driver: new SqliteDriver({ database: openHandle(':memory:', true, busyTimeoutMs) }),
       refs: 1,
       init: undefined,
     };
@@ -97,7 +97,7 @@ function acquireFile(url: SqliteStoreUrl, createIfMissing: boolean): SharedFile 
     mkdirSync(dirname(path), { recursive: true });
     file = {
       key: path,
-      driver: new SqliteDriver({ database: openHandle(path, false) }),
+      driver: new SqliteDriver({ database: openHandle(path, false, busyTimeoutMs) }),
       refs: 0,
       init: undefined,
     };
@@ -167,8 +167,12 @@ class SharedSqliteDriver implements Driver {
  * a missing file and its directory are created; without it a missing file is a StoreError, so a
  * read-only command run in the wrong directory does not leave an empty database behind.
  */
-export function createSqliteBackend(url: SqliteStoreUrl, createIfMissing = true): StoreBackend {
-  const file = acquireFile(url, createIfMissing);
+export function createSqliteBackend(
+  url: SqliteStoreUrl,
+  createIfMissing = true,
+  busyTimeoutMs = SQLITE_BUSY_TIMEOUT_MS,
+): StoreBackend {
+  const file = acquireFile(url, createIfMissing, busyTimeoutMs);
   const dialect: Dialect = {
     createDriver: () => new SharedSqliteDriver(file),
     createQueryCompiler: () => new SqliteQueryCompiler(),

@@ -198,6 +198,13 @@ export interface OpenStoreOptions {
    * other than `lars db init` pass false so a typo in a path is an error, not a new empty database.
    */
   createIfMissing?: boolean;
+  /**
+   * SQLite only: how long a statement waits for another process's lock (default 5000 ms). The
+   * driver is synchronous, so the wait blocks the event loop: the route service passes a short one
+   * so a database locked by someone else cannot stall its queries. Applies when this process first
+   * opens the file (stores on one file share one handle).
+   */
+  busyTimeoutMs?: number;
 }
 
 const systemNowSeconds = (): number => Math.floor(Date.now() / 1000);
@@ -234,10 +241,10 @@ function hostLabel(modid: number, cmdid: number, ip: number, port: number): stri
   return `${numberToIp(ip)}:${port} in route ${modid}/${cmdid}`;
 }
 
-function createBackend(url: StoreUrl, logger: Logger, createIfMissing: boolean): StoreBackend {
+function createBackend(url: StoreUrl, logger: Logger, createIfMissing: boolean, busyTimeoutMs?: number): StoreBackend {
   switch (url.kind) {
     case 'sqlite':
-      return createSqliteBackend(url, createIfMissing);
+      return createSqliteBackend(url, createIfMissing, busyTimeoutMs);
     case 'mysql':
       return createMysqlBackend(url);
     case 'postgres':
@@ -251,7 +258,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   const logger = (options.logger ?? silentLogger).child({ store: parsed.kind });
   let backend: StoreBackend;
   try {
-    backend = createBackend(parsed, logger, options.createIfMissing ?? true);
+    backend = createBackend(parsed, logger, options.createIfMissing ?? true, options.busyTimeoutMs);
   } catch (err) {
     if (isLarsError(err)) throw err;
     throw new StoreError(ErrorCode.STORE, `cannot open ${parsed.display}: ${describeError(err)}`, {

@@ -1,9 +1,11 @@
 import cluster from 'node:cluster';
+import type { Server } from 'node:net';
 import { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
-import { DnsService } from '../../dns/dns-service.js';
+import { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService } from '../../dns/dns-service.js';
 import { createServiceLogger } from '../../log/logger.js';
 import { openStore, redact } from '../../store/index.js';
+import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import { withDbOption, loadServiceConfig, parsePorts, resolveDbUrl, untilSignal, withConfigOption } from '../options.js';
 
 interface DnsFlags {
@@ -40,7 +42,7 @@ export async function runDns(o: DnsFlags): Promise<void> {
   const { config } = loaded;
   const log = createServiceLogger('dns');
   const url = resolveDbUrl(o.db, process.env, config);
-  const store = await openStore(url, { logger: log });
+  const store = await openStore(url, { logger: log, busyTimeoutMs: DNS_SQLITE_BUSY_TIMEOUT_MS });
   await store.migrate();
   const listen = dnsListen(loaded);
   const dns = new DnsService({
@@ -55,16 +57,35 @@ export async function runDns(o: DnsFlags): Promise<void> {
     changeRetentionS: config.dns.change_retention,
     logger: log.child({ db: redact(url) }),
   });
+  let addr: { port: number; httpPort: number };
   try {
-    await dns.start();
+    addr = await dns.start();
   } catch (err) {
     await store.close();
     throw err;
   }
+  // Under `lars up` (docs/operations.md): handoff mode feeds connections accepted by the master to
+  // the listening server, as if accepted here; then the master learns that this worker serves.
+  const stopAdopting = isHandoffChild() ? onHandedConnection((socket) => listeningServer(dns)?.emit('connection', socket)) : () => {};
+  notifyReady({ tcp: addr.port, http: addr.httpPort });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'dns shutting down');
+  stopAdopting();
   await dns.close();
   await store.close();
+  log.info({ queries: dns.stats.queries, pushes: dns.stats.pushes }, 'dns stopped');
+  // A cluster worker's IPC channel would keep the process alive after a graceful close.
+  if (cluster.isWorker) process.channel?.unref();
+}
+
+/**
+ * The net.Server behind DnsService's TcpServer, for handed-off connections. DnsService has no
+ * public "adopt a socket" entry yet (a one-line TcpServer.adopt(socket) would replace this), so the
+ * private fields are read here, in one place; undefined if they ever change shape.
+ */
+function listeningServer(dns: DnsService): Server | undefined {
+  const server = (dns as unknown as { server?: { server?: Server } }).server?.server;
+  return server && typeof server.emit === 'function' ? server : undefined;
 }
 
 export function register(program: Command): void {
