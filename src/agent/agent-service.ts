@@ -5,7 +5,15 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import { TcpClient } from '../net/tcp-client.js';
 import { UdpEndpoint, type UdpPeer } from '../net/udp-endpoint.js';
-import { MsgId, msgIdName } from '../protocol/index.js';
+import {
+  encodeMessage,
+  MsgId,
+  msgIdName,
+  type GetHostRequest,
+  type GetRouteRequest,
+  type HostInfo,
+  type ReportRequest,
+} from '../protocol/index.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
 import type { LoadBalanceConfig } from './lb-config.js';
@@ -41,6 +49,34 @@ export interface AgentServiceOptions {
   now?: () => number;
   /** Backoff of the dns and reporter links (default 100 ms doubling to 10 s, 20% jitter). */
   backoff?: { initialMs: number; maxMs: number; jitter: number };
+  /** false: no health/metrics HTTP endpoint (a shard thread; its parent serves one). Default true. */
+  http?: boolean;
+  /** Set when this agent is one shard of several threads (see agent-threads.ts). */
+  shard?: ShardLink;
+  /** Every route change (hosts, or undefined when removed), e.g. for a cache kept elsewhere. */
+  onRouteChanged?: (modid: number, cmdid: number, hosts: readonly HostInfo[] | undefined) => void;
+}
+
+/** A request for a route this shard does not own, on its way to the owner. */
+export interface ForwardedRequest {
+  kind: 'gethost' | 'report' | 'getroute';
+  msg: GetHostRequest | ReportRequest | GetRouteRequest;
+  /** Index (in this shard's port list) of the endpoint that received it: the reply leaves there. */
+  endpoint: number;
+  address: string;
+  port: number;
+}
+
+/** How a shard thread reaches its siblings: every route has exactly one owner of its state. */
+export interface ShardLink {
+  owns(modid: number, cmdid: number): boolean;
+  forward(req: ForwardedRequest): void;
+}
+
+/** An encoded answer to send back through the endpoint that received the request. */
+export interface ForwardedAnswer {
+  msgid: number;
+  body: Uint8Array;
 }
 
 const TICK_MS = 100;
@@ -59,7 +95,7 @@ export class AgentService {
   private readonly dns: TcpClient;
   private readonly reporter: TcpClient | undefined;
   private readonly cache: RouteCache | undefined;
-  private readonly http: AdminHttp;
+  private readonly http: AdminHttp | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
@@ -110,7 +146,10 @@ export class AgentService {
         report: (msg) => {
           if (this.reporter && !this.reporter.closed) this.reporter.send(MsgId.ReportStatusRequest, msg);
         },
-        routeChanged: () => this.cache?.markDirty(),
+        routeChanged: (modid, cmdid, hosts) => {
+          this.cache?.markDirty();
+          options.onRouteChanged?.(modid, cmdid, hosts);
+        },
       },
     });
 
@@ -119,12 +158,15 @@ export class AgentService {
         ? new RouteCache(join(options.cacheDir, 'routes.json'), () => this.core.knownRoutes())
         : undefined;
 
-    this.http = new AdminHttp({
-      host: options.httpHost ?? options.host,
-      port: options.httpPort ?? 0,
-      registry: this.registry,
-      health: () => this.health(),
-    });
+    this.http =
+      options.http === false
+        ? undefined
+        : new AdminHttp({
+            host: options.httpHost ?? options.host,
+            port: options.httpPort ?? 0,
+            registry: this.registry,
+            health: () => this.health(),
+          });
     this.createMetrics();
   }
 
@@ -142,9 +184,8 @@ export class AgentService {
         );
       }
     }
-    const dispatcher = this.apiDispatcher();
-    for (const port of this.opts.ports) {
-      const ep = new UdpEndpoint({ host: this.opts.host, port, dispatcher, logger: this.log });
+    for (const [i, port] of this.opts.ports.entries()) {
+      const ep = new UdpEndpoint({ host: this.opts.host, port, dispatcher: this.apiDispatcher(i), logger: this.log });
       this.endpoints.push(ep);
       const addr = await ep.bind();
       this.boundPorts.push(addr.port);
@@ -153,7 +194,7 @@ export class AgentService {
     this.reporter?.start();
     this.tickTimer = setInterval(() => this.core.tick(), this.opts.tickMs ?? TICK_MS);
     this.tickTimer.unref();
-    this.httpPort = (await this.http.listen()).port;
+    this.httpPort = this.http ? (await this.http.listen()).port : 0;
     this.log.info(
       { host: this.opts.host, ports: this.boundPorts, dns: this.opts.dns, reporter: this.opts.reporter ?? null, httpPort: this.httpPort },
       'agent listening',
@@ -201,7 +242,7 @@ export class AgentService {
     this.cache?.close();
     await Promise.all(this.endpoints.map((e) => e.close()));
     await Promise.all([this.dns.close(), this.reporter?.close()]);
-    await this.http.close();
+    await this.http?.close();
     this.state = 'closed';
   }
 
@@ -213,7 +254,7 @@ export class AgentService {
     this.cache?.close();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
     await Promise.all([this.dns.destroy(), this.reporter?.destroy()]);
-    await this.http.close();
+    await this.http?.close();
     this.state = 'closed';
   }
 
@@ -221,30 +262,65 @@ export class AgentService {
     this.stats.requests.set(msgid, (this.stats.requests.get(msgid) ?? 0) + 1);
   }
 
-  private apiDispatcher(): Dispatcher<UdpPeer> {
+  /** Seeds routes from a cache kept elsewhere (stale until dns confirms them). */
+  seed(routes: ReadonlyArray<{ modid: number; cmdid: number; hosts: HostInfo[] }>): void {
+    for (const r of routes) this.core.seedFromCache(r.modid, r.cmdid, r.hosts);
+  }
+
+  /** Serves a request as the owner of its route; the answer is undefined for reports. */
+  answer(req: Pick<ForwardedRequest, 'kind' | 'msg'>): ForwardedAnswer | undefined {
     const core = this.core;
-    return new Dispatcher<UdpPeer>()
-      .on(MsgId.GetHostRequest, (req, peer) => {
+    switch (req.kind) {
+      case 'gethost': {
+        const m = req.msg as GetHostRequest;
         this.count(MsgId.GetHostRequest);
-        const res = core.getHost(req.modid, req.cmdid);
-        peer.reply(MsgId.GetHostResponse, {
-          seq: req.seq,
-          modid: req.modid,
-          cmdid: req.cmdid,
+        const res = core.getHost(m.modid, m.cmdid);
+        const body = encodeMessage(MsgId.GetHostResponse, {
+          seq: m.seq,
+          modid: m.modid,
+          cmdid: m.cmdid,
           retcode: res.retcode,
           host: res.host,
         });
-      })
-      .on(MsgId.ReportRequest, (req) => {
+        return { msgid: MsgId.GetHostResponse, body };
+      }
+      case 'report': {
+        const m = req.msg as ReportRequest;
         this.count(MsgId.ReportRequest);
-        if (!req.host) return;
-        core.report(req.modid, req.cmdid, req.host.ip, req.host.port, req.retcode, req.timecost_ms || undefined);
-      })
-      .on(MsgId.ApiGetRouteRequest, (req, peer) => {
+        if (m.host) core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
+        return undefined;
+      }
+      case 'getroute': {
+        const m = req.msg as GetRouteRequest;
         this.count(MsgId.ApiGetRouteRequest);
-        const hosts = core.getRoute(req.modid, req.cmdid) ?? [];
-        peer.reply(MsgId.ApiGetRouteResponse, { modid: req.modid, cmdid: req.cmdid, host: hosts });
-      });
+        const host = core.getRoute(m.modid, m.cmdid) ?? [];
+        return {
+          msgid: MsgId.ApiGetRouteResponse,
+          body: encodeMessage(MsgId.ApiGetRouteResponse, { modid: m.modid, cmdid: m.cmdid, host }),
+        };
+      }
+    }
+  }
+
+  /** Sends an owner's answer to a forwarded request from the endpoint that received it. */
+  replyVia(endpoint: number, address: string, port: number, answer: ForwardedAnswer): void {
+    this.endpoints[endpoint]?.sendTo(port, address, answer.msgid, answer.body);
+  }
+
+  private apiDispatcher(endpoint: number): Dispatcher<UdpPeer> {
+    const shard = this.opts.shard;
+    const handle = (kind: ForwardedRequest['kind'], msg: ForwardedRequest['msg'], peer: UdpPeer): void => {
+      if (shard && !shard.owns(msg.modid, msg.cmdid)) {
+        shard.forward({ kind, msg, endpoint, address: peer.remote.address, port: peer.remote.port });
+        return;
+      }
+      const out = this.answer({ kind, msg });
+      if (out) peer.sendRaw(out.msgid, out.body);
+    };
+    return new Dispatcher<UdpPeer>()
+      .on(MsgId.GetHostRequest, (req, peer) => handle('gethost', req, peer))
+      .on(MsgId.ReportRequest, (req, peer) => handle('report', req, peer))
+      .on(MsgId.ApiGetRouteRequest, (req, peer) => handle('getroute', req, peer));
   }
 
   private createMetrics(): void {

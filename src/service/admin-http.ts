@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 
 /** What `/healthz` reports. `status` drives the HTTP code: ok 200, degraded 200, failing 503. */
@@ -8,13 +7,19 @@ export interface Health {
   [detail: string]: unknown;
 }
 
+/** Where `/metrics` comes from: a prom-client Registry, or anything with the same two members. */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
 export type AdminRoute = (req: IncomingMessage, res: ServerResponse) => Promise<unknown> | unknown;
 
 export interface AdminHttpOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  registry: Registry;
+  registry: MetricsSource;
   health: () => Health;
   /** Extra routes keyed by "METHOD /path"; a returned value is sent as JSON with status 200. */
   routes?: Record<string, AdminRoute>;
