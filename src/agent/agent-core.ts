@@ -52,6 +52,12 @@ export interface AgentCoreStats {
   reportsSent: number;
 }
 
+/**
+ * Host results per ReportStatusRequest: each is at most ~32 bytes (a negative int32 ip is a 10-byte
+ * varint), so 1,500 stay well under the 65,527-byte frame limit.
+ */
+export const MAX_RESULTS_PER_REPORT = 1_500;
+
 /** A pull not answered within this long is abandoned so that the next request asks again. */
 export const DEFAULT_PULL_TIMEOUT_MS = 3_000;
 
@@ -76,6 +82,7 @@ export class AgentCore {
   private readonly unixNow: () => number;
   private readonly reportIntervalMs: number;
   private readonly pullTimeoutMs: number;
+  private readonly emptyTtlMs: number;
   private readonly callerIp: number;
   private readonly log: Logger;
   private readonly trace = tracer('agent');
@@ -102,6 +109,7 @@ export class AgentCore {
     this.unixNow = options.unixNow ?? (() => Math.floor(Date.now() / 1000));
     this.reportIntervalMs = options.reportIntervalS * 1000;
     this.pullTimeoutMs = options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    this.emptyTtlMs = Math.max(this.config.updateTimeoutS * 1000, this.pullTimeoutMs);
     this.callerIp = options.callerIp | 0;
     this.log = options.logger ?? silentLogger;
     this.onTransition = (t) => {
@@ -149,10 +157,16 @@ export class AgentCore {
     const now = this.now();
     let entry = this.routes.get(key);
     if (msg.host.length === 0) {
+      // dns has no hosts for it: keep an empty entry (NOEXIST until update_timeout, then asked
+      // again) so that requests for it do not pull on every call; tick() evicts it later.
       if (entry) {
-        this.routes.delete(key);
-        this.trace?.(`route ${key} removed (dns has no hosts)`);
-        this.links.routeChanged?.(msg.modid, msg.cmdid, undefined);
+        const had = entry.lb.size > 0;
+        entry.lb.updateRoute([], now);
+        entry.stale = false;
+        if (had) {
+          this.trace?.(`route ${key} emptied (dns has no hosts)`);
+          this.links.routeChanged?.(msg.modid, msg.cmdid, undefined);
+        }
       }
       return;
     }
@@ -189,7 +203,13 @@ export class AgentCore {
   /** Periodic housekeeping: time-based transitions and interval reports. Call every ~100 ms. */
   tick(): void {
     const now = this.now();
-    for (const entry of this.routes.values()) {
+    for (const [key, entry] of this.routes) {
+      if (entry.lb.size === 0) {
+        // Routes without hosts (unknown to dns, emptied, or never answered) are forgotten once
+        // their answer is older than update_timeout: requests for random ids cannot pile up.
+        if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs) this.routes.delete(key);
+        continue;
+      }
       entry.lb.tick(now);
       if (entry.lb.stateChangedSinceReport || (entry.lb.dirty && now - entry.lastReportMs >= this.reportIntervalMs)) {
         this.sendReport(entry, now);
@@ -276,14 +296,17 @@ export class AgentCore {
   private sendReport(entry: RouteEntry, now: number): void {
     entry.lastReportMs = now;
     const results = entry.lb.snapshotForReport();
-    if (results.length === 0) return;
-    this.stats.reportsSent++;
-    this.links.report({
-      modid: entry.lb.modid,
-      cmdid: entry.lb.cmdid,
-      caller: this.callerIp,
-      results,
-      ts: this.unixNow(),
-    });
+    const ts = this.unixNow();
+    // A HostCallResult takes at most 32 bytes on the wire: big routes go out in several frames.
+    for (let i = 0; i < results.length; i += MAX_RESULTS_PER_REPORT) {
+      this.stats.reportsSent++;
+      this.links.report({
+        modid: entry.lb.modid,
+        cmdid: entry.lb.cmdid,
+        caller: this.callerIp,
+        results: results.slice(i, i + MAX_RESULTS_PER_REPORT),
+        ts,
+      });
+    }
   }
 }

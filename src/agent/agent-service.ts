@@ -100,7 +100,7 @@ export class AgentService {
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
   private httpPort = 0;
-  readonly stats = { requests: new Map<number, number>() };
+  readonly stats = { requests: new Map<number, number>(), reportErrors: 0 };
 
   constructor(options: AgentServiceOptions) {
     this.opts = options;
@@ -144,7 +144,14 @@ export class AgentService {
           return true;
         },
         report: (msg) => {
-          if (this.reporter && !this.reporter.closed) this.reporter.send(MsgId.ReportStatusRequest, msg);
+          if (!this.reporter || this.reporter.closed) return;
+          try {
+            this.reporter.send(MsgId.ReportStatusRequest, msg);
+          } catch (err) {
+            // Never let one statistics message take the agent down (it runs from a timer).
+            this.stats.reportErrors++;
+            if (this.stats.reportErrors === 1) this.log.error({ err }, 'could not send statistics (further ones are counted)');
+          }
         },
         routeChanged: (modid, cmdid, hosts) => {
           this.cache?.markDirty();
@@ -304,7 +311,8 @@ export class AgentService {
 
   /** Sends an owner's answer to a forwarded request from the endpoint that received it. */
   replyVia(endpoint: number, address: string, port: number, answer: ForwardedAnswer): void {
-    this.endpoints[endpoint]?.sendTo(port, address, answer.msgid, answer.body);
+    const ep = this.endpoints[endpoint];
+    if (ep && !ep.closed) ep.sendTo(port, address, answer.msgid, answer.body);
   }
 
   private apiDispatcher(endpoint: number): Dispatcher<UdpPeer> {

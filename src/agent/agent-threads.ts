@@ -50,6 +50,7 @@ export class ThreadedAgent {
   private statsTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
+  private started = false;
 
   constructor(options: ThreadedAgentOptions) {
     this.opts = options;
@@ -105,9 +106,12 @@ export class ThreadedAgent {
         closed: new Promise((resolve) => worker.once('exit', () => resolve())),
       };
       worker.on('message', (m: FromShard) => this.onShardMessage(shard, m, readyResolve));
+      worker.once('exit', (code) => readyReject(new WorkerError(`agent shard ${s} exited (code ${code}) before it was ready`)));
       worker.on('error', (err) => {
         readyReject(new WorkerError(`agent shard ${s} failed: ${err.message}`, { cause: err }));
-        if (this.state === 'running') {
+        // Before start() resolved the failure is start()'s to report; after, the agent cannot
+        // serve the dead shard's routes, so the process exits for the supervisor to restart it.
+        if (this.state === 'running' && this.started) {
           this.log.error({ err, shard: s }, 'agent shard thread died; exiting so the supervisor restarts the agent');
           process.exitCode = 70;
           void this.destroy().finally(() => process.exit(70));
@@ -130,7 +134,14 @@ export class ThreadedAgent {
       const owned = [...this.routes.values()].filter((r) => portsOfShard(i, portCount, shardCount).includes(ownerIndex(r, portCount)));
       sh.worker.postMessage({ t: 'seed', routes: owned } satisfies ToShard);
     });
-    const perShard = await Promise.all(ready);
+    let perShard: number[][];
+    try {
+      perShard = await Promise.all(ready);
+    } catch (err) {
+      await this.destroy();
+      throw err;
+    }
+    this.started = true;
     this.boundPorts = new Array<number>(portCount);
     perShard.forEach((ports, s) => portsOfShard(s, portCount, shardCount).forEach((gi, k) => (this.boundPorts[gi] = ports[k] as number)));
     const httpPort = (await this.http.listen()).port;

@@ -56,6 +56,14 @@ async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
   });
 
   const onSibling = (m: Sibling): void => {
+    try {
+      serveSibling(m);
+    } catch (err) {
+      // A reply that cannot be sent (shutting down) must not kill the shard.
+      logger.warn({ err }, 'forwarded request failed');
+    }
+  };
+  const serveSibling = (m: Sibling): void => {
     if (m.t === 'fwd') {
       const answer = agent.answer(m.req);
       if (answer) {

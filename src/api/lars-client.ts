@@ -176,7 +176,8 @@ export class LarsClient {
 }
 
 function checkIds(modid: number, cmdid: number): void {
-  if (!Number.isInteger(modid) || !Number.isInteger(cmdid) || Math.abs(modid) > 0x7fffffff || Math.abs(cmdid) > 0x7fffffff) {
+  const int32 = (n: number) => Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff;
+  if (!int32(modid) || !int32(cmdid)) {
     throw new InvalidArgumentError(`modid and cmdid must be int32 integers, got ${modid}, ${cmdid}`);
   }
 }

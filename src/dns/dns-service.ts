@@ -9,6 +9,7 @@ import { TcpServer } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { parseRouteKey, routeKey } from './route-key.js';
+import { oversizedRoutes } from './route-snapshot.js';
 import { RouteSync, type RouteSource } from './route-sync.js';
 import { Subscriptions } from './subscriptions.js';
 
@@ -35,12 +36,15 @@ export interface DnsServiceOptions {
   changeRetentionS: number;
   /** Backoff between failed database attempts (default 500 ms doubling to 10 s). */
   retry?: { initialMs: number; maxMs: number };
+  /** Distinct routes one connection may subscribe to before it is cut. Default 1,000,000. */
+  maxSubscriptionsPerConnection?: number;
   /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
   register?: boolean;
   logger?: Logger;
 }
 
 const HEARTBEAT_MS = 10_000;
+export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 1_000_000;
 /**
  * SQLite busy timeout for the route service's store: better-sqlite3 waits synchronously, so a file
  * locked by another process would stall every query for the whole wait. A short one makes the read
@@ -69,7 +73,7 @@ export class DnsService {
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private address: { host: string; port: number } | undefined;
   private httpAddress: { host: string; port: number } | undefined;
-  readonly stats = { queries: 0, pushes: 0, pushRoutes: 0, pollRequests: 0 };
+  readonly stats = { queries: 0, pushes: 0, pushRoutes: 0, pollRequests: 0, pushErrors: 0, subscriptionCuts: 0 };
   private readonly metrics;
 
   constructor(options: DnsServiceOptions) {
@@ -84,9 +88,17 @@ export class DnsService {
     });
     this.sync.on('swapped', (snapshot, changed) => this.push(changed));
 
+    const maxSubs = options.maxSubscriptionsPerConnection ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION;
     const dispatcher = new Dispatcher<TcpConnection<ConnState>>().on(MsgId.GetRouteRequest, (req, conn) => {
       this.stats.queries++;
-      this.subs.subscribe(conn, routeKey(req.modid, req.cmdid));
+      if (!this.subs.subscribe(conn, routeKey(req.modid, req.cmdid), maxSubs)) {
+        // A peer asking for more distinct routes than any agent has: cut it rather than let
+        // subscriptions grow without bound (the port has no authentication).
+        this.stats.subscriptionCuts++;
+        this.log.warn({ conn: conn.id, remote: conn.remote, max: maxSubs }, 'too many subscriptions on one connection: closing it');
+        conn.close();
+        return;
+      }
       conn.sendRaw(MsgId.GetRouteResponse, this.sync.snapshot.responseBody(req.modid, req.cmdid));
     });
     this.server = new TcpServer<ConnState>({
@@ -105,11 +117,20 @@ export class DnsService {
       registry: this.registry,
       health: () => this.health(),
       routes: {
-        'POST /admin/poll': async () => {
+        'POST /admin/poll': async (_req, res) => {
           this.stats.pollRequests++;
           const started = performance.now();
           await this.sync.pollNow();
-          return { ok: true, version: this.sync.snapshot.version, ms: Math.round(performance.now() - started) };
+          const ok = this.sync.state === 'ok';
+          const body = JSON.stringify({
+            ok,
+            version: this.sync.snapshot.version,
+            ms: Math.round(performance.now() - started),
+            ...(ok ? {} : { error: this.sync.lastError?.message ?? 'database unreachable' }),
+          });
+          // 503 when the poll could not read the database: callers must not report the edit as applied.
+          res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(body);
         },
       },
     });
@@ -193,8 +214,14 @@ export class DnsService {
       this.stats.pushRoutes++;
       for (const conn of subscribers) {
         if (conn.closed) continue;
-        conn.sendRaw(MsgId.GetRouteResponse, body);
-        this.stats.pushes++;
+        try {
+          conn.sendRaw(MsgId.GetRouteResponse, body);
+          this.stats.pushes++;
+        } catch (err) {
+          // One connection's failure must not stop the pushes to the others.
+          this.stats.pushErrors++;
+          this.log.warn({ err, conn: conn.id }, 'push failed');
+        }
       }
       this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
     }
@@ -269,6 +296,9 @@ export class DnsService {
     counter('lars_dns_protocol_errors_total', 'connections closed for protocol violations', () => s.protocolErrors);
     counter('lars_dns_unknown_msgid_total', 'frames skipped for an unknown msgid', () => s.unknownMsgid);
     counter('lars_dns_connections_refused_total', 'connections refused at maxConn', () => s.connectionsRefused);
+    counter('lars_dns_push_errors_total', 'pushes that could not be queued', () => this.stats.pushErrors);
+    counter('lars_dns_subscription_cuts_total', 'connections cut for too many subscriptions', () => this.stats.subscriptionCuts);
+    gauge('lars_dns_oversized_routes', 'route answers truncated to fit one frame (since start)', () => oversizedRoutes.count);
     counter('lars_dns_slow_peer_cuts_total', 'connections cut because their outbound queue overflowed', () => s.slowPeerCuts);
     const reload = new Histogram({
       name: 'lars_dns_full_reload_seconds',

@@ -1,4 +1,4 @@
-import { decodeMessage, encodeMessage, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
+import { decodeMessage, encodeMessage, MAX_BODY_LEN, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
 import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
@@ -145,8 +145,24 @@ class Arena {
 
 const ARENA_BYTES = 1 << 20;
 
+/** Routes whose hosts did not all fit in one frame (see encodeRoute), process-wide. */
+export const oversizedRoutes = { count: 0, lastKey: '' };
+
+/**
+ * Encodes a route's answer. A route too big for one frame (over ~4,000 hosts) is answered with as
+ * many hosts as fit, and counted: one frame per answer is the wire contract.
+ */
 function encodeRoute(modid: number, cmdid: number, host: readonly HostInfo[]): Uint8Array {
-  return encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host as HostInfo[] });
+  let body = encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host as HostInfo[] });
+  if (body.length <= MAX_BODY_LEN) return body;
+  oversizedRoutes.count++;
+  oversizedRoutes.lastKey = routeKey(modid, cmdid);
+  let n = Math.floor((host.length * MAX_BODY_LEN) / body.length);
+  do {
+    body = encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host.slice(0, n) as HostInfo[] });
+    n -= 16;
+  } while (body.length > MAX_BODY_LEN);
+  return body;
 }
 
 function decodeHosts(body: Uint8Array): HostInfo[] {

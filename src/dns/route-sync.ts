@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { ErrorCode, StoreError } from '../errors.js';
+import { ErrorCode, StoreError, TimeoutError } from '../errors.js';
 import type { HostInfo } from '../protocol/index.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
@@ -28,6 +28,8 @@ export interface RouteSyncOptions {
   logger?: Logger;
   /** Backoff between failed database attempts (defaults: 500 ms doubling to 10 s). */
   retry?: { initialMs: number; maxMs: number };
+  /** A sync (poll or reload) taking longer than this counts as a database failure. Default 60 s. */
+  syncTimeoutMs?: number;
 }
 
 export type DbState = 'starting' | 'ok' | 'degraded';
@@ -41,6 +43,7 @@ export interface SyncEvents {
 
 const DEFAULT_CHUNK_SIZE = 10_000;
 const DEFAULT_INCREMENTAL_LIMIT = 1_000;
+const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
 
 /**
  * Keeps the route snapshot in step with the database (DESIGN §4):
@@ -65,6 +68,7 @@ export class RouteSync extends EventEmitter<SyncEvents> {
   private _lastError: Error | undefined;
   private lastChangeId = -1;
   private lastFullAt = 0;
+  private generation = 0;
   private running: Promise<void> | undefined;
   private again = false;
   private forceFull = false;
@@ -80,6 +84,7 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       reloadIntervalMs: options.reloadIntervalMs,
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
       incrementalLimit: options.incrementalLimit ?? DEFAULT_INCREMENTAL_LIMIT,
+      syncTimeoutMs: options.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS,
     };
     this.log = options.logger ?? silentLogger;
     const retry = options.retry ?? { initialMs: 500, maxMs: 10_000 };
@@ -145,72 +150,100 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       return this.running.then(() => this.running ?? Promise.resolve());
     }
     const run = (async () => {
-      do {
-        this.again = false;
-        await this.syncOnce();
-      } while (this.again && !this.closed);
-    })().finally(() => {
-      this.running = undefined;
-    });
+      try {
+        do {
+          this.again = false;
+          await this.syncOnce();
+        } while (this.again && !this.closed);
+      } finally {
+        // Cleared in the same microtask as the last `again` check: a sync() requested after it
+        // starts a new run instead of being lost.
+        this.running = undefined;
+      }
+    })();
     this.running = run;
     return run;
   }
 
+  /**
+   * One sync, bounded by syncTimeoutMs: a query that hangs (a black-holed database connection)
+   * marks the database degraded instead of stopping every later poll. The abandoned attempt may
+   * still finish later; its generation no longer matches, so it changes nothing.
+   */
   private async syncOnce(): Promise<void> {
-    this.stats.polls++;
-    const started = performance.now();
+    const generation = ++this.generation;
+    const force = this.forceFull;
+    this.forceFull = false;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TimeoutError(`route sync did not finish within ${this.opts.syncTimeoutMs} ms`)),
+        this.opts.syncTimeoutMs,
+      );
+      timer.unref();
+    });
     try {
-      const now = Date.now();
-      const dueFull =
-        this.forceFull || this.lastChangeId < 0 || now - this.lastFullAt >= this.opts.reloadIntervalMs;
-      const version = await this.source.getVersion();
-      if (!dueFull && version === this._snapshot.version) {
-        this.setState('ok', undefined);
-        return;
-      }
-      // Read the change rows first: everything they name is committed, so the reads below see it.
-      const changes = await this.source.changesAfter(Math.max(this.lastChangeId, 0), this.opts.incrementalLimit + 1);
-      const changeIds = changes.map((c) => c.id);
-      let lastChangeId = changeIds.length ? Math.max(...changeIds, this.lastChangeId) : this.lastChangeId;
-      if (this.lastChangeId < 0) {
-        // First load: pushes start from now; older change rows are history.
-        lastChangeId = Math.max(lastChangeId, await this.source.lastChangeId());
-      }
-      const changedKeys = [...new Set(changes.map((c) => routeKey(c.modid, c.cmdid)))];
-
-      if (dueFull || changes.length > this.opts.incrementalLimit) {
-        const next = await this.loadFull(version);
-        // The first load pushes nothing: no connection has asked yet.
-        const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...this._snapshot.diff(next)])];
-        this._snapshot = next;
-        this.lastChangeId = lastChangeId;
-        this.lastFullAt = now;
-        this.forceFull = false;
-        this.stats.fullReloads++;
-        this.stats.lastFullReloadMs = performance.now() - started;
-        this.trace?.(`full reload v${version}: ${next.routeCount} routes, ${next.hostCount} hosts, push ${push.length}`);
-        this.setState('ok', undefined);
-        this.emit('swapped', next, push, 'full');
-      } else {
-        const changed = new Map<RouteKey, readonly HostInfo[]>();
-        for (const key of changedKeys) {
-          const c = changes.find((x) => routeKey(x.modid, x.cmdid) === key)!;
-          const rows = await this.source.getRoute(c.modid, c.cmdid);
-          changed.set(key, toHosts(rows));
-        }
-        const next = this._snapshot.withRoutes(version, changed);
-        this._snapshot = next;
-        this.lastChangeId = lastChangeId;
-        this.stats.incrementalReloads++;
-        this.trace?.(`incremental v${version}: ${changedKeys.length} routes changed`);
-        this.setState('ok', undefined);
-        this.emit('swapped', next, changedKeys, 'incremental');
-      }
-      this.stats.lastReloadMs = performance.now() - started;
+      await Promise.race([this.syncBody(generation, force), deadline]);
     } catch (err) {
+      if (force) this.forceFull = true;
       this.stats.failures++;
       this.setState('degraded', err as Error);
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  private async syncBody(generation: number, force: boolean): Promise<void> {
+    this.stats.polls++;
+    const started = performance.now();
+    const current = () => generation === this.generation && !this.closed;
+    const now = Date.now();
+    const dueFull = force || this.lastChangeId < 0 || now - this.lastFullAt >= this.opts.reloadIntervalMs;
+    const version = await this.source.getVersion();
+    if (!dueFull && version === this._snapshot.version) {
+      if (current()) this.setState('ok', undefined);
+      return;
+    }
+    // Read the change rows first: everything they name is committed, so the reads below see it.
+    const changes = await this.source.changesAfter(Math.max(this.lastChangeId, 0), this.opts.incrementalLimit + 1);
+    const changeIds = changes.map((c) => c.id);
+    let lastChangeId = changeIds.length ? Math.max(...changeIds, this.lastChangeId) : this.lastChangeId;
+    if (this.lastChangeId < 0) {
+      // First load: pushes start from now; older change rows are history.
+      lastChangeId = Math.max(lastChangeId, await this.source.lastChangeId());
+    }
+    const changedKeys = [...new Set(changes.map((c) => routeKey(c.modid, c.cmdid)))];
+
+    if (dueFull || changes.length > this.opts.incrementalLimit) {
+      const next = await this.loadFull(version);
+      if (!current()) return;
+      // The first load pushes nothing: no connection has asked yet.
+      const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...this._snapshot.diff(next)])];
+      this._snapshot = next;
+      this.lastChangeId = lastChangeId;
+      this.lastFullAt = now;
+      this.stats.fullReloads++;
+      this.stats.lastFullReloadMs = performance.now() - started;
+      this.trace?.(`full reload v${version}: ${next.routeCount} routes, ${next.hostCount} hosts, push ${push.length}`);
+      this.setState('ok', undefined);
+      this.emit('swapped', next, push, 'full');
+    } else {
+      const changed = new Map<RouteKey, readonly HostInfo[]>();
+      for (const key of changedKeys) {
+        const c = changes.find((x) => routeKey(x.modid, x.cmdid) === key)!;
+        const rows = await this.source.getRoute(c.modid, c.cmdid);
+        changed.set(key, toHosts(rows));
+      }
+      if (!current()) return;
+      const next = this._snapshot.withRoutes(version, changed);
+      this._snapshot = next;
+      this.lastChangeId = lastChangeId;
+      this.stats.incrementalReloads++;
+      this.trace?.(`incremental v${version}: ${changedKeys.length} routes changed`);
+      this.setState('ok', undefined);
+      this.emit('swapped', next, changedKeys, 'incremental');
+    }
+    this.stats.lastReloadMs = performance.now() - started;
   }
 
   private async loadFull(version: number): Promise<RouteSnapshot> {

@@ -10,13 +10,15 @@ export class Subscriptions<C> {
   private readonly byConn = new Map<C, Set<RouteKey>>();
   private count = 0;
 
-  subscribe(conn: C, key: RouteKey): void {
+  /** Subscribes; false (nothing changed) when the connection already has `max` routes. */
+  subscribe(conn: C, key: RouteKey, max = Infinity): boolean {
     let routes = this.byConn.get(conn);
     if (routes === undefined) {
       routes = new Set();
       this.byConn.set(conn, routes);
     }
-    if (routes.has(key)) return;
+    if (routes.has(key)) return true;
+    if (routes.size >= max) return false;
     routes.add(key);
     let conns = this.byRoute.get(key);
     if (conns === undefined) {
@@ -25,6 +27,7 @@ export class Subscriptions<C> {
     }
     conns.add(conn);
     this.count++;
+    return true;
   }
 
   /** Drops every subscription of a connection (call on close). */

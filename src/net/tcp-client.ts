@@ -1,8 +1,8 @@
 import { isIP, Socket } from 'node:net';
-import { ClosedError, ConnectionError, ErrorCode, type ProtocolError, TimeoutError } from '../errors.js';
+import { ClosedError, ConnectionError, ErrorCode, ProtocolError, TimeoutError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
-import { codecs, FrameDecoder, type Codec, type KnownMsgId, type MessageMap } from '../protocol/index.js';
+import { codecs, FrameDecoder, MAX_BODY_LEN, type Codec, type KnownMsgId, type MessageMap } from '../protocol/index.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
 import { DropOldestQueue } from './drop-oldest-queue.js';
@@ -228,6 +228,14 @@ export class TcpClient implements Transport {
   }
 
   private push(msgid: number, body: Uint8Array): void {
+    // Checked here, at the caller, so an oversized frame never waits in the queue to throw later
+    // from the flush on reconnect.
+    if (body.length > MAX_BODY_LEN) {
+      throw new ProtocolError(
+        ErrorCode.MESSAGE_TOO_LARGE,
+        `message body of ${body.length} bytes exceeds the ${MAX_BODY_LEN}-byte frame limit (msgid ${msgid})`,
+      );
+    }
     const writer = this.writer;
     if (writer !== undefined && this._state === 'connected') {
       if (writer.append(msgid, body)) {

@@ -332,7 +332,9 @@ export class UdpClient {
     this.sockets.set(port, ps);
     socket.on('message', (msg) => this.onMessage(msg));
     socket.on('error', (err) => this.onSocketError(err, port));
-    socket.bind({ port: 0, address: this.host }, () => {
+    // Bound to the wildcard address: the kernel picks the source address that reaches the agent
+    // (binding the agent's own address fails when the agent is on another machine).
+    socket.bind({ port: 0 }, () => {
       if (this._closed) return;
       socket.connect(port, this.remoteHost, () => {
         ps.connected = true;
@@ -424,29 +426,36 @@ export class UdpClient {
   }
 
   private onSocketError(err: Error, port: number): void {
-    if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
-      // Nothing listens on that port (an ICMP port-unreachable came back): fail its requests now
-      // instead of letting each of them time out. The socket stays usable.
-      const refused = new ConnectionError(
-        ErrorCode.NOT_CONNECTED,
-        `nothing listens at ${this.remoteHost}:${port} (ECONNREFUSED)`,
-        { cause: err },
-      );
-      for (const w of [...this.armed]) {
-        if (w.port !== port) continue;
-        this.armed.delete(w);
-        this.removeWaiter(w.slot, w);
-        w.reject(refused);
+    const code = (err as NodeJS.ErrnoException).code;
+    // ECONNREFUSED: nothing listens on that port (an ICMP port-unreachable came back); the socket
+    // stays usable. Anything else (a failed bind or connect): the socket is dropped, so the next
+    // request opens a new one. Either way that port's requests fail now instead of timing out.
+    const failure = new ConnectionError(
+      ErrorCode.NOT_CONNECTED,
+      code === 'ECONNREFUSED'
+        ? `nothing listens at ${this.remoteHost}:${port} (ECONNREFUSED)`
+        : `cannot reach ${this.remoteHost}:${port}: ${err.message}`,
+      { cause: err },
+    );
+    if (code !== 'ECONNREFUSED') {
+      this.logger.warn({ err: err.message, port }, 'udp client socket error');
+      const ps = this.sockets.get(port);
+      if (ps) {
+        this.sockets.delete(port);
+        try {
+          ps.socket.close();
+        } catch {
+          // already closed
+        }
       }
-      return;
     }
-    // A bind failure (or another socket-level error) fails every waiting request at once instead of
-    // letting each of them time out.
-    this.logger.warn({ err: err.message }, 'udp client socket error');
-    for (const list of this.waiting.values()) for (const w of list) w.reject(err);
-    this.waiting.clear();
-    this.armed.clear();
-    this.stopSweep();
-    this.adjustInFlight(-this.inFlight);
+    for (const w of [...this.armed]) {
+      if (w.port !== port) continue;
+      this.armed.delete(w);
+      this.removeWaiter(w.slot, w);
+      w.reject(failure);
+    }
+    if (this.armed.size === 0) this.stopSweep();
   }
+
 }

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { AgentCore, MAX_RESULTS_PER_REPORT } from '../src/agent/agent-core.js';
+import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
+import { encodeFrame, encodeMessage, ipToWire, MsgId, RetCode, type ReportStatusRequest } from '../src/protocol/index.js';
+
+function core() {
+  let now = 1_000_000;
+  const pulls: string[] = [];
+  const reports: ReportStatusRequest[] = [];
+  const c = new AgentCore({
+    config: DEFAULT_LOAD_BALANCE_CONFIG,
+    reportIntervalS: 1,
+    callerIp: ipToWire('10.1.1.1'),
+    now: () => now,
+    unixNow: () => 1_700_000_000,
+    links: {
+      pull: (m, cmd) => (pulls.push(`${m}:${cmd}`), true),
+      report: (r) => reports.push(r),
+    },
+  });
+  return { c, pulls, reports, advance: (ms: number) => (now += ms) };
+}
+
+describe('AgentCore', () => {
+  it('answers NOEXIST for an unknown route and asks dns once, not on every call', () => {
+    const { c, pulls, advance } = core();
+    expect(c.getHost(9, 9).retcode).toBe(RetCode.NOEXIST);
+    c.applyRoute({ modid: 9, cmdid: 9, host: [] });
+    for (let i = 0; i < 100; i++) expect(c.getHost(9, 9).retcode).toBe(RetCode.NOEXIST);
+    expect(pulls).toEqual(['9:9']);
+    // After update_timeout the route is asked for again...
+    advance(DEFAULT_LOAD_BALANCE_CONFIG.updateTimeoutS * 1000 + 1);
+    c.getHost(9, 9);
+    expect(pulls).toEqual(['9:9', '9:9']);
+    // ...and an empty route nobody asks for is forgotten: random ids cannot pile up.
+    advance(DEFAULT_LOAD_BALANCE_CONFIG.updateTimeoutS * 1000 + 1);
+    c.tick();
+    expect(c.routeCount).toBe(0);
+  });
+
+  it('splits the statistics of a huge route over several frames that each fit', () => {
+    const { c, reports } = core();
+    const host = Array.from({ length: 4000 }, (_, i) => ({ ip: ipToWire('200.0.0.0') - i, port: 60000 + (i % 5000) }));
+    c.applyRoute({ modid: 1, cmdid: 1, host });
+    c.report(1, 1, host[0]!.ip, host[0]!.port, 1, 5000);
+    c.tick();
+    expect(reports.length).toBe(Math.ceil(4000 / MAX_RESULTS_PER_REPORT));
+    expect(reports.reduce((n, r) => n + r.results.length, 0)).toBe(4000);
+    for (const r of reports) expect(() => encodeFrame(MsgId.ReportStatusRequest, encodeMessage(MsgId.ReportStatusRequest, r))).not.toThrow();
+  });
+
+  it('reports at once on a state change and at most once per report_interval otherwise', () => {
+    const { c, reports, advance } = core();
+    c.applyRoute({ modid: 2, cmdid: 1, host: [{ ip: 1, port: 1 }, { ip: 2, port: 2 }] });
+    c.report(2, 1, 1, 1, 0);
+    c.tick();
+    expect(reports).toHaveLength(0); // dirty, but the interval has not passed
+    advance(1000);
+    c.report(2, 1, 1, 1, 0);
+    c.tick();
+    expect(reports).toHaveLength(1);
+    for (let i = 0; i < 10; i++) c.report(2, 1, 2, 2, 1); // 10 consecutive errors: overloaded
+    expect(reports).toHaveLength(2);
+    expect(reports[1]!.results.find((r) => r.port === 2)).toMatchObject({ overload: true });
+    c.tick();
+    expect(reports).toHaveLength(2);
+  });
+});
