@@ -269,6 +269,18 @@ export class AgentService {
     this.stats.requests.set(msgid, (this.stats.requests.get(msgid) ?? 0) + 1);
   }
 
+  /**
+   * Writes the last-known-good cache now (a replacement agent about to start loads it). False when
+   * there is no cache or the write failed.
+   */
+  flushCache(): boolean {
+    if (!this.cache) return false;
+    const before = this.cache.stats.saveErrors;
+    this.cache.markDirty();
+    this.cache.flush();
+    return this.cache.stats.saveErrors === before;
+  }
+
   /** Seeds routes from a cache kept elsewhere (stale until dns confirms them). */
   seed(routes: ReadonlyArray<{ modid: number; cmdid: number; hosts: HostInfo[] }>): void {
     for (const r of routes) this.core.seedFromCache(r.modid, r.cmdid, r.hosts);

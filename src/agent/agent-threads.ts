@@ -173,6 +173,18 @@ export class ThreadedAgent {
     };
   }
 
+  /**
+   * Writes the last-known-good cache now (a replacement agent about to start loads it). False when
+   * there is no cache or the write failed.
+   */
+  flushCache(): boolean {
+    if (!this.cache) return false;
+    const before = this.cache.stats.saveErrors;
+    this.cache.markDirty();
+    this.cache.flush();
+    return this.cache.stats.saveErrors === before;
+  }
+
   close(): Promise<void> {
     return this.shutdown(true);
   }

@@ -73,6 +73,18 @@ export const DEFAULT_DB_THREAD_CNT = 3;
 export const DEFAULT_QUEUE_MAX_ROWS = 100_000;
 export const DEFAULT_HISTORY_RETENTION_DAYS = 7;
 
+// [supervisor] (`lars up`, issue 7).
+export const DEFAULT_DNS_WORKERS = 2;
+export const DEFAULT_REPORTER_WORKERS = 1;
+export const DEFAULT_WEB_WORKERS = 1;
+export const DEFAULT_AGENT_WORKERS = 1;
+export const DEFAULT_RESTART_MAX = 5;
+export const DEFAULT_RESTART_WINDOW_S = 60;
+export const DEFAULT_RESTART_DELAY_S = 0.1;
+export const DEFAULT_RESTART_DELAY_MAX_S = 10;
+export const DEFAULT_DRAIN_TIMEOUT_S = 10;
+export const DEFAULT_START_TIMEOUT_S = 30;
+
 const int = (d: number, description: string, min?: number, max?: number): IntSpec => ({
   type: 'int',
   default: d,
@@ -142,6 +154,7 @@ export const SCHEMA = {
   agent: {
     ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),
     ports: { type: 'ports', default: DEFAULT_AGENT_PORTS, description: 'comma-separated UDP ports of the agent API' } as PortsSpec,
+    threads: int(1, 'threads serving the UDP API (at most one per port); each owns the routes of its ports', 1, 64),
     report_interval: num(DEFAULT_REPORT_INTERVAL_S, 'seconds between statistics reports of one route', { gt: 0, max: 3600 }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
@@ -149,6 +162,19 @@ export const SCHEMA = {
   web: {
     ip: host(DEFAULT_HOST, 'address the console listens on'),
     port: port(DEFAULT_WEB_PORT, 'port the console listens on'),
+  },
+  supervisor: {
+    dns_workers: int(DEFAULT_DNS_WORKERS, 'lars up: dns worker processes sharing its port (0 = do not run dns here)', 0, 64),
+    reporter_workers: int(DEFAULT_REPORTER_WORKERS, 'lars up: reporter worker processes sharing its port (0 = do not run the reporter here)', 0, 64),
+    web_workers: int(DEFAULT_WEB_WORKERS, 'lars up: console worker processes sharing its port (0 = do not run the console here)', 0, 64),
+    agent_workers: int(DEFAULT_AGENT_WORKERS, 'lars up: run the agent (1) or not (0); one process owns all per-route state, so never more', 0, 1),
+    dns_handoff: { type: 'bool', default: false, description: 'lars up: the master accepts dns connections and hands each to a worker chosen by a hash of the peer address (false = workers accept on the shared socket; see docs/operations.md)' } as BoolSpec,
+    restart_max: int(DEFAULT_RESTART_MAX, 'crashes of one service within restart_window after which the supervisor stops restarting it', 1, 1000),
+    restart_window: num(DEFAULT_RESTART_WINDOW_S, 'seconds over which crashes are counted for restart_max', { gt: 0, max: 86_400 }),
+    restart_delay: num(DEFAULT_RESTART_DELAY_S, 'seconds before restarting a crashed worker; doubles with each crash in the window', { gt: 0, max: 3600 }),
+    restart_delay_max: num(DEFAULT_RESTART_DELAY_MAX_S, 'cap of the restart delay in seconds', { gt: 0, max: 3600 }),
+    drain_timeout: num(DEFAULT_DRAIN_TIMEOUT_S, 'seconds children get to finish after SIGTERM (stop, or replacement on SIGHUP) before SIGKILL', { gt: 0, max: 3600 }),
+    start_timeout: num(DEFAULT_START_TIMEOUT_S, 'seconds a starting worker has to report ready before it counts as failed', { gt: 0, max: 3600 }),
   },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 

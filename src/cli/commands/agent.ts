@@ -1,9 +1,11 @@
 import { Command } from 'commander';
 import { join } from 'node:path';
 import { AgentService } from '../../agent/agent-service.js';
+import { ThreadedAgent } from '../../agent/agent-threads.js';
 import { toLoadBalanceConfig } from '../../agent/lb-config-from-ini.js';
 import type { FlagOverride } from '../../config/index.js';
 import { createServiceLogger } from '../../log/logger.js';
+import { notifyReady, onSupervisorMessage, SupervisorMsg, tellSupervisor } from '../../supervisor/child-ipc.js';
 import { loadServiceConfig, localIpv4Wire, parseHostPort, parsePorts, untilSignal, withConfigOption } from '../options.js';
 
 interface AgentFlags {
@@ -15,6 +17,7 @@ interface AgentFlags {
   cacheDir?: string;
   dataDir?: string;
   httpPort?: string;
+  threads?: string;
 }
 
 export function agentFlags(o: AgentFlags): FlagOverride[] {
@@ -33,6 +36,7 @@ export function agentFlags(o: AgentFlags): FlagOverride[] {
   if (o.ports) flags.push({ section: 'agent', key: 'ports', value: parsePorts(o.ports, '--ports'), flag: '--ports' });
   if (o.cacheDir) flags.push({ section: 'agent', key: 'cache_dir', value: o.cacheDir, flag: '--cache-dir' });
   if (o.httpPort) flags.push({ section: 'agent', key: 'http_port', value: o.httpPort, flag: '--http-port' });
+  if (o.threads) flags.push({ section: 'agent', key: 'threads', value: o.threads, flag: '--threads' });
   return flags;
 }
 
@@ -50,24 +54,37 @@ export function register(program: Command): void {
     .option('--cache-dir <dir>', 'last-known-good route cache directory (default <data-dir>/agent-cache)')
     .option('--data-dir <dir>', 'data directory', process.env.LARS_DATA_DIR ?? './lars-data')
     .option('--http-port <port>', 'health/metrics HTTP port (default any free port)')
+    .option('--threads <n>', 'threads serving the UDP API, at most one per port (default [agent] threads = 1)')
     .action(async (o: AgentFlags) => {
       const { config } = loadServiceConfig(o.config, agentFlags(o));
       const log = createServiceLogger('agent');
-      const agent = new AgentService({
+      const cacheDir = config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache');
+      const options = {
         host: config.agent.ip,
         ports: config.agent.ports,
         dns: { host: config.dnsserver.ip, port: config.dnsserver.port },
         reporter: config.reporter.enabled ? { host: config.reporter.ip, port: config.reporter.port } : undefined,
         lb: toLoadBalanceConfig(config.loadbalance),
         reportIntervalS: config.agent.report_interval,
-        cacheDir: config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache'),
+        cacheDir,
         callerIp: localIpv4Wire(),
         httpPort: config.agent.http_port,
         logger: log,
+      };
+      const agent =
+        config.agent.threads > 1
+          ? new ThreadedAgent({ ...options, threads: config.agent.threads })
+          : new AgentService(options);
+      const addr = await agent.start();
+      // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the
+      // new agent loads, so it answers at once (docs/operations.md).
+      const stopFlushing = onSupervisorMessage(SupervisorMsg.FLUSH_CACHE, () => {
+        tellSupervisor({ type: SupervisorMsg.CACHE_FLUSHED, ok: agent.flushCache() });
       });
-      await agent.start();
+      notifyReady({ udp: addr.ports, http: addr.httpPort });
       const sig = await untilSignal();
       log.info({ signal: sig }, 'agent shutting down');
+      stopFlushing();
       await agent.close();
     });
 }

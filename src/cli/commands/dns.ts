@@ -7,6 +7,7 @@ import { createServiceLogger } from '../../log/logger.js';
 import { openStore, redact } from '../../store/index.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import { withDbOption, loadServiceConfig, parsePorts, resolveDbUrl, untilSignal, withConfigOption } from '../options.js';
+import { parsePort } from '../../protocol/index.js';
 
 interface DnsFlags {
   db?: string;
@@ -17,13 +18,21 @@ interface DnsFlags {
   workers?: string;
 }
 
-/** Where dns listens: flags > [reactor] (when the file has it, as the original dns.conf) > [dnsserver]. */
-export function dnsListen(loaded: LoadedConfig): { host: string; port: number } {
+/**
+ * Where dns listens: --host/--port flags > [reactor] (when the file has it, as the original
+ * dns.conf) > [dnsserver]. `--port 0` picks a free port.
+ */
+export function dnsListen(loaded: LoadedConfig, flags: Pick<DnsFlags, 'host' | 'port'> = {}): { host: string; port: number } {
   const { config, fileSections } = loaded;
   const useReactor = fileSections.has('reactor') || config.reactor.port !== 0;
   return {
-    host: useReactor ? config.reactor.ip : config.dnsserver.ip,
-    port: useReactor && config.reactor.port !== 0 ? config.reactor.port : config.dnsserver.port,
+    host: flags.host ?? (useReactor ? config.reactor.ip : config.dnsserver.ip),
+    port:
+      flags.port !== undefined
+        ? parsePort(flags.port, '--port', true)
+        : useReactor && config.reactor.port !== 0
+          ? config.reactor.port
+          : config.dnsserver.port,
   };
 }
 
@@ -42,9 +51,11 @@ export async function runDns(o: DnsFlags): Promise<void> {
   const { config } = loaded;
   const log = createServiceLogger('dns');
   const url = resolveDbUrl(o.db, process.env, config);
-  const store = await openStore(url, { logger: log, busyTimeoutMs: DNS_SQLITE_BUSY_TIMEOUT_MS });
+  // createIfMissing false: a mistyped path must be an error, not a new empty table served to every
+  // agent (which would then drop every route). `lars db init` or `lars up` creates the database.
+  const store = await openStore(url, { logger: log, busyTimeoutMs: DNS_SQLITE_BUSY_TIMEOUT_MS, createIfMissing: false });
   await store.migrate();
-  const listen = dnsListen(loaded);
+  const listen = dnsListen(loaded, o);
   const dns = new DnsService({
     store,
     host: listen.host,
@@ -107,12 +118,27 @@ export function register(program: Command): void {
       // Several processes share the listening socket so both cores answer agents; each keeps
       // its own snapshot and subscriptions and registers itself for immediate polls.
       let shuttingDown = false;
-      for (let i = 0; i < workers; i++) cluster.fork();
+      const log = createServiceLogger('dns');
+      const started = new Map<number, number>();
+      const fork = () => started.set(cluster.fork().id, Date.now());
+      let quickDeaths = 0;
+      for (let i = 0; i < workers; i++) fork();
       cluster.on('exit', (w, code, signal) => {
-        if (!shuttingDown) {
-          createServiceLogger('dns').error({ worker: w.process.pid, code, signal }, 'dns worker exited; restarting');
-          cluster.fork();
+        if (shuttingDown) return;
+        // A worker that dies young (database missing, port taken) is restarted with a growing delay;
+        // after 5 such deaths in a row the service gives up instead of spinning both cores.
+        const lived = Date.now() - (started.get(w.id) ?? 0);
+        quickDeaths = lived < 10_000 ? quickDeaths + 1 : 0;
+        if (quickDeaths >= 5) {
+          log.error({ code, signal }, 'dns workers keep failing at start; giving up');
+          shuttingDown = true;
+          for (const other of Object.values(cluster.workers ?? {})) other?.process.kill('SIGTERM');
+          process.exitCode = 1;
+          return;
         }
+        const delay = Math.min(30_000, 500 * 2 ** quickDeaths);
+        log.error({ worker: w.process.pid, code, signal, restartInMs: delay }, 'dns worker exited; restarting');
+        setTimeout(() => !shuttingDown && fork(), delay).unref();
       });
       await untilSignal();
       shuttingDown = true;

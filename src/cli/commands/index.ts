@@ -5,6 +5,8 @@ import { register as registerDns } from './dns.js';
 import { register as registerAgent } from './agent.js';
 import { register as registerTestTools } from './test-tools.js';
 import { register as registerUp } from './up.js';
+import { register as registerStatus } from './status.js';
+import { register as registerStop } from './stop.js';
 import { register as registerWeb } from './web.js';
 import { register as registerUser } from './user.js';
 
@@ -18,6 +20,8 @@ const families: Array<(program: Command) => void> = [
   registerAgent,
   registerTestTools,
   registerUp,
+  registerStatus,
+  registerStop,
   registerWeb,
   registerUser,
 ];

@@ -1,82 +1,162 @@
 import { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { AgentService } from '../../agent/agent-service.js';
-import { toLoadBalanceConfig } from '../../agent/lb-config-from-ini.js';
-import { DnsService } from '../../dns/dns-service.js';
-import { createServiceLogger } from '../../log/logger.js';
-import { openStore } from '../../store/index.js';
+import { pino } from 'pino';
+import type { LogLevel } from '../../log/logger.js';
+import { openStore, redact } from '../../store/index.js';
+import { ExitCode, Supervisor, type StatusSnapshot } from '../../supervisor/index.js';
 import { addDemoRoutes } from '../../up/demo-routes.js';
-import { loadServiceConfig, localIpv4Wire, untilSignal, withConfigOption } from '../options.js';
+import { loadServiceConfig, withConfigOption } from '../options.js';
 
 interface UpFlags {
   dataDir: string;
   config?: string;
+  db?: string;
   demo?: boolean;
 }
 
+/** Default data directory of up/status/stop: --data-dir > env LARS_DATA_DIR > ./lars-data. */
+export function defaultDataDir(): string {
+  return process.env.LARS_DATA_DIR ?? './lars-data';
+}
+
 /**
- * `lars up`: the whole stack on embedded SQLite at DIR/lars.db: route service, agent (and the
- * reporter and console once they exist), schema created on first start.
+ * `lars up`: the whole stack under a master process (issue 7, docs/operations.md). The master only
+ * manages; dns, reporter, console and agent run as child processes of the compiled CLI, with the
+ * worker counts of `[supervisor]`. On embedded SQLite at DIR/lars.db unless --db says otherwise.
  */
 export function register(program: Command): void {
   withConfigOption(
     program
       .command('up')
-      .description('run the whole stack on embedded SQLite (DIR/lars.db): dns, agent, reporter, console'),
+      .description(
+        'run the whole stack under a supervising master: dns, reporter, console and agent as worker processes ' +
+          '(SIGHUP reloads, SIGINT/SIGTERM or `lars stop` drains; see docs/operations.md)',
+      ),
   )
-    .option('--data-dir <dir>', 'data directory (database, agent cache); env LARS_DATA_DIR', process.env.LARS_DATA_DIR ?? './lars-data')
+    .option(
+      '--data-dir <dir>',
+      'data directory (database, agent cache, control socket); env LARS_DATA_DIR',
+      defaultDataDir(),
+    )
+    .option('--db <url>', 'database URL shared by the services (default sqlite:DIR/lars.db)')
     .option('--demo', 'add a few demo routes on first start')
     .action(async (o: UpFlags) => {
-      const dataDir = resolve(o.dataDir);
-      mkdirSync(dataDir, { recursive: true });
-      const { config } = loadServiceConfig(o.config, []);
-      const log = createServiceLogger('up');
-      const url = `sqlite:${join(dataDir, 'lars.db')}`;
-      const store = await openStore(url, { logger: log });
+      const code = await runUp(o, program);
+      process.exit(code);
+    });
+}
+
+export async function runUp(o: UpFlags, program: Command): Promise<number> {
+  const dataDir = resolve(o.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const configArg = o.config ?? process.env.LARS_CONFIG;
+  const configFile = configArg ? resolve(configArg) : undefined;
+  const loaded = loadServiceConfig(configFile, []);
+  const dbUrl = o.db ?? `sqlite:${join(dataDir, 'lars.db')}`;
+  const log = masterLogger();
+
+  const supervisor = new Supervisor({
+    program,
+    dataDir,
+    dbUrl,
+    configFile,
+    loaded,
+    reloadConfig: () => loadServiceConfig(configFile, []),
+    logger: log,
+    notify: (line) => void process.stderr.write(`${line}\n`),
+    logSink: (label, line, stream) => {
+      (stream === 'out' ? process.stdout : process.stderr).write(`${label} | ${line}\n`);
+    },
+  });
+  const busyPid = await supervisor.claim();
+  if (busyPid !== undefined) {
+    process.stderr.write(
+      `lars up: another lars up (pid ${busyPid}) is running on ${dataDir}; see \`lars status --data-dir ${o.dataDir}\`\n`,
+    );
+    return ExitCode.START_FAILED;
+  }
+
+  // Schema and demo routes are set up once here, before any service opens the database.
+  try {
+    const store = await openStore(dbUrl, { logger: log });
+    try {
       const migrated = await store.migrate();
       if (migrated.applied.length) log.info({ applied: migrated.applied }, 'database schema created');
       if (o.demo) {
         const n = await addDemoRoutes(store);
         if (n) log.info({ hosts: n }, 'demo routes added');
       }
-      const dns = new DnsService({
-        store,
-        host: config.dnsserver.ip,
-        port: config.dnsserver.port,
-        httpPort: config.dns.http_port,
-        maxConnections: config.reactor.maxConn,
-        maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
-        pollIntervalMs: config.dns.poll_interval * 1000,
-        reloadIntervalMs: config.dns.reload_interval * 1000,
-        changeRetentionS: config.dns.change_retention,
-        logger: createServiceLogger('dns'),
-      });
-      const dnsAddr = await dns.start();
-      const agent = new AgentService({
-        host: config.agent.ip,
-        ports: config.agent.ports,
-        dns: { host: config.dnsserver.ip, port: dnsAddr.port },
-        reporter: undefined,
-        lb: toLoadBalanceConfig(config.loadbalance),
-        reportIntervalS: config.agent.report_interval,
-        cacheDir: config.agent.cache_dir || join(dataDir, 'agent-cache'),
-        callerIp: localIpv4Wire(),
-        httpPort: config.agent.http_port,
-        logger: createServiceLogger('agent'),
-      });
-      const agentAddr = await agent.start();
-      const lines = [
-        `Lars is up (data: ${dataDir}, database: ${url})`,
-        `  dns       tcp ${dnsAddr.host}:${dnsAddr.port}   health http://${dnsAddr.host}:${dnsAddr.httpPort}/healthz`,
-        `  agent     udp ${config.agent.ip}:${agentAddr.ports.join(',')}   health http://${config.agent.ip}:${agentAddr.httpPort}/healthz`,
-        `Try: lars test gethost 1 1     (Ctrl-C stops everything)`,
-      ];
-      process.stdout.write(lines.join('\n') + '\n');
-      const sig = await untilSignal();
-      log.info({ signal: sig }, 'shutting down');
-      await agent.close();
-      await dns.close();
+    } finally {
       await store.close();
-    });
+    }
+  } catch (err) {
+    await supervisor.release();
+    throw err;
+  }
+
+  process.on('SIGINT', () => supervisor.requestStop('SIGINT'));
+  process.on('SIGTERM', () => supervisor.requestStop('SIGTERM'));
+  process.on('SIGHUP', () => supervisor.requestReload());
+
+  try {
+    await supervisor.start();
+  } catch (err) {
+    process.stderr.write(`lars up: could not start: ${(err as Error).message}\n`);
+    return supervisor.finished;
+  }
+  const snapshot = await supervisor.snapshot(false);
+  if (snapshot.master.state === 'running')
+    process.stdout.write(banner(snapshot, o.dataDir, redact(dbUrl)) + '\n');
+  return supervisor.finished;
+}
+
+/** The master's own log: JSON lines like the services', each prefixed like theirs. */
+function masterLogger() {
+  const prefix = `supervisor[${process.pid}] | `;
+  const level = (process.env.LARS_LOG_LEVEL as LogLevel | undefined) ?? 'info';
+  return pino(
+    { base: { component: 'supervisor', pid: process.pid }, level },
+    { write: (s: string) => void process.stdout.write(prefix + s) },
+  );
+}
+
+/** "Lars is up": where each service listens, and how to operate the master. */
+function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
+  const lines = [`Lars is up (master pid ${s.master.pid}, data: ${s.master.dataDir}, database: ${db})`];
+  const missing: string[] = [];
+  for (const svc of s.services) {
+    if (svc.state === 'unavailable') {
+      missing.push(svc.name);
+      continue;
+    }
+    if (svc.state === 'disabled') {
+      lines.push(`  ${svc.name.padEnd(9)} not run here ([supervisor] ${svc.name}_workers = 0)`);
+      continue;
+    }
+    const first = svc.listen[0];
+    const where =
+      svc.name === 'web' && first
+        ? `http://${first.host}:${first.port}/`
+        : svc.name === 'agent'
+          ? `udp ${first?.host}:${svc.listen.map((e) => e.port).join(',')}`
+          : `tcp ${first?.host}:${first?.port}`;
+    const n = svc.workers.wanted;
+    const mode =
+      svc.name === 'dns' ? (s.master.dnsHandoff ? ', handoff by the master' : ', shared socket') : '';
+    const health = svc.processes
+      .map((p) => p.ports.http)
+      .filter((p): p is number => typeof p === 'number' && svc.name !== 'web')
+      .map((p) => `http://${first?.host === '0.0.0.0' ? '127.0.0.1' : first?.host}:${p}/healthz`);
+    lines.push(
+      `  ${svc.name.padEnd(9)} ${where.padEnd(32)} ${n} worker${n === 1 ? '' : 's'}${mode}${health.length ? `   health ${[...new Set(health)].join(' ')}` : ''}`,
+    );
+  }
+  if (missing.length) lines.push(`  (not in this build: ${missing.join(', ')})`);
+  const dd = dataDirArg === './lars-data' ? '' : ` --data-dir ${dataDirArg}`;
+  lines.push(
+    `Status: lars status${dd}   Stop: lars stop${dd} (or Ctrl-C)   Reload config: kill -HUP ${s.master.pid}`,
+  );
+  lines.push('Try: lars test gethost 1 1');
+  return lines.join('\n');
 }
