@@ -13,9 +13,21 @@ export const DB_OPTION_DESCRIPTION =
   `database URL: sqlite:PATH, mysql://user:pass@host:3306/db or postgres://user@host:5432/db ` +
   `(default ${DEFAULT_STORE_URL}, or env ${STORE_URL_ENV})`;
 
-/** Adds `--db <url>` to a command. */
+/**
+ * Adds `--db <url>` to a command, and `--config FILE` unless it has one: the database may also come
+ * from the file's `[store] url` or original `[mysql]` section (see resolveDbUrl).
+ */
 export function withDbOption(cmd: Command): Command {
-  return cmd.option('--db <url>', DB_OPTION_DESCRIPTION);
+  cmd.option('--db <url>', DB_OPTION_DESCRIPTION);
+  if (!cmd.options.some((o) => o.long === '--config')) {
+    withConfigOption(cmd);
+    // One command per process: the file named by --config is where resolveDbUrl looks.
+    cmd.hook('preAction', (c) => {
+      const file = (c.opts() as { config?: string }).config;
+      if (file) process.env.LARS_CONFIG = file;
+    });
+  }
+  return cmd;
 }
 
 /**
@@ -30,6 +42,7 @@ export function resolveDbUrl(
   if (flag !== undefined) return flag;
   const fromEnv = env[STORE_URL_ENV];
   if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv;
+  if (config === undefined && env.LARS_CONFIG) config = loadConfig({ file: env.LARS_CONFIG, env }).config;
   if (config?.store.url) return config.store.url;
   if (config?.mysql.db_host) {
     const m = config.mysql;
