@@ -20,6 +20,7 @@ function intArg(value: string, name: string, min = -0x80000000, max = 0x7fffffff
 
 function clientFrom(o: ClientFlags): LarsClient {
   ipToNumber(o.agent === 'localhost' ? '127.0.0.1' : o.agent);
+  if (parsePorts(o.ports, '--ports').includes(0)) throw new InvalidArgumentError('--ports: port 0 is not an agent port');
   return new LarsClient({
     host: o.agent === 'localhost' ? '127.0.0.1' : o.agent,
     ports: parsePorts(o.ports, '--ports'),
@@ -167,7 +168,8 @@ export function register(program: Command): void {
     .action(async (t: string, o: ClientFlags & { duration: string }) => {
       const threads = intArg(t, 'threads', 1, 256);
       const duration = intArg(o.duration, '--duration', 1, 86_400);
-      parsePorts(o.ports, '--ports');
+      // Validated here, in the parent: a bad value must be one clear message, not a worker's crash.
+      clientFrom(o).close();
       const counts = new Array<number>(threads).fill(0);
       const workers = Array.from({ length: threads }, (_, i) => {
         const w = new Worker(new URL(import.meta.url), {
@@ -175,6 +177,10 @@ export function register(program: Command): void {
         });
         w.on('message', (n: number) => {
           counts[i] = n;
+        });
+        w.on('error', (err) => {
+          process.stderr.write(`lars: qps thread ${i + 1} failed: ${err.message}\n`);
+          process.exitCode = 1;
         });
         return w;
       });
