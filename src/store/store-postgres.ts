@@ -62,6 +62,12 @@ export function createPostgresBackend(url: ServerStoreUrl, logger: Logger): Stor
   // An idle client that loses its server emits 'error' on the pool; unhandled it would crash the
   // process. The pool drops that client and the next query reconnects, so a log line is enough.
   pool.on('error', (err) => logger.warn({ err }, 'postgres: idle connection failed'));
+  // A client checked out of the pool (mid-query or mid-transaction) has no pool listener: when its
+  // server goes away it emits 'error' after failing its queries, and unhandled that would crash the
+  // process. The failed query already reports the error; the pool discards the client on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => logger.debug({ err }, 'postgres: connection in use failed'));
+  });
 
   return {
     kind: 'postgres',

@@ -5,6 +5,7 @@ import { register as registerDns } from './dns.js';
 import { register as registerAgent } from './agent.js';
 import { register as registerTestTools } from './test-tools.js';
 import { register as registerUp } from './up.js';
+import { register as registerReporter } from './reporter.js';
 import { register as registerStatus } from './status.js';
 import { register as registerStop } from './stop.js';
 import { register as registerWeb } from './web.js';
@@ -19,6 +20,7 @@ const families: Array<(program: Command) => void> = [
   registerDns,
   registerAgent,
   registerTestTools,
+  registerReporter,
   registerUp,
   registerStatus,
   registerStop,
