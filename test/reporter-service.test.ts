@@ -371,8 +371,9 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       expect(lanes.filter((l) => l.batches > 0)).toHaveLength(3);
     });
 
-    // SQLite has one writer connection (on its thread): there, lanes take turns by design.
-    it.skipIf(b.kind === 'sqlite')(
+    // SQLite has one writer connection (on its thread): there, lanes take turns by design, so this
+    // test exists only for the servers (not registered, rather than skipped, on SQLite).
+    (b.kind === 'sqlite' ? () => undefined : it)(
       'writers run in parallel: a lane blocked on a row lock does not hold up the others',
       async () => {
         const { store, url } = await freshStore(b);

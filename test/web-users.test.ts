@@ -195,7 +195,7 @@ describe('lars user', () => {
     const user = program.commands.find((c) => c.name() === 'user')!;
     expect(user.commands.map((c) => c.name())).toEqual(['add', 'passwd', 'rm', 'ls']);
     const add = user.commands[0]!;
-    expect(add.options.map((o) => o.long)).toEqual(['--db', '--password', '--password-stdin']);
+    expect(add.options.map((o) => o.long)).toEqual(['--db', '--config', '--password', '--password-stdin']);
     const web = program.commands.find((c) => c.name() === 'web')!;
     expect(web.options.map((o) => o.long)).toEqual(['--config', '--db', '--host', '--port']);
     expect(webFlags({ host: '0.0.0.0', port: '9090' })).toEqual([
