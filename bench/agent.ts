@@ -2,7 +2,8 @@
  * Agent + SDK benchmarks (issue 4). dns, the agent and the clients each run in their own process.
  *
  *   npm run bench:agent
- *   node dist/bench/agent.js --scenario qps|inflight|latency|memory [--duration 5]
+ *   node dist/bench/agent.js --scenario qps|inflight|latency|memory [--duration 5] [--agent-threads N]
+ *   taskset -c 0 node dist/bench/agent.js ...     # every process on one core (see bench/RESULTS.md)
  *
  * qps      : get_host + report through the agent, lockstep like the original `qps` tool, with 1 and 2
  *            client processes (targets ≥ 25k req/s and ≥ 35k req/s).
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentService } from '../src/agent/agent-service.js';
+import { ThreadedAgent } from '../src/agent/agent-threads.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { LarsClient } from '../src/api/index.js';
 import { DnsService } from '../src/dns/dns-service.js';
@@ -66,7 +68,8 @@ async function runDns(): Promise<void> {
 }
 
 async function runAgent(): Promise<void> {
-  const agent = new AgentService({
+  const threads = numberArg(args, 'threads', 1);
+  const options = {
     host: HOST,
     ports: [0, 0, 0],
     dns: { host: HOST, port: numberArg(args, 'dns', 0) },
@@ -75,7 +78,8 @@ async function runAgent(): Promise<void> {
     reportIntervalS: 1,
     cacheDir: undefined,
     callerIp: ipToWire('127.0.0.1'),
-  });
+  };
+  const agent = threads > 1 ? new ThreadedAgent({ ...options, threads, logLevel: 'warn' }) : new AgentService(options);
   const { ports } = await agent.start();
   tellParent({ type: 'listening', ports });
   for (;;) {
@@ -83,7 +87,8 @@ async function runAgent(): Promise<void> {
     if (m.type === 'stop') break;
     (globalThis as { gc?: () => void }).gc?.();
     const mu = process.memoryUsage();
-    tellParent({ type: 'memory', rss: mu.rss, heapUsed: mu.heapUsed, ...agent.core.summary() });
+    const h = agent.health();
+    tellParent({ type: 'memory', rss: mu.rss, heapUsed: mu.heapUsed, routes: h.routes, hosts: h.hosts });
   }
   await agent.destroy();
   process.exit(0);
@@ -194,7 +199,7 @@ async function stack(routes: number, hosts: number, agentFlags: string[] = []) {
   await store.close();
   const dns = forkRole(SELF, ['--role', 'dns', '--db', url]);
   const { port } = await nextMessage<BenchMessage & { port: number }>(dns, 'listening', 60_000);
-  const agent = forkRole(SELF, ['--role', 'agent', '--dns', String(port), ...agentFlags]);
+  const agent = forkRole(SELF, ['--role', 'agent', '--dns', String(port), '--threads', String(numberArg(args, 'agent-threads', 1)), ...agentFlags]);
   const { ports } = await nextMessage<BenchMessage & { ports: number[] }>(agent, 'listening', 60_000);
   return {
     agent,
@@ -234,7 +239,9 @@ async function runMain(): Promise<void> {
   const duration = numberArg(args, 'duration', 5);
   const warmup = numberArg(args, 'warmup', 1);
   const only = args.get('scenario');
-  console.log(`agent bench: ${machineLine()}; ${warmup} s warm-up + ${duration} s per scenario`);
+  console.log(
+    `agent bench: ${machineLine()}; agent threads ${numberArg(args, 'agent-threads', 1)}; ${warmup} s warm-up + ${duration} s per scenario`,
+  );
   const rows: (string | number)[][] = [];
   if (!only || only === 'qps' || only === 'inflight' || only === 'latency') {
     const s = await stack(10, 10);

@@ -218,7 +218,8 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       const next = await this.loadFull(version);
       if (!current()) return;
       // The first load pushes nothing: no connection has asked yet.
-      const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...this._snapshot.diff(next)])];
+      const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...(await this._snapshot.diff(next))])];
+      if (!current()) return;
       this._snapshot = next;
       this.lastChangeId = lastChangeId;
       this.lastFullAt = now;
