@@ -2,11 +2,25 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/protocol/generated/**', 'lars-data/**', 'test-artifacts/**'] },
+  {
+    ignores: ['dist/**', 'node_modules/**', 'src/protocol/generated/**', 'lars-data/**', 'test-artifacts/**'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        URL: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
@@ -16,7 +30,10 @@ export default tseslint.config(
     rules: {
       'no-restricted-syntax': [
         'error',
-        { selector: "ThrowStatement > NewExpression[callee.name='Error']", message: 'Throw a LarsError subclass with a stable code (src/errors.ts).' },
+        {
+          selector: "ThrowStatement > NewExpression[callee.name='Error']",
+          message: 'Throw a LarsError subclass with a stable code (src/errors.ts).',
+        },
       ],
     },
   },
@@ -25,7 +42,26 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/store/**', '**/dns/**', '**/agent/**', '**/reporter/**', '**/web/**', '**/cli/**', 'kysely', 'pg', 'mysql2', 'better-sqlite3', 'fastify'], message: 'The SDK imports nothing from server or database code.' }] },
+        {
+          patterns: [
+            {
+              group: [
+                '**/store/**',
+                '**/dns/**',
+                '**/agent/**',
+                '**/reporter/**',
+                '**/web/**',
+                '**/cli/**',
+                'kysely',
+                'pg',
+                'mysql2',
+                'better-sqlite3',
+                'fastify',
+              ],
+              message: 'The SDK imports nothing from server or database code.',
+            },
+          ],
+        },
       ],
     },
   },

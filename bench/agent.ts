@@ -24,7 +24,15 @@ import { ipToWire } from '../src/protocol/index.js';
 import { insertRouteRows, openStore } from '../src/store/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { Histogram } from './lib/histogram.js';
-import { forkRole, fromParent, machineLine, nextMessage, stopChild, tellParent, type BenchMessage } from './lib/proc.js';
+import {
+  forkRole,
+  fromParent,
+  machineLine,
+  nextMessage,
+  stopChild,
+  tellParent,
+  type BenchMessage,
+} from './lib/proc.js';
 import { formatTable } from './lib/table.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -79,7 +87,8 @@ async function runAgent(): Promise<void> {
     cacheDir: undefined,
     callerIp: ipToWire('127.0.0.1'),
   };
-  const agent = threads > 1 ? new ThreadedAgent({ ...options, threads, logLevel: 'warn' }) : new AgentService(options);
+  const agent =
+    threads > 1 ? new ThreadedAgent({ ...options, threads, logLevel: 'warn' }) : new AgentService(options);
   const { ports } = await agent.start();
   tellParent({ type: 'listening', ports });
   for (;;) {
@@ -113,7 +122,9 @@ async function runClient(): Promise<void> {
     // Ask for every route once so the agent fetches and caches them all.
     for (let m = 1; m <= routes; m += 200) {
       await Promise.all(
-        Array.from({ length: Math.min(200, routes - m + 1) }, (_, i) => client.regInit(m + i, 1, { tries: 20, intervalMs: 50 })),
+        Array.from({ length: Math.min(200, routes - m + 1) }, (_, i) =>
+          client.regInit(m + i, 1, { tries: 20, intervalMs: 50 }),
+        ),
       );
     }
     tellParent({ type: 'result', count: routes, elapsedMs: 0, counts: [], errors: 0 });
@@ -144,12 +155,20 @@ async function runClient(): Promise<void> {
   };
   const loops: Promise<void>[] = [];
   if (mode === 'lockstep') {
-    loops.push((async () => { while (running) await one(modid); })());
+    loops.push(
+      (async () => {
+        while (running) await one(modid);
+      })(),
+    );
   } else if (mode === 'inflight') {
     const depth = numberArg(args, 'depth', 256);
     let next = 0;
     for (let d = 0; d < depth; d++) {
-      loops.push((async () => { while (running) await one(1 + (next++ % routes)); })());
+      loops.push(
+        (async () => {
+          while (running) await one(1 + (next++ % routes));
+        })(),
+      );
     }
   } else {
     const rate = numberArg(args, 'rate', 10_000);
@@ -193,13 +212,22 @@ async function stack(routes: number, hosts: number, agentFlags: string[] = []) {
   const store = await openStore(url);
   await store.migrate();
   function* rows() {
-    for (let r = 1; r <= routes; r++) for (let h = 0; h < hosts; h++) yield { modid: r, cmdid: 1, ip: 0x0a000001 + h, port: 9000 + h };
+    for (let r = 1; r <= routes; r++)
+      for (let h = 0; h < hosts; h++) yield { modid: r, cmdid: 1, ip: 0x0a000001 + h, port: 9000 + h };
   }
   await insertRouteRows(store.db, store.kind, rows());
   await store.close();
   const dns = forkRole(SELF, ['--role', 'dns', '--db', url]);
   const { port } = await nextMessage<BenchMessage & { port: number }>(dns, 'listening', 60_000);
-  const agent = forkRole(SELF, ['--role', 'agent', '--dns', String(port), '--threads', String(numberArg(args, 'agent-threads', 1)), ...agentFlags]);
+  const agent = forkRole(SELF, [
+    '--role',
+    'agent',
+    '--dns',
+    String(port),
+    '--threads',
+    String(numberArg(args, 'agent-threads', 1)),
+    ...agentFlags,
+  ]);
   const { ports } = await nextMessage<BenchMessage & { ports: number[] }>(agent, 'listening', 60_000);
   return {
     agent,
@@ -214,11 +242,23 @@ async function stack(routes: number, hosts: number, agentFlags: string[] = []) {
 
 async function clients(ports: number[], specs: string[][], warmup: number, duration: number) {
   const procs = specs.map((s) =>
-    forkRole(SELF, ['--role', 'client', '--ports', ports.join(','), '--warmup', String(warmup), '--duration', String(duration), ...s]),
+    forkRole(SELF, [
+      '--role',
+      'client',
+      '--ports',
+      ports.join(','),
+      '--warmup',
+      String(warmup),
+      '--duration',
+      String(duration),
+      ...s,
+    ]),
   );
   try {
     await Promise.all(procs.map((p) => nextMessage(p, 'ready', 60_000)));
-    const results = procs.map((p) => nextMessage<ClientResult>(p, 'result', (warmup + duration) * 1000 + 60_000));
+    const results = procs.map((p) =>
+      nextMessage<ClientResult>(p, 'result', (warmup + duration) * 1000 + 60_000),
+    );
     for (const p of procs) p.send({ type: 'go' });
     const done = await Promise.all(results);
     const hist = new Histogram();
@@ -248,16 +288,38 @@ async function runMain(): Promise<void> {
     try {
       if (!only || only === 'qps') {
         for (const n of [1, 2]) {
-          const r = await clients(s.ports, Array.from({ length: n }, (_, i) => ['--mode', 'lockstep', '--modid', String(i + 1)]), warmup, duration);
-          rows.push([`qps lockstep get_host+report`, `${n} client process${n > 1 ? 'es' : ''}`, r.rate, r.p50, r.p99, r.errors]);
+          const r = await clients(
+            s.ports,
+            Array.from({ length: n }, (_, i) => ['--mode', 'lockstep', '--modid', String(i + 1)]),
+            warmup,
+            duration,
+          );
+          rows.push([
+            `qps lockstep get_host+report`,
+            `${n} client process${n > 1 ? 'es' : ''}`,
+            r.rate,
+            r.p50,
+            r.p99,
+            r.errors,
+          ]);
         }
       }
       if (!only || only === 'inflight') {
-        const r = await clients(s.ports, [['--mode', 'inflight', '--depth', '256', '--routes', '10']], warmup, duration);
+        const r = await clients(
+          s.ports,
+          [['--mode', 'inflight', '--depth', '256', '--routes', '10']],
+          warmup,
+          duration,
+        );
         rows.push(['SDK get_host, 256 in flight', '1 client process', r.rate, r.p50, r.p99, r.errors]);
       }
       if (!only || only === 'latency') {
-        const r = await clients(s.ports, [['--mode', 'rate', '--rate', '10000', '--routes', '10']], warmup, duration);
+        const r = await clients(
+          s.ports,
+          [['--mode', 'rate', '--rate', '10000', '--routes', '10']],
+          warmup,
+          duration,
+        );
         rows.push(['SDK get_host at 10k req/s', '1 client process', r.rate, r.p50, r.p99, r.errors]);
       }
     } finally {
@@ -270,12 +332,28 @@ async function runMain(): Promise<void> {
     const hosts = numberArg(args, 'hosts', 20);
     const s = await stack(routes, hosts);
     try {
-      const warm = forkRole(SELF, ['--role', 'client', '--ports', s.ports.join(','), '--mode', 'warm', '--routes', String(routes)]);
+      const warm = forkRole(SELF, [
+        '--role',
+        'client',
+        '--ports',
+        s.ports.join(','),
+        '--mode',
+        'warm',
+        '--routes',
+        String(routes),
+      ]);
       await nextMessage(warm, 'result', 300_000);
       await stopChild(warm);
       s.agent.send({ type: 'memory' });
-      const m = await nextMessage<BenchMessage & { rss: number; heapUsed: number; routes: number; hosts: number }>(s.agent, 'memory', 30_000);
-      console.log(formatTable(['agent cache', 'routes', 'hosts', 'RSS MB', 'heap used MB'], [[`${routes} x ${hosts}`, m.routes, m.hosts, m.rss / 2 ** 20, m.heapUsed / 2 ** 20]]));
+      const m = await nextMessage<
+        BenchMessage & { rss: number; heapUsed: number; routes: number; hosts: number }
+      >(s.agent, 'memory', 30_000);
+      console.log(
+        formatTable(
+          ['agent cache', 'routes', 'hosts', 'RSS MB', 'heap used MB'],
+          [[`${routes} x ${hosts}`, m.routes, m.hosts, m.rss / 2 ** 20, m.heapUsed / 2 ** 20]],
+        ),
+      );
     } finally {
       await s.stop();
     }

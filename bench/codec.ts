@@ -5,9 +5,22 @@
  *   npm run bench:codec
  */
 import { cpus } from 'node:os';
-import { decodeMessage, encodeFrame, encodeMessage, FrameDecoder, ipToWire, MsgId } from '../src/protocol/index.js';
+import {
+  decodeMessage,
+  encodeFrame,
+  encodeMessage,
+  FrameDecoder,
+  ipToWire,
+  MsgId,
+} from '../src/protocol/index.js';
 
-const msg = { seq: 123456, modid: 10001, cmdid: 1001, retcode: 0, host: { ip: ipToWire('192.168.1.177'), port: 9000 } };
+const msg = {
+  seq: 123456,
+  modid: 10001,
+  cmdid: 1001,
+  retcode: 0,
+  host: { ip: ipToWire('192.168.1.177'), port: 9000 },
+};
 
 function bench(name: string, iterations: number, fn: () => void): { name: string; nsPerOp: number } {
   for (let i = 0; i < 200_000; i++) fn(); // warm-up: let the JIT settle
@@ -47,8 +60,13 @@ const results = [
 ];
 results[4]!.nsPerOp /= 100;
 
-console.log(`codec micro-benchmark — node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}`);
+console.log(
+  `codec micro-benchmark — node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}`,
+);
 console.log('| operation | ns/op | ops/s |');
 console.log('|---|---:|---:|');
-for (const r of results) console.log(`| ${r.name} | ${r.nsPerOp.toFixed(0)} | ${Math.round(1e9 / r.nsPerOp).toLocaleString('en-US')} |`);
+for (const r of results)
+  console.log(
+    `| ${r.name} | ${r.nsPerOp.toFixed(0)} | ${Math.round(1e9 / r.nsPerOp).toLocaleString('en-US')} |`,
+  );
 if (sink === 42) console.log('');

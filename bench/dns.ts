@@ -27,7 +27,15 @@ import { MsgId, type GetRouteResponse } from '../src/protocol/index.js';
 import { insertRouteRows, openStore, type Store } from '../src/store/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { Histogram } from './lib/histogram.js';
-import { forkRole, fromParent, machineLine, nextMessage, stopChild, tellParent, type BenchMessage } from './lib/proc.js';
+import {
+  forkRole,
+  fromParent,
+  machineLine,
+  nextMessage,
+  stopChild,
+  tellParent,
+  type BenchMessage,
+} from './lib/proc.js';
 import { formatTable } from './lib/table.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -70,7 +78,13 @@ async function runServer(): Promise<void> {
   const t0 = performance.now();
   const addr = await dns.start();
   const loadMs = performance.now() - t0;
-  tellParent({ type: 'listening', port: addr.port, httpPort: addr.httpPort, loadMs, rss: process.memoryUsage().rss });
+  tellParent({
+    type: 'listening',
+    port: addr.port,
+    httpPort: addr.httpPort,
+    loadMs,
+    rss: process.memoryUsage().rss,
+  });
   for (;;) {
     const m = await fromParent<BenchMessage & { n: number }>(['stop', 'reload']);
     if (m.type === 'stop') break;
@@ -155,7 +169,13 @@ async function runQueryClient(): Promise<void> {
   await Promise.race([delay(durationMs), fromParent('finish')]);
   measuring = false;
   running = false;
-  tellParent({ type: 'result', count, elapsedMs: performance.now() - t0, counts: hist.counts, max: hist.max });
+  tellParent({
+    type: 'result',
+    count,
+    elapsedMs: performance.now() - t0,
+    counts: hist.counts,
+    max: hist.max,
+  });
   await Promise.all(clients.map((c) => c.client.destroy()));
   process.exit(0);
 }
@@ -207,14 +227,20 @@ async function runPushClient(): Promise<void> {
 
 // ---------------------------------------------------------------- main
 
-async function sqliteWith(routes: number, hosts: number): Promise<{ url: string; cleanup: () => Promise<void> }> {
+async function sqliteWith(
+  routes: number,
+  hosts: number,
+): Promise<{ url: string; cleanup: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'lars-bench-dns-'));
   const url = `sqlite:${join(dir, 'lars.db')}`;
   await fill(url, routes, hosts);
   return { url, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function mysqlWith(routes: number, hosts: number): Promise<{ url: string; cleanup: () => Promise<void> }> {
+async function mysqlWith(
+  routes: number,
+  hosts: number,
+): Promise<{ url: string; cleanup: () => Promise<void> }> {
   const name = `lars_b_${randomBytes(5).toString('hex')}`;
   const admin = await createConnection(MYSQL_URL);
   await admin.query(`CREATE DATABASE ${name}`);
@@ -234,7 +260,8 @@ async function fill(url: string, routes: number, hosts: number): Promise<void> {
   await store.migrate();
   function* rows() {
     for (let r = 0; r < routes; r++) {
-      for (let h = 0; h < hosts; h++) yield { modid: 1 + r, cmdid: 1, ip: 0x0a000000 + h + 1, port: 9000 + h };
+      for (let h = 0; h < hosts; h++)
+        yield { modid: 1 + r, cmdid: 1, ip: 0x0a000000 + h + 1, port: 9000 + h };
     }
   }
   await insertRouteRows(store.db, store.kind, rows());
@@ -243,22 +270,44 @@ async function fill(url: string, routes: number, hosts: number): Promise<void> {
 
 async function startServer(url: string, extra: string[] = []) {
   const server = forkRole(SELF, ['--role', 'server', '--db', url, ...extra]);
-  const info = await nextMessage<BenchMessage & { port: number; httpPort: number; loadMs: number; rss: number }>(
-    server,
-    'listening',
-    600_000,
-  );
+  const info = await nextMessage<
+    BenchMessage & { port: number; httpPort: number; loadMs: number; rss: number }
+  >(server, 'listening', 600_000);
   return { server, ...info };
 }
 
-async function queryScenario(port: number, procs: number, connsPerProc: number, depth: number, routes: number, warmup: number, duration: number) {
+async function queryScenario(
+  port: number,
+  procs: number,
+  connsPerProc: number,
+  depth: number,
+  routes: number,
+  warmup: number,
+  duration: number,
+) {
   const clients = Array.from({ length: procs }, () =>
-    forkRole(SELF, ['--role', 'query-client', '--port', String(port), '--conns', String(connsPerProc), '--depth', String(depth),
-      '--routes', String(routes), '--warmup', String(warmup), '--duration', String(duration)]),
+    forkRole(SELF, [
+      '--role',
+      'query-client',
+      '--port',
+      String(port),
+      '--conns',
+      String(connsPerProc),
+      '--depth',
+      String(depth),
+      '--routes',
+      String(routes),
+      '--warmup',
+      String(warmup),
+      '--duration',
+      String(duration),
+    ]),
   );
   try {
     await Promise.all(clients.map((c) => nextMessage(c, 'ready', 30_000)));
-    const results = clients.map((c) => nextMessage<QueryResult>(c, 'result', (warmup + duration) * 1000 + 60_000));
+    const results = clients.map((c) =>
+      nextMessage<QueryResult>(c, 'result', (warmup + duration) * 1000 + 60_000),
+    );
     for (const c of clients) c.send({ type: 'go' });
     const done = await Promise.all(results);
     const hist = new Histogram();
@@ -283,8 +332,15 @@ async function runQuery(): Promise<void> {
   const { server, port } = await startServer(db.url);
   const rows: (string | number)[][] = [];
   try {
-    for (const [mode, depth] of [['lockstep', 1], ['pipelined', 100]] as const) {
-      for (const [conns, procs] of [[1, 1], [2, 2], [50, 2]] as const) {
+    for (const [mode, depth] of [
+      ['lockstep', 1],
+      ['pipelined', 100],
+    ] as const) {
+      for (const [conns, procs] of [
+        [1, 1],
+        [2, 2],
+        [50, 2],
+      ] as const) {
         const d = conns === 50 && mode === 'pipelined' ? 20 : depth;
         const r = await queryScenario(port, procs, conns / procs, d, routes, warmup, duration);
         rows.push([mode, conns, d, r.rate, r.p50, r.p99, r.max]);
@@ -294,10 +350,16 @@ async function runQuery(): Promise<void> {
     await stopChild(server);
     await db.cleanup();
   }
-  console.log(`dns query bench: ${machineLine()}; 1,000 routes x 10 hosts on SQLite; ${warmup} s warm-up + ${duration} s each`);
-  console.log(formatTable(['mode', 'connections', 'in flight/conn', 'req/s', 'p50 us', 'p99 us', 'max us'], rows));
+  console.log(
+    `dns query bench: ${machineLine()}; 1,000 routes x 10 hosts on SQLite; ${warmup} s warm-up + ${duration} s each`,
+  );
+  console.log(
+    formatTable(['mode', 'connections', 'in flight/conn', 'req/s', 'p50 us', 'p99 us', 'max us'], rows),
+  );
   const l2 = rows.find((r) => r[0] === 'lockstep' && r[1] === 2)!;
-  console.log(`lockstep, 2 connections: ${Math.round(l2[3] as number)} req/s vs target 40,000: ${(l2[3] as number) >= 40_000 ? 'OK' : 'BELOW TARGET'}`);
+  console.log(
+    `lockstep, 2 connections: ${Math.round(l2[3] as number)} req/s vs target 40,000: ${(l2[3] as number) >= 40_000 ? 'OK' : 'BELOW TARGET'}`,
+  );
 }
 
 async function runPush(): Promise<void> {
@@ -322,9 +384,15 @@ async function runPush(): Promise<void> {
         await delay(Math.random() * 1000);
         const t0 = epochMs();
         await store.addHost(1, 1, 0x0b000000 + hosts, 80);
-        if (mode === 'immediate poll') await fetch(`http://${HOST}:${httpPort}/admin/poll`, { method: 'POST' });
-        const { arrivals } = await nextMessage<BenchMessage & { arrivals: number[] }>(push, 'arrivals', 20_000);
-        if (arrivals.length < conns) throw new TimeoutError(`only ${arrivals.length}/${conns} connections got the push`);
+        if (mode === 'immediate poll')
+          await fetch(`http://${HOST}:${httpPort}/admin/poll`, { method: 'POST' });
+        const { arrivals } = await nextMessage<BenchMessage & { arrivals: number[] }>(
+          push,
+          'arrivals',
+          20_000,
+        );
+        if (arrivals.length < conns)
+          throw new TimeoutError(`only ${arrivals.length}/${conns} connections got the push`);
         for (const a of arrivals) {
           hist.record((a - t0) * 1e6);
           worst = Math.max(worst, a - t0);
@@ -338,7 +406,9 @@ async function runPush(): Promise<void> {
     await stopChild(server);
     await db.cleanup();
   }
-  console.log(`dns push bench: ${machineLine()}; one change pushed to ${conns} subscribed connections; SQLite, poll interval 1 s`);
+  console.log(
+    `dns push bench: ${machineLine()}; one change pushed to ${conns} subscribed connections; SQLite, poll interval 1 s`,
+  );
   console.log(formatTable(['trigger', 'subscribers', 'changes', 'p50 ms', 'p99 ms', 'max ms'], rows));
 }
 
@@ -354,8 +424,22 @@ async function runReload(): Promise<void> {
   const rows: (string | number)[][] = [];
   try {
     // A lockstep prober measures what a query waits while full reloads run.
-    const prober = forkRole(SELF, ['--role', 'query-client', '--port', String(port), '--conns', '1', '--depth', '1',
-      '--routes', String(routes), '--warmup', '0', '--duration', String(600)]);
+    const prober = forkRole(SELF, [
+      '--role',
+      'query-client',
+      '--port',
+      String(port),
+      '--conns',
+      '1',
+      '--depth',
+      '1',
+      '--routes',
+      String(routes),
+      '--warmup',
+      '0',
+      '--duration',
+      String(600),
+    ]);
     await nextMessage(prober, 'ready', 30_000);
     const result = nextMessage<QueryResult>(prober, 'result', 700_000);
     prober.send({ type: 'go' });
@@ -380,8 +464,24 @@ async function runReload(): Promise<void> {
     await stopChild(server);
     await db.cleanup();
   }
-  console.log(`dns reload bench: ${machineLine()}; ${routes} routes x ${hosts} hosts; ${reloads} full reloads under a lockstep query client`);
-  console.log(formatTable(['db', 'rows', 'fill s', 'first load+swap s', 'full reload s (max)', 'RSS after load MB', 'RSS peak MB', 'worst query wait ms'], rows));
+  console.log(
+    `dns reload bench: ${machineLine()}; ${routes} routes x ${hosts} hosts; ${reloads} full reloads under a lockstep query client`,
+  );
+  console.log(
+    formatTable(
+      [
+        'db',
+        'rows',
+        'fill s',
+        'first load+swap s',
+        'full reload s (max)',
+        'RSS after load MB',
+        'RSS peak MB',
+        'worst query wait ms',
+      ],
+      rows,
+    ),
+  );
 }
 
 async function runMain(): Promise<void> {

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { AgentCore, MAX_RESULTS_PER_REPORT } from '../src/agent/agent-core.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
-import { encodeFrame, encodeMessage, ipToWire, MsgId, RetCode, type ReportStatusRequest } from '../src/protocol/index.js';
+import {
+  encodeFrame,
+  encodeMessage,
+  ipToWire,
+  MsgId,
+  RetCode,
+  type ReportStatusRequest,
+} from '../src/protocol/index.js';
 
 function core() {
   let now = 1_000_000;
@@ -40,18 +47,31 @@ describe('AgentCore', () => {
 
   it('splits the statistics of a huge route over several frames that each fit', () => {
     const { c, reports } = core();
-    const host = Array.from({ length: 4000 }, (_, i) => ({ ip: ipToWire('200.0.0.0') - i, port: 60000 + (i % 5000) }));
+    const host = Array.from({ length: 4000 }, (_, i) => ({
+      ip: ipToWire('200.0.0.0') - i,
+      port: 60000 + (i % 5000),
+    }));
     c.applyRoute({ modid: 1, cmdid: 1, host });
     c.report(1, 1, host[0]!.ip, host[0]!.port, 1, 5000);
     c.tick();
     expect(reports.length).toBe(Math.ceil(4000 / MAX_RESULTS_PER_REPORT));
     expect(reports.reduce((n, r) => n + r.results.length, 0)).toBe(4000);
-    for (const r of reports) expect(() => encodeFrame(MsgId.ReportStatusRequest, encodeMessage(MsgId.ReportStatusRequest, r))).not.toThrow();
+    for (const r of reports)
+      expect(() =>
+        encodeFrame(MsgId.ReportStatusRequest, encodeMessage(MsgId.ReportStatusRequest, r)),
+      ).not.toThrow();
   });
 
   it('reports at once on a state change and at most once per report_interval otherwise', () => {
     const { c, reports, advance } = core();
-    c.applyRoute({ modid: 2, cmdid: 1, host: [{ ip: 1, port: 1 }, { ip: 2, port: 2 }] });
+    c.applyRoute({
+      modid: 2,
+      cmdid: 1,
+      host: [
+        { ip: 1, port: 1 },
+        { ip: 2, port: 2 },
+      ],
+    });
     c.report(2, 1, 1, 1, 0);
     c.tick();
     expect(reports).toHaveLength(0); // dirty, but the interval has not passed

@@ -83,7 +83,9 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       expect(new Set(picks.slice(0, 3)).size).toBe(3);
       expect(picks.slice(3)).toEqual(picks.slice(0, 3));
       // Unknown route with no hosts in dns stays NOEXIST.
-      await expect(client.regInit(9, 9, { tries: 2, intervalMs: 10 })).rejects.toMatchObject({ retcode: RetCode.NOEXIST });
+      await expect(client.regInit(9, 9, { tries: 2, intervalMs: 10 })).rejects.toMatchObject({
+        retcode: RetCode.NOEXIST,
+      });
     });
 
     it('answers any route on any of its ports', async () => {
@@ -130,7 +132,11 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await waitFor(() => !agent.dnsConnected, 5_000, 'agent saw dns go away');
       expect((await client.getHost(4, 1)).port).toBe(1);
       const second = await startDns(store, first.port);
-      await waitFor(() => agent.dnsConnected && second.dns.health().subscriptions === 1, 10_000, 'agent re-subscribed');
+      await waitFor(
+        () => agent.dnsConnected && second.dns.health().subscriptions === 1,
+        10_000,
+        'agent re-subscribed',
+      );
       await store.addHost(4, 1, ipToNumber('10.0.0.1'), 2);
       await second.dns.pollNow();
       await waitFor(() => agent.core.balancer(4, 1)?.size === 2, 5_000, 'push applied');
@@ -163,7 +169,8 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await client.regInit(6, 1);
       const sock = createSocket('udp4');
       onTestFinished(() => void sock.close());
-      const send = (b: Uint8Array) => new Promise<void>((r) => sock.send(b, ports[0], '127.0.0.1', () => r()));
+      const send = (b: Uint8Array) =>
+        new Promise<void>((r) => sock.send(b, ports[0], '127.0.0.1', () => r()));
       await send(Buffer.from([1, 2, 3])); // shorter than a header
       const wrongLen = Buffer.from(encodeFrame(MsgId.GetHostRequest, Uint8Array.from([8, 1])));
       wrongLen.writeInt32LE(50, 4);
@@ -179,4 +186,3 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
     });
   });
 });
-

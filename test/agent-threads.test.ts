@@ -78,7 +78,8 @@ describe('agent on several threads', () => {
       }
     }
     // One owner per route: a host ejected through one port is ejected for every port.
-    for (let i = 0; i < 10; i++) new LarsClient({ host: '127.0.0.1', ports: [ports[0]!] }).report(4, 1, '10.0.0.2', 2004, 1);
+    for (let i = 0; i < 10; i++)
+      new LarsClient({ host: '127.0.0.1', ports: [ports[0]!] }).report(4, 1, '10.0.0.2', 2004, 1);
     await waitFor(() => agent.health().overloaded === 1, 10_000, 'shard stats show the overloaded host');
     const viaOther = new LarsClient({ host: '127.0.0.1', ports: [ports[1]!] });
     onTestFinished(() => viaOther.close());
@@ -87,7 +88,10 @@ describe('agent on several threads', () => {
     // Only the probes (every 10th request of the route) reach the overloaded host.
     expect(picks.filter((p) => p === 2004)).toHaveLength(2);
 
-    const health = (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as Record<string, unknown>;
+    const health = (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(health).toMatchObject({ threads: 2, routes: 6, hosts: 12 });
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     expect(metrics).toMatch(/lars_agent_routes 6/);

@@ -2,7 +2,15 @@ import { createSocket, type Socket } from 'node:dgram';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LarsClient } from '../src/api/index.js';
 import { ErrorCode, type LarsError } from '../src/errors.js';
-import { encodeFrame, encodeMessage, ipToWire, MsgId, parseDatagram, decodeMessage, RetCode } from '../src/protocol/index.js';
+import {
+  encodeFrame,
+  encodeMessage,
+  ipToWire,
+  MsgId,
+  parseDatagram,
+  decodeMessage,
+  RetCode,
+} from '../src/protocol/index.js';
 import { Latch } from './helpers/latch.js';
 
 /**
@@ -10,7 +18,10 @@ import { Latch } from './helpers/latch.js';
  * all), so the SDK's matching, timeouts and port choice are tested against real datagrams.
  */
 async function scriptedAgent(
-  answer: (req: { seq: number; modid: number; cmdid: number }, reply: (delayMs?: number, seq?: number) => void) => void,
+  answer: (
+    req: { seq: number; modid: number; cmdid: number },
+    reply: (delayMs?: number, seq?: number) => void,
+  ) => void,
 ): Promise<{ port: number; socket: Socket; received: number[] }> {
   const socket = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
   const received: number[] = [];
@@ -30,7 +41,10 @@ async function scriptedAgent(
         retcode: RetCode.SUCC,
         host: { ip: ipToWire('10.0.0.1'), port: 1000 + req.modid },
       });
-      setTimeout(() => socket.send(encodeFrame(MsgId.GetHostResponse, body), rinfo.port, rinfo.address), delayMs);
+      setTimeout(
+        () => socket.send(encodeFrame(MsgId.GetHostResponse, body), rinfo.port, rinfo.address),
+        delayMs,
+      );
     });
   });
   await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
@@ -72,13 +86,23 @@ describe('LarsClient', () => {
     expect(err.code).toBe(ErrorCode.TIMEOUT);
     expect(err.message).toContain(`127.0.0.1:${agent.port} within 50 ms`);
     // With captureStacks the error is created when the request starts: its stack names the caller.
-    const traced = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 50, captureStacks: true });
+    const traced = new LarsClient({
+      host: '127.0.0.1',
+      ports: [agent.port],
+      timeoutMs: 50,
+      captureStacks: true,
+    });
     onTestFinished(() => traced.close());
     const err2 = (await traced.getHost(1, 1).catch((e: unknown) => e)) as LarsError;
     expect(err2.code).toBe(ErrorCode.TIMEOUT);
     expect(err2.stack).toContain('api-client.test.ts');
     const late = new Latch(1);
-    const t = setInterval(() => (client as unknown as { udp: { stats: { unmatched: number } } }).udp.stats.unmatched > 0 && late.countDown(), 5);
+    const t = setInterval(
+      () =>
+        (client as unknown as { udp: { stats: { unmatched: number } } }).udp.stats.unmatched > 0 &&
+        late.countDown(),
+      5,
+    );
     await late.wait();
     clearInterval(t);
   });
@@ -114,16 +138,23 @@ describe('LarsClient', () => {
       }),
     ).rejects.toThrow('boom');
     const latch = new Latch(1);
-    const t = setInterval(() => agent.received.filter((m) => m === MsgId.ReportRequest).length === 2 && latch.countDown(), 5);
+    const t = setInterval(
+      () => agent.received.filter((m) => m === MsgId.ReportRequest).length === 2 && latch.countDown(),
+      5,
+    );
     await latch.wait();
     clearInterval(t);
   });
 
   it('rejects bad arguments and calls after close with typed errors', async () => {
-    expect(() => new LarsClient({ ports: [0] })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    expect(() => new LarsClient({ ports: [0] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
     const client = new LarsClient({ ports: [1] });
     await expect(client.getHost(1.5, 1)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
-    expect(() => client.report(1, 1, '300.1.1.1', 80, 0)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    expect(() => client.report(1, 1, '300.1.1.1', 80, 0)).toThrow(
+      expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+    );
     await client.close();
     await expect(client.getHost(1, 1)).rejects.toMatchObject({ code: ErrorCode.CLOSED });
   });

@@ -67,7 +67,12 @@ db_thread_cnt = 4
     const { config, fileSections } = loadConfig({ file: f, env: {} });
     expect(config.reactor).toMatchObject({ ip: '0.0.0.0', port: 7778, maxConn: 1024, threadNum: 2 });
     expect(config.mysql.db_passwd).toBe('secret');
-    expect(config.loadbalance).toMatchObject({ probe_num: 5, err_rate: 0.2, idle_timeout: 30, succ_rate: 0.92 });
+    expect(config.loadbalance).toMatchObject({
+      probe_num: 5,
+      err_rate: 0.2,
+      idle_timeout: 30,
+      succ_rate: 0.92,
+    });
     expect(config.dnsserver).toEqual({ ip: '10.0.0.1', port: 7000 });
     expect(config.reporter).toMatchObject({ ip: 'reporter.internal', port: 7001, db_thread_cnt: 4 });
     expect(fileSections.has('reactor')).toBe(true);
@@ -120,7 +125,12 @@ db_thread_cnt = 4
 
   it('environment overrides the file, flags override both', () => {
     const f = file('[loadbalance]\nprobe_num = 3\n[dnsserver]\nport = 7000\n');
-    const env = { LARS_LOADBALANCE_PROBE_NUM: '4', LARS_DNSSERVER_PORT: '7100', LARS_TRACE: 'net', LARS_DB: 'x' };
+    const env = {
+      LARS_LOADBALANCE_PROBE_NUM: '4',
+      LARS_DNSSERVER_PORT: '7100',
+      LARS_TRACE: 'net',
+      LARS_DB: 'x',
+    };
     const { config } = loadConfig({
       file: f,
       env,
@@ -131,14 +141,18 @@ db_thread_cnt = 4
   });
 
   it('rejects an unknown LARS_ variable and a bad env value, naming the variable', () => {
-    expect(errorOf(() => loadConfig({ env: { LARS_REPOTER_PORT: '1' } })).message).toContain('LARS_REPOTER_PORT');
+    expect(errorOf(() => loadConfig({ env: { LARS_REPOTER_PORT: '1' } })).message).toContain(
+      'LARS_REPOTER_PORT',
+    );
     const e = errorOf(() => loadConfig({ env: { LARS_LOADBALANCE_ERR_RATE: 'high' } }));
     expect(e.message).toContain('LARS_LOADBALANCE_ERR_RATE');
     expect(e.message).toContain('[loadbalance] err_rate');
   });
 
   it('rejects a bad flag value naming the flag', () => {
-    const e = errorOf(() => loadConfig({ env: {}, flags: [{ section: 'dnsserver', key: 'port', value: 'abc', flag: '--port' }] }));
+    const e = errorOf(() =>
+      loadConfig({ env: {}, flags: [{ section: 'dnsserver', key: 'port', value: 'abc', flag: '--port' }] }),
+    );
     expect(e.message).toContain('flag --port');
   });
 
@@ -146,7 +160,8 @@ db_thread_cnt = 4
     const doc = readFileSync(new URL('../docs/config.md', import.meta.url), 'utf8');
     for (const [section, keys] of Object.entries(SCHEMA)) {
       expect(doc, `section [${section}]`).toContain(`[${section}]`);
-      for (const key of Object.keys(keys)) expect(doc, `[${section}] ${key}`).toMatch(new RegExp(`\\|\\s*\`${key}\`\\s*\\|`));
+      for (const key of Object.keys(keys))
+        expect(doc, `[${section}] ${key}`).toMatch(new RegExp(`\\|\\s*\`${key}\`\\s*\\|`));
     }
   });
 });

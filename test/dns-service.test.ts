@@ -156,7 +156,10 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       const res = await fetch(`http://127.0.0.1:${httpPort}/admin/poll`, { method: 'POST' });
       expect(res.status).toBe(200);
       expect((await a.waitForCount(2)).hosts).toHaveLength(1);
-      const health = (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as Record<string, unknown>;
+      const health = (await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as Record<
+        string,
+        unknown
+      >;
       expect(health).toMatchObject({ status: 'ok', routes: 1, subscriptions: 1 });
       const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
       expect(metrics).toMatch(/lars_dns_pushes_total 1/);

@@ -41,7 +41,13 @@ describe('IPv4 wire encoding', () => {
   it('round-trips every address through the protobuf field', () => {
     fc.assert(
       fc.property(fc.ipV4(), (ip) => {
-        const body = encodeMessage(MsgId.GetHostResponse, { seq: 1, modid: 1, cmdid: 1, retcode: 0, host: { ip: ipToWire(ip), port: 1 } });
+        const body = encodeMessage(MsgId.GetHostResponse, {
+          seq: 1,
+          modid: 1,
+          cmdid: 1,
+          retcode: 0,
+          host: { ip: ipToWire(ip), port: 1 },
+        });
         const m = decodeMessage(MsgId.GetHostResponse, body);
         expect(wireToIp(m.host!.ip)).toBe(ip);
       }),
@@ -55,7 +61,8 @@ describe('IPv4 wire encoding', () => {
   it('validates ports', () => {
     expect(parsePort('8888')).toBe(8888);
     expect(parsePort(0, 'port', true)).toBe(0);
-    for (const bad of ['0', '65536', '-1', '80x', '1.5', '']) expect(codeOf(() => parsePort(bad))).toBe(ErrorCode.INVALID_ARGUMENT);
+    for (const bad of ['0', '65536', '-1', '80x', '1.5', ''])
+      expect(codeOf(() => parsePort(bad))).toBe(ErrorCode.INVALID_ARGUMENT);
   });
 });
 
@@ -63,7 +70,14 @@ describe('message codecs', () => {
   it('round-trip every message id with plain objects', () => {
     const samples = {
       [MsgId.GetRouteRequest]: { modid: 1, cmdid: 2 },
-      [MsgId.GetRouteResponse]: { modid: 1, cmdid: 2, host: [{ ip: -1062731343, port: 80 }, { ip: 1, port: 2 }] },
+      [MsgId.GetRouteResponse]: {
+        modid: 1,
+        cmdid: 2,
+        host: [
+          { ip: -1062731343, port: 80 },
+          { ip: 1, port: 2 },
+        ],
+      },
       [MsgId.ReportStatusRequest]: {
         modid: 3,
         cmdid: 4,
@@ -94,18 +108,24 @@ describe('message codecs', () => {
   });
 
   it('rejects a body that does not decode with LARS_ERR_BAD_BODY', () => {
-    expect(codeOf(() => decodeMessage(MsgId.GetRouteResponse, Uint8Array.from([0x1a, 0x05, 0x08])))).toBe(ErrorCode.BAD_BODY);
+    expect(codeOf(() => decodeMessage(MsgId.GetRouteResponse, Uint8Array.from([0x1a, 0x05, 0x08])))).toBe(
+      ErrorCode.BAD_BODY,
+    );
   });
 
   it('property: random bodies decode or raise LARS_ERR_BAD_BODY, never anything else', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...Object.keys(codecs).map(Number)), fc.uint8Array({ maxLength: 200 }), (id, bytes) => {
-        try {
-          decodeMessage(id as keyof typeof codecs, bytes);
-        } catch (e) {
-          expect((e as LarsError).code).toBe(ErrorCode.BAD_BODY);
-        }
-      }),
+      fc.property(
+        fc.constantFrom(...Object.keys(codecs).map(Number)),
+        fc.uint8Array({ maxLength: 200 }),
+        (id, bytes) => {
+          try {
+            decodeMessage(id as keyof typeof codecs, bytes);
+          } catch (e) {
+            expect((e as LarsError).code).toBe(ErrorCode.BAD_BODY);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });

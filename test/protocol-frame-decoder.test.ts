@@ -109,18 +109,22 @@ describe('FrameDecoder', () => {
       body: fc.uint8Array({ maxLength: 2000 }),
     });
     fc.assert(
-      fc.property(fc.array(frameArb, { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), (fs, cuts) => {
-        const bytes = Buffer.concat(fs.map((f) => encodeFrame(f.msgid, f.body)));
-        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
-        const d = new FrameDecoder();
-        const got: Frame[] = [];
-        let prev = 0;
-        for (const p of [...points, bytes.length]) {
-          got.push(...d.push(bytes.subarray(prev, p)));
-          prev = p;
-        }
-        expect(plain(got)).toEqual(plain(fs.map((f) => ({ msgid: f.msgid, body: f.body }))));
-      }),
+      fc.property(
+        fc.array(frameArb, { maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        (fs, cuts) => {
+          const bytes = Buffer.concat(fs.map((f) => encodeFrame(f.msgid, f.body)));
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+          const d = new FrameDecoder();
+          const got: Frame[] = [];
+          let prev = 0;
+          for (const p of [...points, bytes.length]) {
+            got.push(...d.push(bytes.subarray(prev, p)));
+            prev = p;
+          }
+          expect(plain(got)).toEqual(plain(fs.map((f) => ({ msgid: f.msgid, body: f.body }))));
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -1,7 +1,12 @@
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
-import { RetCode, type GetRouteResponse, type HostInfo, type ReportStatusRequest } from '../protocol/index.js';
+import {
+  RetCode,
+  type GetRouteResponse,
+  type HostInfo,
+  type ReportStatusRequest,
+} from '../protocol/index.js';
 import type { HostTransition } from './host-state.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from './lb-config.js';
 import { LoadBalancer, RouteState, type GetHostResult } from './load-balancer.js';
@@ -115,7 +120,9 @@ export class AgentCore {
     this.onTransition = (t) => {
       if (t.to === 'overload') this.stats.transitionsToOverload++;
       else this.stats.transitionsToIdle++;
-      this.trace?.(`route ${t.modid}:${t.cmdid} host ${t.ip >>> 0}:${t.port} ${t.from} -> ${t.to} (${t.reason})`);
+      this.trace?.(
+        `route ${t.modid}:${t.cmdid} host ${t.ip >>> 0}:${t.port} ${t.from} -> ${t.to} (${t.reason})`,
+      );
     };
   }
 
@@ -207,11 +214,15 @@ export class AgentCore {
       if (entry.lb.size === 0) {
         // Routes without hosts (unknown to dns, emptied, or never answered) are forgotten once
         // their answer is older than update_timeout: requests for random ids cannot pile up.
-        if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs) this.routes.delete(key);
+        if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs)
+          this.routes.delete(key);
         continue;
       }
       entry.lb.tick(now);
-      if (entry.lb.stateChangedSinceReport || (entry.lb.dirty && now - entry.lastReportMs >= this.reportIntervalMs)) {
+      if (
+        entry.lb.stateChangedSinceReport ||
+        (entry.lb.dirty && now - entry.lastReportMs >= this.reportIntervalMs)
+      ) {
         this.sendReport(entry, now);
       }
     }
@@ -222,7 +233,14 @@ export class AgentCore {
   }
 
   /** Counts for metrics and health. */
-  summary(): { routes: number; staleRoutes: number; pulling: number; hosts: number; idle: number; overloaded: number } {
+  summary(): {
+    routes: number;
+    staleRoutes: number;
+    pulling: number;
+    hosts: number;
+    idle: number;
+    overloaded: number;
+  } {
     let staleRoutes = 0;
     let pulling = 0;
     let hosts = 0;

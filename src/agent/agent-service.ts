@@ -118,7 +118,8 @@ export class AgentService {
         this.log.info({ dns: options.dns }, 'connected to dns');
         this.core.dnsReconnected();
       },
-      onDisconnect: (_c, reason) => this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting'),
+      onDisconnect: (_c, reason) =>
+        this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting'),
     });
     this.reporter = options.reporter
       ? new TcpClient({
@@ -150,7 +151,8 @@ export class AgentService {
           } catch (err) {
             // Never let one statistics message take the agent down (it runs from a timer).
             this.stats.reportErrors++;
-            if (this.stats.reportErrors === 1) this.log.error({ err }, 'could not send statistics (further ones are counted)');
+            if (this.stats.reportErrors === 1)
+              this.log.error({ err }, 'could not send statistics (further ones are counted)');
           }
         },
         routeChanged: (modid, cmdid, hosts) => {
@@ -183,7 +185,8 @@ export class AgentService {
     if (this.cache) {
       const loaded = this.cache.load();
       for (const r of loaded.routes) this.core.seedFromCache(r.modid, r.cmdid, r.hosts);
-      if (loaded.problem) this.log.warn({ cache: this.cache.path, problem: loaded.problem }, 'route cache ignored');
+      if (loaded.problem)
+        this.log.warn({ cache: this.cache.path, problem: loaded.problem }, 'route cache ignored');
       if (loaded.routes.length > 0) {
         this.log.warn(
           { cache: this.cache.path, routes: loaded.routes.length, savedAt: loaded.savedAt },
@@ -192,7 +195,12 @@ export class AgentService {
       }
     }
     for (const [i, port] of this.opts.ports.entries()) {
-      const ep = new UdpEndpoint({ host: this.opts.host, port, dispatcher: this.apiDispatcher(i), logger: this.log });
+      const ep = new UdpEndpoint({
+        host: this.opts.host,
+        port,
+        dispatcher: this.apiDispatcher(i),
+        logger: this.log,
+      });
       this.endpoints.push(ep);
       const addr = await ep.bind();
       this.boundPorts.push(addr.port);
@@ -203,7 +211,13 @@ export class AgentService {
     this.tickTimer.unref();
     this.httpPort = this.http ? (await this.http.listen()).port : 0;
     this.log.info(
-      { host: this.opts.host, ports: this.boundPorts, dns: this.opts.dns, reporter: this.opts.reporter ?? null, httpPort: this.httpPort },
+      {
+        host: this.opts.host,
+        ports: this.boundPorts,
+        dns: this.opts.dns,
+        reporter: this.opts.reporter ?? null,
+        httpPort: this.httpPort,
+      },
       'agent listening',
     );
     return { ports: [...this.boundPorts], httpPort: this.httpPort };
@@ -306,7 +320,8 @@ export class AgentService {
       case 'report': {
         const m = req.msg as ReportRequest;
         this.count(MsgId.ReportRequest);
-        if (m.host) core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
+        if (m.host)
+          core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
         return undefined;
       }
       case 'getroute': {
@@ -346,29 +361,80 @@ export class AgentService {
   private createMetrics(): void {
     const r = this.registry;
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
     const counter = (name: string, help: string, read: () => number) =>
-      new Counter({ name, help, registers: [r], collect() { this.reset(); this.inc(read()); } });
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
     const summary = () => this.core.summary();
     gauge('lars_agent_routes', 'routes known to the agent', () => summary().routes);
-    gauge('lars_agent_routes_stale', 'routes served from the disk cache, not yet confirmed by dns', () => summary().staleRoutes);
+    gauge(
+      'lars_agent_routes_stale',
+      'routes served from the disk cache, not yet confirmed by dns',
+      () => summary().staleRoutes,
+    );
     gauge('lars_agent_hosts_idle', 'hosts in the idle state', () => summary().idle);
     gauge('lars_agent_hosts_overloaded', 'hosts in the overload state', () => summary().overloaded);
     gauge('lars_agent_dns_connected', '1 while the dns link is up', () => (this.dns.connected ? 1 : 0));
     const st = this.core.stats;
-    counter('lars_agent_transitions_overload_total', 'idle -> overload transitions', () => st.transitionsToOverload);
+    counter(
+      'lars_agent_transitions_overload_total',
+      'idle -> overload transitions',
+      () => st.transitionsToOverload,
+    );
     counter('lars_agent_transitions_idle_total', 'overload -> idle transitions', () => st.transitionsToIdle);
     counter('lars_agent_noexist_total', 'GetHost answered NOEXIST', () => st.noexist);
     counter('lars_agent_overload_answers_total', 'GetHost answered OVERLOAD', () => st.overload);
     counter('lars_agent_probes_total', 'trial calls given to overloaded hosts', () => st.probes);
-    counter('lars_agent_unknown_host_reports_total', 'reports for hosts not in the route', () => st.unknownHostReports);
+    counter(
+      'lars_agent_unknown_host_reports_total',
+      'reports for hosts not in the route',
+      () => st.unknownHostReports,
+    );
     counter('lars_agent_pulls_total', 'route requests sent to dns', () => st.pulls);
-    counter('lars_agent_reports_sent_total', 'statistics messages sent to the reporter', () => st.reportsSent);
-    counter('lars_agent_dns_dropped_total', 'frames to dns dropped while disconnected', () => this.dns.stats.dropped);
-    counter('lars_agent_reporter_dropped_total', 'statistics dropped while the reporter was unreachable', () => this.reporter?.stats.dropped ?? 0);
-    counter('lars_agent_malformed_datagrams_total', 'datagrams dropped: not one frame of 8 + msglen bytes', () => this.apiStats().malformed);
-    counter('lars_agent_bad_body_datagrams_total', 'datagrams dropped: body did not decode', () => this.apiStats().badBody);
-    counter('lars_agent_unknown_msgid_total', 'datagrams with an unknown msgid', () => this.apiStats().unknownMsgid);
+    counter(
+      'lars_agent_reports_sent_total',
+      'statistics messages sent to the reporter',
+      () => st.reportsSent,
+    );
+    counter(
+      'lars_agent_dns_dropped_total',
+      'frames to dns dropped while disconnected',
+      () => this.dns.stats.dropped,
+    );
+    counter(
+      'lars_agent_reporter_dropped_total',
+      'statistics dropped while the reporter was unreachable',
+      () => this.reporter?.stats.dropped ?? 0,
+    );
+    counter(
+      'lars_agent_malformed_datagrams_total',
+      'datagrams dropped: not one frame of 8 + msglen bytes',
+      () => this.apiStats().malformed,
+    );
+    counter(
+      'lars_agent_bad_body_datagrams_total',
+      'datagrams dropped: body did not decode',
+      () => this.apiStats().badBody,
+    );
+    counter(
+      'lars_agent_unknown_msgid_total',
+      'datagrams with an unknown msgid',
+      () => this.apiStats().unknownMsgid,
+    );
     const requests = new Counter({
       name: 'lars_agent_requests_total',
       help: 'API requests by message',

@@ -10,7 +10,10 @@ import type { FromShard, ShardWorkerData, ToShard } from './agent-worker.js';
 import { RouteCache, type CachedRoute } from './route-cache.js';
 import { agentRouteKey } from './agent-core.js';
 
-export interface ThreadedAgentOptions extends Omit<AgentServiceOptions, 'shard' | 'onRouteChanged' | 'http' | 'now'> {
+export interface ThreadedAgentOptions extends Omit<
+  AgentServiceOptions,
+  'shard' | 'onRouteChanged' | 'http' | 'now'
+> {
   /** Shard threads (at most one per port). */
   threads: number;
   /** Worker entry (tests point it at a fixture that loads TypeScript). */
@@ -106,13 +109,18 @@ export class ThreadedAgent {
         closed: new Promise((resolve) => worker.once('exit', () => resolve())),
       };
       worker.on('message', (m: FromShard) => this.onShardMessage(shard, m, readyResolve));
-      worker.once('exit', (code) => readyReject(new WorkerError(`agent shard ${s} exited (code ${code}) before it was ready`)));
+      worker.once('exit', (code) =>
+        readyReject(new WorkerError(`agent shard ${s} exited (code ${code}) before it was ready`)),
+      );
       worker.on('error', (err) => {
         readyReject(new WorkerError(`agent shard ${s} failed: ${err.message}`, { cause: err }));
         // Before start() resolved the failure is start()'s to report; after, the agent cannot
         // serve the dead shard's routes, so the process exits for the supervisor to restart it.
         if (this.state === 'running' && this.started) {
-          this.log.error({ err, shard: s }, 'agent shard thread died; exiting so the supervisor restarts the agent');
+          this.log.error(
+            { err, shard: s },
+            'agent shard thread died; exiting so the supervisor restarts the agent',
+          );
           process.exitCode = 70;
           void this.destroy().finally(() => process.exit(70));
         }
@@ -130,8 +138,13 @@ export class ThreadedAgent {
     }
     this.shards.forEach((sh, i) => {
       const ports = meshes[i]!;
-      sh.worker.postMessage({ t: 'siblings', ports } satisfies ToShard, ports.filter((p): p is MessagePort => p !== null));
-      const owned = [...this.routes.values()].filter((r) => portsOfShard(i, portCount, shardCount).includes(ownerIndex(r, portCount)));
+      sh.worker.postMessage(
+        { t: 'siblings', ports } satisfies ToShard,
+        ports.filter((p): p is MessagePort => p !== null),
+      );
+      const owned = [...this.routes.values()].filter((r) =>
+        portsOfShard(i, portCount, shardCount).includes(ownerIndex(r, portCount)),
+      );
       sh.worker.postMessage({ t: 'seed', routes: owned } satisfies ToShard);
     });
     let perShard: number[][];
@@ -143,7 +156,9 @@ export class ThreadedAgent {
     }
     this.started = true;
     this.boundPorts = new Array<number>(portCount);
-    perShard.forEach((ports, s) => portsOfShard(s, portCount, shardCount).forEach((gi, k) => (this.boundPorts[gi] = ports[k] as number)));
+    perShard.forEach((ports, s) =>
+      portsOfShard(s, portCount, shardCount).forEach((gi, k) => (this.boundPorts[gi] = ports[k] as number)),
+    );
     const httpPort = (await this.http.listen()).port;
     this.statsTimer = setInterval(() => this.pollStats(), STATS_EVERY_MS);
     this.statsTimer.unref();
@@ -198,7 +213,10 @@ export class ThreadedAgent {
     this.state = 'closing';
     if (this.statsTimer) clearInterval(this.statsTimer);
     for (const s of this.shards) s.worker.postMessage({ t: 'close', graceful } satisfies ToShard);
-    const deadline = setTimeout(() => this.shards.forEach((s) => void s.worker.terminate()), graceful ? 5_000 : 500);
+    const deadline = setTimeout(
+      () => this.shards.forEach((s) => void s.worker.terminate()),
+      graceful ? 5_000 : 500,
+    );
     await Promise.all(this.shards.map((s) => s.closed));
     clearTimeout(deadline);
     this.cache?.close();
@@ -216,7 +234,12 @@ export class ThreadedAgent {
         ready(m.ports);
         break;
       case 'route':
-        if (m.hosts) this.routes.set(agentRouteKey(m.modid, m.cmdid), { modid: m.modid, cmdid: m.cmdid, hosts: m.hosts });
+        if (m.hosts)
+          this.routes.set(agentRouteKey(m.modid, m.cmdid), {
+            modid: m.modid,
+            cmdid: m.cmdid,
+            hosts: m.hosts,
+          });
         else this.routes.delete(agentRouteKey(m.modid, m.cmdid));
         this.cache?.markDirty();
         break;
@@ -240,6 +263,14 @@ function ownerIndex(r: CachedRoute, portCount: number): number {
 
 /** The options a shard can receive over structured clone (no logger, no functions). */
 function stripped(o: ThreadedAgentOptions): ShardWorkerData['options'] {
-  const { logger: _l, threads: _t, workerScript: _w, logLevel: _ll, httpHost: _hh, httpPort: _hp, ...rest } = o;
+  const {
+    logger: _l,
+    threads: _t,
+    workerScript: _w,
+    logLevel: _ll,
+    httpHost: _hh,
+    httpPort: _hp,
+    ...rest
+  } = o;
   return rest;
 }

@@ -5,7 +5,12 @@
  */
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { pino } from 'pino';
-import { AgentService, type AgentServiceOptions, type ForwardedAnswer, type ForwardedRequest } from './agent-service.js';
+import {
+  AgentService,
+  type AgentServiceOptions,
+  type ForwardedAnswer,
+  type ForwardedRequest,
+} from './agent-service.js';
 import { ownerShard } from './agent-shards.js';
 
 export interface ShardWorkerData {
@@ -52,7 +57,8 @@ async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
         siblings[owner]?.postMessage({ t: 'fwd', from: data.shard, req } satisfies Sibling);
       },
     },
-    onRouteChanged: (modid, cmdid, hosts) => send({ t: 'route', modid, cmdid, hosts: hosts ? [...hosts] : null }),
+    onRouteChanged: (modid, cmdid, hosts) =>
+      send({ t: 'route', modid, cmdid, hosts: hosts ? [...hosts] : null }),
   });
 
   const onSibling = (m: Sibling): void => {
@@ -90,7 +96,9 @@ async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
         agent.seed(m.routes);
         break;
       case 'stats':
-        void agent.registry.getMetricsAsJSON().then((metrics) => send({ t: 'stats', shard: data.shard, health: agent.health(), metrics }));
+        void agent.registry
+          .getMetricsAsJSON()
+          .then((metrics) => send({ t: 'stats', shard: data.shard, health: agent.health(), metrics }));
         break;
       case 'close':
         void (m.graceful ? agent.close() : agent.destroy()).then(() => {

@@ -94,7 +94,10 @@ export class LarsClient {
   async getHost(modid: number, cmdid: number): Promise<Host> {
     const a = await this.tryGetHost(modid, cmdid);
     if (a.host) return a.host;
-    throw new RetcodeError(a.retcode, `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`);
+    throw new RetcodeError(
+      a.retcode,
+      `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`,
+    );
   }
 
   /**
@@ -143,7 +146,10 @@ export class LarsClient {
       // Not unref()'d: the caller is awaiting this promise, the process must stay up for it.
       if (i + 1 < tries) await new Promise((r) => setTimeout(r, interval));
     }
-    throw new RetcodeError(RetCode.NOEXIST, `regInit(${modid}, ${cmdid}): route still unknown after ${tries} tries`);
+    throw new RetcodeError(
+      RetCode.NOEXIST,
+      `regInit(${modid}, ${cmdid}): route still unknown after ${tries} tries`,
+    );
   }
 
   /**

@@ -91,7 +91,10 @@ export function loadServiceConfig(configFile: string | undefined, flags: FlagOve
 
 /** Adds `--config FILE` to a command. */
 export function withConfigOption(cmd: Command): Command {
-  return cmd.option('-c, --config <file>', 'INI config file (original Lars layout; see docs/config.md); env LARS_CONFIG');
+  return cmd.option(
+    '-c, --config <file>',
+    'INI config file (original Lars layout; see docs/config.md); env LARS_CONFIG',
+  );
 }
 
 /**

@@ -60,7 +60,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     for (const s of doc.sections) {
       if (!isSection(s.name)) {
         throw new ConfigError(
-          `${file}:${s.line}: unknown section [${s.name}]${suggest(s.name, Object.keys(SCHEMA), '[', ']')}; known sections: ${Object.keys(SCHEMA).map((n) => `[${n}]`).join(' ')}`,
+          `${file}:${s.line}: unknown section [${s.name}]${suggest(s.name, Object.keys(SCHEMA), '[', ']')}; known sections: ${Object.keys(
+            SCHEMA,
+          )
+            .map((n) => `[${n}]`)
+            .join(' ')}`,
           { file, section: s.name },
         );
       }
@@ -69,8 +73,13 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     for (const e of doc.entries) {
       const where = `${file}:${e.line}: [${e.section}] ${e.key}`;
       const spec = specOf(e.section as SectionName, e.key);
-      if (!spec) throw unknownKey(where, e.section as SectionName, e.key, { file, section: e.section, key: e.key });
-      values[e.section as SectionName][e.key] = coerce(spec, e.value, where, { file, section: e.section, key: e.key });
+      if (!spec)
+        throw unknownKey(where, e.section as SectionName, e.key, { file, section: e.section, key: e.key });
+      values[e.section as SectionName][e.key] = coerce(spec, e.value, where, {
+        file,
+        section: e.section,
+        key: e.key,
+      });
     }
   }
 
@@ -86,10 +95,15 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
       );
     }
     const spec = specOf(target.section, target.key) as KeySpec;
-    values[target.section][target.key] = coerce(spec, raw, `environment ${name} ([${target.section}] ${target.key})`, {
-      section: target.section,
-      key: target.key,
-    });
+    values[target.section][target.key] = coerce(
+      spec,
+      raw,
+      `environment ${name} ([${target.section}] ${target.key})`,
+      {
+        section: target.section,
+        key: target.key,
+      },
+    );
   }
 
   for (const f of options.flags ?? []) {
@@ -97,7 +111,9 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     if (!spec) throw unknownKey(`flag ${f.flag}`, f.section, f.key, { section: f.section, key: f.key });
     const where = `flag ${f.flag} ([${f.section}] ${f.key})`;
     values[f.section][f.key] =
-      typeof f.value === 'string' ? coerce(spec, f.value, where, { section: f.section, key: f.key }) : check(spec, f.value, where, { section: f.section, key: f.key });
+      typeof f.value === 'string'
+        ? coerce(spec, f.value, where, { section: f.section, key: f.key })
+        : check(spec, f.value, where, { section: f.section, key: f.key });
   }
 
   return { config: deepFreeze(values) as unknown as Config, fileSections, file };
@@ -149,12 +165,18 @@ function envTarget(name: string): { section: SectionName; key: string } | undefi
   return undefined;
 }
 
-function coerce(spec: KeySpec, raw: string, where: string, at: { file?: string; section?: string; key?: string }): unknown {
+function coerce(
+  spec: KeySpec,
+  raw: string,
+  where: string,
+  at: { file?: string; section?: string; key?: string },
+): unknown {
   const v = raw.trim();
   switch (spec.type) {
     case 'int':
     case 'port': {
-      if (!/^-?\d+$/.test(v)) throw new ConfigError(`${where}: expected an integer, got ${JSON.stringify(raw)}`, at);
+      if (!/^-?\d+$/.test(v))
+        throw new ConfigError(`${where}: expected an integer, got ${JSON.stringify(raw)}`, at);
       return check(spec, Number(v), where, at);
     }
     case 'number': {
@@ -172,7 +194,8 @@ function coerce(spec: KeySpec, raw: string, where: string, at: { file?: string; 
     case 'ports': {
       const parts = v.split(',').map((p) => p.trim());
       const ports = parts.map((p) => {
-        if (!/^\d+$/.test(p)) throw new ConfigError(`${where}: expected comma-separated ports, got ${JSON.stringify(raw)}`, at);
+        if (!/^\d+$/.test(p))
+          throw new ConfigError(`${where}: expected comma-separated ports, got ${JSON.stringify(raw)}`, at);
         return Number(p);
       });
       return check(spec, ports, where, at);
@@ -183,9 +206,15 @@ function coerce(spec: KeySpec, raw: string, where: string, at: { file?: string; 
   }
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-function check(spec: KeySpec, value: unknown, where: string, at: { file?: string; section?: string; key?: string }): unknown {
+function check(
+  spec: KeySpec,
+  value: unknown,
+  where: string,
+  at: { file?: string; section?: string; key?: string },
+): unknown {
   const fail = (what: string): never => {
     throw new ConfigError(`${where}: ${what}, got ${JSON.stringify(value)}`, at);
   };
@@ -193,7 +222,8 @@ function check(spec: KeySpec, value: unknown, where: string, at: { file?: string
     case 'int':
     case 'port':
       if (typeof value !== 'number' || !Number.isInteger(value)) fail('expected an integer');
-      if (spec.type === 'port' && ((value as number) < 0 || (value as number) > 65535)) fail('expected a port 0-65535');
+      if (spec.type === 'port' && ((value as number) < 0 || (value as number) > 65535))
+        fail('expected a port 0-65535');
       if (spec.min !== undefined && (value as number) < spec.min) fail(`must be at least ${spec.min}`);
       if (spec.max !== undefined && (value as number) > spec.max) fail(`must be at most ${spec.max}`);
       return value;
@@ -216,7 +246,10 @@ function check(spec: KeySpec, value: unknown, where: string, at: { file?: string
     }
     case 'host':
       // A name made only of digits and dots is meant as an IPv4 address and must be a valid one.
-      if (typeof value !== 'string' || !(isValidIpv4(value) || (HOSTNAME.test(value) && !/^[\d.]+$/.test(value)))) {
+      if (
+        typeof value !== 'string' ||
+        !(isValidIpv4(value) || (HOSTNAME.test(value) && !/^[\d.]+$/.test(value)))
+      ) {
         fail('expected an IPv4 address or a host name');
       }
       return value;
@@ -247,7 +280,11 @@ function editDistance(a: string, b: string): number {
     row[0] = i;
     for (let j = 1; j <= b.length; j++) {
       const tmp = row[j] as number;
-      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      row[j] = Math.min(
+        (row[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        prev + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
       prev = tmp;
     }
   }

@@ -30,7 +30,10 @@ export function parseIni(text: string, file: string): IniDocument {
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
     if (line.startsWith('[')) {
       const m = /^\[\s*([^\]]+?)\s*\]$/.exec(line);
-      if (!m) throw new ConfigError(`${file}:${lineNo}: malformed section header ${JSON.stringify(line)}`, { file });
+      if (!m)
+        throw new ConfigError(`${file}:${lineNo}: malformed section header ${JSON.stringify(line)}`, {
+          file,
+        });
       section = m[1] as string;
       sections.push({ name: section, line: lineNo });
       continue;
@@ -48,15 +51,19 @@ export function parseIni(text: string, file: string): IniDocument {
       value = value.slice(1, -1);
     }
     if (section === undefined) {
-      throw new ConfigError(`${file}:${lineNo}: key "${key}" appears before any [section] header`, { file, key });
+      throw new ConfigError(`${file}:${lineNo}: key "${key}" appears before any [section] header`, {
+        file,
+        key,
+      });
     }
     const id = `${section}\u0000${key}`;
     const prev = seen.get(id);
     if (prev !== undefined) {
-      throw new ConfigError(
-        `${file}:${lineNo}: [${section}] ${key} is set twice (first on line ${prev})`,
-        { file, section, key },
-      );
+      throw new ConfigError(`${file}:${lineNo}: [${section}] ${key} is set twice (first on line ${prev})`, {
+        file,
+        section,
+        key,
+      });
     }
     seen.set(id, lineNo);
     entries.push({ section, key, value, line: lineNo });

@@ -92,46 +92,125 @@ const int = (d: number, description: string, min?: number, max?: number): IntSpe
   ...(min !== undefined ? { min } : {}),
   ...(max !== undefined ? { max } : {}),
 });
-const num = (d: number, description: string, bounds: { min?: number; max?: number; gt?: number }): NumberSpec => ({
+const num = (
+  d: number,
+  description: string,
+  bounds: { min?: number; max?: number; gt?: number },
+): NumberSpec => ({
   type: 'number',
   default: d,
   description,
   ...bounds,
 });
-const port = (d: number, description: string): IntSpec => ({ type: 'port', default: d, description, min: 0, max: 65535 });
+const port = (d: number, description: string): IntSpec => ({
+  type: 'port',
+  default: d,
+  description,
+  min: 0,
+  max: 65535,
+});
 const host = (d: string, description: string): StringSpec => ({ type: 'host', default: d, description });
 const str = (d: string, description: string): StringSpec => ({ type: 'string', default: d, description });
 
 export const SCHEMA = {
   reactor: {
-    ip: host(DEFAULT_HOST, 'address the service listens on (dns, reporter); overrides [dnsserver]/[reporter] for that service'),
+    ip: host(
+      DEFAULT_HOST,
+      'address the service listens on (dns, reporter); overrides [dnsserver]/[reporter] for that service',
+    ),
     port: port(0, 'port the service listens on; 0 = the service default'),
-    maxConn: int(DEFAULT_MAX_CONN, 'maximum simultaneous TCP connections; excess connections are refused and counted', 1, 1_000_000),
-    threadNum: int(DEFAULT_THREAD_NUM, 'worker processes/threads serving the port (1 = single event loop)', 1, 64),
-    maxOutboundKb: int(DEFAULT_MAX_OUTBOUND_BYTES / 1024, 'per-connection outbound queue limit in KiB; a slower peer is cut', 16, 1_048_576),
+    maxConn: int(
+      DEFAULT_MAX_CONN,
+      'maximum simultaneous TCP connections; excess connections are refused and counted',
+      1,
+      1_000_000,
+    ),
+    threadNum: int(
+      DEFAULT_THREAD_NUM,
+      'worker processes/threads serving the port (1 = single event loop)',
+      1,
+      64,
+    ),
+    maxOutboundKb: int(
+      DEFAULT_MAX_OUTBOUND_BYTES / 1024,
+      'per-connection outbound queue limit in KiB; a slower peer is cut',
+      16,
+      1_048_576,
+    ),
   },
   mysql: {
-    db_host: str('', 'MySQL/MariaDB host (original layout); used when no --db / LARS_DB / [store] url is given'),
+    db_host: str(
+      '',
+      'MySQL/MariaDB host (original layout); used when no --db / LARS_DB / [store] url is given',
+    ),
     db_port: port(3306, 'MySQL/MariaDB port'),
     db_user: str('root', 'MySQL/MariaDB user'),
     db_passwd: str('', 'MySQL/MariaDB password'),
     db_name: str('lars_dns', 'MySQL/MariaDB database name'),
   },
   store: {
-    url: str('', 'database URL: sqlite:PATH, sqlite::memory:, mysql://user:pass@host:3306/db, postgres://user@host:5432/db'),
+    url: str(
+      '',
+      'database URL: sqlite:PATH, sqlite::memory:, mysql://user:pass@host:3306/db, postgres://user@host:5432/db',
+    ),
   },
   loadbalance: {
-    probe_num: int(DEFAULT_PROBE_NUM, 'every probe_num-th request of a route goes to an overloaded host as a trial', 1, 1_000_000),
-    init_succ_cnt: int(DEFAULT_INIT_SUCC_CNT, 'virtual successes a host starts each idle window with (damps small samples)', 0, 1_000_000),
-    init_err_cnt: int(DEFAULT_INIT_ERR_CNT, 'virtual errors a host starts an overload period with', 0, 1_000_000),
-    err_rate: num(DEFAULT_ERR_RATE, 'virtual error rate above which an idle host becomes overloaded', { gt: 0, max: 1 }),
-    succ_rate: num(DEFAULT_SUCC_RATE, 'virtual success rate above which an overloaded host becomes idle', { gt: 0, max: 1 }),
-    contin_err_limit: int(DEFAULT_CONTIN_ERR_LIMIT, 'consecutive errors that overload an idle host', 1, 1_000_000),
-    contin_succ_limit: int(DEFAULT_CONTIN_SUCC_LIMIT, 'consecutive successes that return an overloaded host to idle', 1, 1_000_000),
-    window_err_rate: num(DEFAULT_WINDOW_ERR_RATE, 'real error rate over an idle window that overloads a host', { gt: 0, max: 1 }),
+    probe_num: int(
+      DEFAULT_PROBE_NUM,
+      'every probe_num-th request of a route goes to an overloaded host as a trial',
+      1,
+      1_000_000,
+    ),
+    init_succ_cnt: int(
+      DEFAULT_INIT_SUCC_CNT,
+      'virtual successes a host starts each idle window with (damps small samples)',
+      0,
+      1_000_000,
+    ),
+    init_err_cnt: int(
+      DEFAULT_INIT_ERR_CNT,
+      'virtual errors a host starts an overload period with',
+      0,
+      1_000_000,
+    ),
+    err_rate: num(DEFAULT_ERR_RATE, 'virtual error rate above which an idle host becomes overloaded', {
+      gt: 0,
+      max: 1,
+    }),
+    succ_rate: num(DEFAULT_SUCC_RATE, 'virtual success rate above which an overloaded host becomes idle', {
+      gt: 0,
+      max: 1,
+    }),
+    contin_err_limit: int(
+      DEFAULT_CONTIN_ERR_LIMIT,
+      'consecutive errors that overload an idle host',
+      1,
+      1_000_000,
+    ),
+    contin_succ_limit: int(
+      DEFAULT_CONTIN_SUCC_LIMIT,
+      'consecutive successes that return an overloaded host to idle',
+      1,
+      1_000_000,
+    ),
+    window_err_rate: num(
+      DEFAULT_WINDOW_ERR_RATE,
+      'real error rate over an idle window that overloads a host',
+      { gt: 0, max: 1 },
+    ),
     idle_timeout: int(DEFAULT_IDLE_TIMEOUT_S, 'idle window length in seconds', 1, 86_400),
-    overload_timeout: int(DEFAULT_OVERLOAD_TIMEOUT_S, 'seconds an overloaded host stays out before returning to idle', 1, 86_400),
-    update_timeout: int(DEFAULT_UPDATE_TIMEOUT_S, 'seconds after which a route is pulled from dns again', 1, 86_400),
+    overload_timeout: int(
+      DEFAULT_OVERLOAD_TIMEOUT_S,
+      'seconds an overloaded host stays out before returning to idle',
+      1,
+      86_400,
+    ),
+    update_timeout: int(
+      DEFAULT_UPDATE_TIMEOUT_S,
+      'seconds after which a route is pulled from dns again',
+      1,
+      86_400,
+    ),
   },
   dnsserver: {
     ip: host(DEFAULT_HOST, 'address of the route service (dns)'),
@@ -140,22 +219,61 @@ export const SCHEMA = {
   reporter: {
     ip: host(DEFAULT_HOST, 'address of the reporter service'),
     port: port(DEFAULT_REPORTER_PORT, 'TCP port of the reporter service'),
-    enabled: { type: 'bool', default: true, description: 'agent: send statistics to the reporter' } as BoolSpec,
-    db_thread_cnt: int(DEFAULT_DB_THREAD_CNT, 'reporter: number of writer queues (consistent hash of modid,cmdid)', 1, 64),
-    queue_max_rows: int(DEFAULT_QUEUE_MAX_ROWS, 'reporter: pending rows per writer queue before the oldest are dropped', 100, 100_000_000),
-    history_retention_days: int(DEFAULT_HISTORY_RETENTION_DAYS, 'reporter: days of per-minute history kept', 1, 3650),
+    enabled: {
+      type: 'bool',
+      default: true,
+      description: 'agent: send statistics to the reporter',
+    } as BoolSpec,
+    db_thread_cnt: int(
+      DEFAULT_DB_THREAD_CNT,
+      'reporter: number of writer queues (consistent hash of modid,cmdid)',
+      1,
+      64,
+    ),
+    queue_max_rows: int(
+      DEFAULT_QUEUE_MAX_ROWS,
+      'reporter: pending rows per writer queue before the oldest are dropped',
+      100,
+      100_000_000,
+    ),
+    history_retention_days: int(
+      DEFAULT_HISTORY_RETENTION_DAYS,
+      'reporter: days of per-minute history kept',
+      1,
+      3650,
+    ),
   },
   dns: {
     poll_interval: num(DEFAULT_POLL_INTERVAL_S, 'seconds between RouteVersion polls', { gt: 0, max: 3600 }),
-    reload_interval: num(DEFAULT_RELOAD_INTERVAL_S, 'seconds between full reloads of the route table', { gt: 0, max: 86_400 }),
-    change_retention: int(DEFAULT_CHANGE_RETENTION_S, 'seconds RouteChange rows are kept before pruning', 60, 365 * 86_400),
+    reload_interval: num(DEFAULT_RELOAD_INTERVAL_S, 'seconds between full reloads of the route table', {
+      gt: 0,
+      max: 86_400,
+    }),
+    change_retention: int(
+      DEFAULT_CHANGE_RETENTION_S,
+      'seconds RouteChange rows are kept before pruning',
+      60,
+      365 * 86_400,
+    ),
     http_port: port(0, 'port of the health/metrics/admin HTTP endpoint (0 = any free port)'),
   },
   agent: {
     ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),
-    ports: { type: 'ports', default: DEFAULT_AGENT_PORTS, description: 'comma-separated UDP ports of the agent API' } as PortsSpec,
-    threads: int(1, 'threads serving the UDP API (at most one per port); each owns the routes of its ports', 1, 64),
-    report_interval: num(DEFAULT_REPORT_INTERVAL_S, 'seconds between statistics reports of one route', { gt: 0, max: 3600 }),
+    ports: {
+      type: 'ports',
+      default: DEFAULT_AGENT_PORTS,
+      description: 'comma-separated UDP ports of the agent API',
+    } as PortsSpec,
+    threads: int(
+      1,
+      'threads serving the UDP API (at most one per port); each owns the routes of its ports',
+      1,
+      64,
+    ),
+    report_interval: num(DEFAULT_REPORT_INTERVAL_S, 'seconds between statistics reports of one route', {
+      gt: 0,
+      max: 3600,
+    }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
   },
@@ -164,17 +282,65 @@ export const SCHEMA = {
     port: port(DEFAULT_WEB_PORT, 'port the console listens on'),
   },
   supervisor: {
-    dns_workers: int(DEFAULT_DNS_WORKERS, 'lars up: dns worker processes sharing its port (0 = do not run dns here)', 0, 64),
-    reporter_workers: int(DEFAULT_REPORTER_WORKERS, 'lars up: reporter worker processes sharing its port (0 = do not run the reporter here)', 0, 64),
-    web_workers: int(DEFAULT_WEB_WORKERS, 'lars up: console worker processes sharing its port (0 = do not run the console here)', 0, 64),
-    agent_workers: int(DEFAULT_AGENT_WORKERS, 'lars up: run the agent (1) or not (0); one process owns all per-route state, so never more', 0, 1),
-    dns_handoff: { type: 'bool', default: false, description: 'lars up: the master accepts dns connections and hands each to a worker chosen by a hash of the peer address (false = workers accept on the shared socket; see docs/operations.md)' } as BoolSpec,
-    restart_max: int(DEFAULT_RESTART_MAX, 'crashes of one service within restart_window after which the supervisor stops restarting it', 1, 1000),
-    restart_window: num(DEFAULT_RESTART_WINDOW_S, 'seconds over which crashes are counted for restart_max', { gt: 0, max: 86_400 }),
-    restart_delay: num(DEFAULT_RESTART_DELAY_S, 'seconds before restarting a crashed worker; doubles with each crash in the window', { gt: 0, max: 3600 }),
-    restart_delay_max: num(DEFAULT_RESTART_DELAY_MAX_S, 'cap of the restart delay in seconds', { gt: 0, max: 3600 }),
-    drain_timeout: num(DEFAULT_DRAIN_TIMEOUT_S, 'seconds children get to finish after SIGTERM (stop, or replacement on SIGHUP) before SIGKILL', { gt: 0, max: 3600 }),
-    start_timeout: num(DEFAULT_START_TIMEOUT_S, 'seconds a starting worker has to report ready before it counts as failed', { gt: 0, max: 3600 }),
+    dns_workers: int(
+      DEFAULT_DNS_WORKERS,
+      'lars up: dns worker processes sharing its port (0 = do not run dns here)',
+      0,
+      64,
+    ),
+    reporter_workers: int(
+      DEFAULT_REPORTER_WORKERS,
+      'lars up: reporter worker processes sharing its port (0 = do not run the reporter here)',
+      0,
+      64,
+    ),
+    web_workers: int(
+      DEFAULT_WEB_WORKERS,
+      'lars up: console worker processes sharing its port (0 = do not run the console here)',
+      0,
+      64,
+    ),
+    agent_workers: int(
+      DEFAULT_AGENT_WORKERS,
+      'lars up: run the agent (1) or not (0); one process owns all per-route state, so never more',
+      0,
+      1,
+    ),
+    dns_handoff: {
+      type: 'bool',
+      default: false,
+      description:
+        'lars up: the master accepts dns connections and hands each to a worker chosen by a hash of the peer address (false = workers accept on the shared socket; see docs/operations.md)',
+    } as BoolSpec,
+    restart_max: int(
+      DEFAULT_RESTART_MAX,
+      'crashes of one service within restart_window after which the supervisor stops restarting it',
+      1,
+      1000,
+    ),
+    restart_window: num(DEFAULT_RESTART_WINDOW_S, 'seconds over which crashes are counted for restart_max', {
+      gt: 0,
+      max: 86_400,
+    }),
+    restart_delay: num(
+      DEFAULT_RESTART_DELAY_S,
+      'seconds before restarting a crashed worker; doubles with each crash in the window',
+      { gt: 0, max: 3600 },
+    ),
+    restart_delay_max: num(DEFAULT_RESTART_DELAY_MAX_S, 'cap of the restart delay in seconds', {
+      gt: 0,
+      max: 3600,
+    }),
+    drain_timeout: num(
+      DEFAULT_DRAIN_TIMEOUT_S,
+      'seconds children get to finish after SIGTERM (stop, or replacement on SIGHUP) before SIGKILL',
+      { gt: 0, max: 3600 },
+    ),
+    start_timeout: num(
+      DEFAULT_START_TIMEOUT_S,
+      'seconds a starting worker has to report ready before it counts as failed',
+      { gt: 0, max: 3600 },
+    ),
   },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 

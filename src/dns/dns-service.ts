@@ -16,7 +16,12 @@ import { Subscriptions } from './subscriptions.js';
 /** The store operations the route service uses beyond reading routes. */
 export interface DnsStore extends RouteSource {
   pruneChanges(olderThanSeconds: number): Promise<number>;
-  registerDnsInstance(instance: { id: string; host: string; port: number; adminPort: number | null }): Promise<void>;
+  registerDnsInstance(instance: {
+    id: string;
+    host: string;
+    port: number;
+    adminPort: number | null;
+  }): Promise<void>;
   heartbeatDnsInstance(id: string): Promise<void>;
   removeDnsInstance(id: string): Promise<void>;
 }
@@ -73,7 +78,14 @@ export class DnsService {
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private address: { host: string; port: number } | undefined;
   private httpAddress: { host: string; port: number } | undefined;
-  readonly stats = { queries: 0, pushes: 0, pushRoutes: 0, pollRequests: 0, pushErrors: 0, subscriptionCuts: 0 };
+  readonly stats = {
+    queries: 0,
+    pushes: 0,
+    pushRoutes: 0,
+    pollRequests: 0,
+    pushErrors: 0,
+    subscriptionCuts: 0,
+  };
   private readonly metrics;
 
   constructor(options: DnsServiceOptions) {
@@ -95,7 +107,10 @@ export class DnsService {
         // A peer asking for more distinct routes than any agent has: cut it rather than let
         // subscriptions grow without bound (the port has no authentication).
         this.stats.subscriptionCuts++;
-        this.log.warn({ conn: conn.id, remote: conn.remote, max: maxSubs }, 'too many subscriptions on one connection: closing it');
+        this.log.warn(
+          { conn: conn.id, remote: conn.remote, max: maxSubs },
+          'too many subscriptions on one connection: closing it',
+        );
         conn.close();
         return;
       }
@@ -145,12 +160,19 @@ export class DnsService {
     this.httpAddress = await this.http.listen();
     if (this.opts.register !== false) {
       await this.registerInstance();
-      this.every(HEARTBEAT_MS, () => this.opts.store.heartbeatDnsInstance(this.id).catch(() => this.registerInstance()));
+      this.every(HEARTBEAT_MS, () =>
+        this.opts.store.heartbeatDnsInstance(this.id).catch(() => this.registerInstance()),
+      );
     }
     const pruneEvery = Math.min(3600, Math.max(60, this.opts.changeRetentionS / 10)) * 1000;
     this.every(pruneEvery, () => this.prune());
     this.log.info(
-      { ...this.address, httpPort: this.httpAddress.port, routes: this.sync.snapshot.routeCount, version: this.sync.snapshot.version },
+      {
+        ...this.address,
+        httpPort: this.httpAddress.port,
+        routes: this.sync.snapshot.routeCount,
+        version: this.sync.snapshot.version,
+      },
       'dns listening',
     );
     return { ...this.address, httpPort: this.httpAddress.port };
@@ -270,7 +292,14 @@ export class DnsService {
     const snap = () => this.sync.snapshot;
     const s = this.server.stats;
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({ name, help, registers: [r], collect() { this.set(read()); } });
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
     const counter = (name: string, help: string, read: () => number) =>
       new Counter({
         name,
@@ -286,20 +315,54 @@ export class DnsService {
     gauge('lars_dns_version', 'RouteVersion of the current snapshot', () => snap().version);
     gauge('lars_dns_connections', 'open agent connections', () => this.server.connectionCount);
     gauge('lars_dns_subscriptions', '(connection, route) subscriptions', () => this.subs.size);
-    gauge('lars_dns_database_up', '1 when the last database access succeeded', () => (this.sync.state === 'ok' ? 1 : 0));
+    gauge('lars_dns_database_up', '1 when the last database access succeeded', () =>
+      this.sync.state === 'ok' ? 1 : 0,
+    );
     counter('lars_dns_queries_total', 'GetRouteRequest frames answered', () => this.stats.queries);
-    counter('lars_dns_pushes_total', 'GetRouteResponse frames pushed to subscribers', () => this.stats.pushes);
-    counter('lars_dns_poll_requests_total', 'immediate-poll requests received', () => this.stats.pollRequests);
+    counter(
+      'lars_dns_pushes_total',
+      'GetRouteResponse frames pushed to subscribers',
+      () => this.stats.pushes,
+    );
+    counter(
+      'lars_dns_poll_requests_total',
+      'immediate-poll requests received',
+      () => this.stats.pollRequests,
+    );
     counter('lars_dns_reloads_full_total', 'full reloads', () => this.sync.stats.fullReloads);
-    counter('lars_dns_reloads_incremental_total', 'incremental reloads', () => this.sync.stats.incrementalReloads);
+    counter(
+      'lars_dns_reloads_incremental_total',
+      'incremental reloads',
+      () => this.sync.stats.incrementalReloads,
+    );
     counter('lars_dns_database_failures_total', 'failed database accesses', () => this.sync.stats.failures);
-    counter('lars_dns_protocol_errors_total', 'connections closed for protocol violations', () => s.protocolErrors);
+    counter(
+      'lars_dns_protocol_errors_total',
+      'connections closed for protocol violations',
+      () => s.protocolErrors,
+    );
     counter('lars_dns_unknown_msgid_total', 'frames skipped for an unknown msgid', () => s.unknownMsgid);
-    counter('lars_dns_connections_refused_total', 'connections refused at maxConn', () => s.connectionsRefused);
+    counter(
+      'lars_dns_connections_refused_total',
+      'connections refused at maxConn',
+      () => s.connectionsRefused,
+    );
     counter('lars_dns_push_errors_total', 'pushes that could not be queued', () => this.stats.pushErrors);
-    counter('lars_dns_subscription_cuts_total', 'connections cut for too many subscriptions', () => this.stats.subscriptionCuts);
-    gauge('lars_dns_oversized_routes', 'route answers truncated to fit one frame (since start)', () => oversizedRoutes.count);
-    counter('lars_dns_slow_peer_cuts_total', 'connections cut because their outbound queue overflowed', () => s.slowPeerCuts);
+    counter(
+      'lars_dns_subscription_cuts_total',
+      'connections cut for too many subscriptions',
+      () => this.stats.subscriptionCuts,
+    );
+    gauge(
+      'lars_dns_oversized_routes',
+      'route answers truncated to fit one frame (since start)',
+      () => oversizedRoutes.count,
+    );
+    counter(
+      'lars_dns_slow_peer_cuts_total',
+      'connections cut because their outbound queue overflowed',
+      () => s.slowPeerCuts,
+    );
     const reload = new Histogram({
       name: 'lars_dns_full_reload_seconds',
       help: 'duration of full reloads',

@@ -1,4 +1,11 @@
-import { decodeMessage, encodeMessage, MAX_BODY_LEN, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  MAX_BODY_LEN,
+  MsgId,
+  toWireIp,
+  type HostInfo,
+} from '../protocol/index.js';
 import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
@@ -25,7 +32,12 @@ export class RouteSnapshot {
   readonly hostCount: number;
   private readonly bodies: ReadonlyMap<RouteKey, Uint8Array>;
 
-  constructor(version: number, bodies: ReadonlyMap<RouteKey, Uint8Array>, hostCount: number, loadedAt = Date.now()) {
+  constructor(
+    version: number,
+    bodies: ReadonlyMap<RouteKey, Uint8Array>,
+    hostCount: number,
+    loadedAt = Date.now(),
+  ) {
     this.version = version;
     this.bodies = bodies;
     this.hostCount = hostCount;
@@ -134,7 +146,8 @@ export class SnapshotBuilder {
     for (const [key, flat] of this.routes) {
       const { modid, cmdid } = parseRouteKey(key);
       const hosts: HostInfo[] = [];
-      for (let i = 0; i < flat.length; i += 2) hosts.push({ ip: flat[i] as number, port: flat[i + 1] as number });
+      for (let i = 0; i < flat.length; i += 2)
+        hosts.push({ ip: flat[i] as number, port: flat[i + 1] as number });
       bodies.set(key, arena.copy(encodeRoute(modid, cmdid, hosts)));
       if (++n % yieldEvery === 0) await yieldToLoop();
     }

@@ -14,7 +14,10 @@ export interface RouteSource {
   loadRoutes(options?: { chunkSize?: number }): AsyncIterable<RouteHostRow[]>;
   getRoute(modid: number, cmdid: number): Promise<RouteHostRow[]>;
   lastChangeId(): Promise<number>;
-  changesAfter(id: number, limit?: number): Promise<Array<{ id: number; modid: number; cmdid: number; version: number }>>;
+  changesAfter(
+    id: number,
+    limit?: number,
+  ): Promise<Array<{ id: number; modid: number; cmdid: number; version: number }>>;
 }
 
 export interface RouteSyncOptions {
@@ -74,7 +77,14 @@ export class RouteSync extends EventEmitter<SyncEvents> {
   private forceFull = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  readonly stats = { polls: 0, fullReloads: 0, incrementalReloads: 0, failures: 0, lastReloadMs: 0, lastFullReloadMs: 0 };
+  readonly stats = {
+    polls: 0,
+    fullReloads: 0,
+    incrementalReloads: 0,
+    failures: 0,
+    lastReloadMs: 0,
+    lastFullReloadMs: 0,
+  };
 
   constructor(options: RouteSyncOptions) {
     super();
@@ -107,16 +117,22 @@ export class RouteSync extends EventEmitter<SyncEvents> {
   async start(): Promise<void> {
     await this.sync();
     if (this._state !== 'ok') {
-      throw new StoreError(ErrorCode.STORE, `initial route load failed: ${this._lastError?.message ?? 'unknown error'}`, {
-        cause: this._lastError,
-      });
+      throw new StoreError(
+        ErrorCode.STORE,
+        `initial route load failed: ${this._lastError?.message ?? 'unknown error'}`,
+        {
+          cause: this._lastError,
+        },
+      );
     }
     this.schedule(this.opts.pollIntervalMs);
   }
 
   /** Starts polling without requiring a first successful load (serve empty until the DB answers). */
   startDegraded(): void {
-    void this.sync().finally(() => this.schedule(this._state === 'ok' ? this.opts.pollIntervalMs : this.backoff.next()));
+    void this.sync().finally(() =>
+      this.schedule(this._state === 'ok' ? this.opts.pollIntervalMs : this.backoff.next()),
+    );
   }
 
   /** Requests an immediate poll (the console's and CLI's edits reach agents right away). */
@@ -205,7 +221,10 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       return;
     }
     // Read the change rows first: everything they name is committed, so the reads below see it.
-    const changes = await this.source.changesAfter(Math.max(this.lastChangeId, 0), this.opts.incrementalLimit + 1);
+    const changes = await this.source.changesAfter(
+      Math.max(this.lastChangeId, 0),
+      this.opts.incrementalLimit + 1,
+    );
     const changeIds = changes.map((c) => c.id);
     let lastChangeId = changeIds.length ? Math.max(...changeIds, this.lastChangeId) : this.lastChangeId;
     if (this.lastChangeId < 0) {
@@ -218,14 +237,17 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       const next = await this.loadFull(version);
       if (!current()) return;
       // The first load pushes nothing: no connection has asked yet.
-      const push = this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...(await this._snapshot.diff(next))])];
+      const push =
+        this.lastChangeId < 0 ? [] : [...new Set([...changedKeys, ...(await this._snapshot.diff(next))])];
       if (!current()) return;
       this._snapshot = next;
       this.lastChangeId = lastChangeId;
       this.lastFullAt = now;
       this.stats.fullReloads++;
       this.stats.lastFullReloadMs = performance.now() - started;
-      this.trace?.(`full reload v${version}: ${next.routeCount} routes, ${next.hostCount} hosts, push ${push.length}`);
+      this.trace?.(
+        `full reload v${version}: ${next.routeCount} routes, ${next.hostCount} hosts, push ${push.length}`,
+      );
       this.setState('ok', undefined);
       this.emit('swapped', next, push, 'full');
     } else {
@@ -264,7 +286,10 @@ export class RouteSync extends EventEmitter<SyncEvents> {
     const prev = this._state;
     this._state = state;
     if (state === 'degraded') {
-      this.log.error({ err: error, prev }, 'route database unreachable: serving the last snapshot, retrying with backoff');
+      this.log.error(
+        { err: error, prev },
+        'route database unreachable: serving the last snapshot, retrying with backoff',
+      );
     } else if (prev === 'degraded') {
       this.log.info({}, 'route database reachable again');
     }

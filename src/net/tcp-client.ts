@@ -2,7 +2,14 @@ import { isIP, Socket } from 'node:net';
 import { ClosedError, ConnectionError, ErrorCode, ProtocolError, TimeoutError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
-import { codecs, FrameDecoder, MAX_BODY_LEN, type Codec, type KnownMsgId, type MessageMap } from '../protocol/index.js';
+import {
+  codecs,
+  FrameDecoder,
+  MAX_BODY_LEN,
+  type Codec,
+  type KnownMsgId,
+  type MessageMap,
+} from '../protocol/index.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
 import { DropOldestQueue } from './drop-oldest-queue.js';

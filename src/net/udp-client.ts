@@ -105,7 +105,9 @@ interface PortSocket {
 type Slot = number | string;
 
 function slotOf(msgid: number, key: ReplyKey): Slot {
-  return typeof key === 'number' && key >= 0 && key <= 0xffffffff ? msgid * 4294967296 + key : `${msgid}|${key}`;
+  return typeof key === 'number' && key >= 0 && key <= 0xffffffff
+    ? msgid * 4294967296 + key
+    : `${msgid}|${key}`;
 }
 
 /** Longest wait between two timeout sweeps; a request times out at most this late. */
@@ -327,7 +329,10 @@ export class UdpClient {
   }
 
   private openSocket(port: number): PortSocket {
-    const socket = createSocket({ type: isIPv6(this.host) ? 'udp6' : 'udp4', recvBufferSize: this.recvBufferSize });
+    const socket = createSocket({
+      type: isIPv6(this.host) ? 'udp6' : 'udp4',
+      recvBufferSize: this.recvBufferSize,
+    });
     const ps: PortSocket = { socket, connected: false, queue: [] };
     this.sockets.set(port, ps);
     socket.on('message', (msg) => this.onMessage(msg));
@@ -457,5 +462,4 @@ export class UdpClient {
     }
     if (this.armed.size === 0) this.stopSweep();
   }
-
 }

@@ -112,5 +112,10 @@ export class FrameDecoder {
 const EMPTY = new Uint8Array(0);
 
 function readInt32LE(b: Uint8Array, off: number): number {
-  return ((b[off] as number) | ((b[off + 1] as number) << 8) | ((b[off + 2] as number) << 16) | ((b[off + 3] as number) << 24));
+  return (
+    (b[off] as number) |
+    ((b[off + 1] as number) << 8) |
+    ((b[off + 2] as number) << 16) |
+    ((b[off + 3] as number) << 24)
+  );
 }

@@ -1,6 +1,13 @@
 export { MsgId, msgIdName } from './msg-id.js';
 export { RetCode, retCodeName } from './retcode.js';
-export { HEADER_LEN, MAX_BODY_LEN, encodeFrame, parseDatagram, checkBodyLength, type Frame } from './frame.js';
+export {
+  HEADER_LEN,
+  MAX_BODY_LEN,
+  encodeFrame,
+  parseDatagram,
+  checkBodyLength,
+  type Frame,
+} from './frame.js';
 export { FrameDecoder } from './frame-decoder.js';
 export {
   ipToNumber,

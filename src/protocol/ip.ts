@@ -66,7 +66,9 @@ export function parsePort(value: string | number, what = 'port', allowZero = fal
   const n = /^\d+$/.test(s) ? Number(s) : NaN;
   const min = allowZero ? 0 : 1;
   if (!Number.isInteger(n) || n < min || n > 65535) {
-    throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(value)}: expected an integer ${min}-65535`);
+    throw new InvalidArgumentError(
+      `invalid ${what} ${JSON.stringify(value)}: expected an integer ${min}-65535`,
+    );
   }
   return n;
 }

@@ -88,9 +88,13 @@ function codec<T>(type: StaticType, name: string, normalize: (m: T) => T): Codec
       try {
         m = type.decode(body) as T;
       } catch (cause) {
-        throw new ProtocolError(ErrorCode.BAD_BODY, `body of ${body.length} bytes does not decode as ${name}`, {
-          cause,
-        });
+        throw new ProtocolError(
+          ErrorCode.BAD_BODY,
+          `body of ${body.length} bytes does not decode as ${name}`,
+          {
+            cause,
+          },
+        );
       }
       return normalize(m);
     },
@@ -113,13 +117,23 @@ const getRouteResponse = codec<GetRouteResponse>(lars.GetRouteResponse, 'GetRout
 export const codecs: { readonly [K in KnownMsgId]: Codec<MessageMap[K]> } = {
   [MsgId.GetRouteRequest]: getRouteRequest,
   [MsgId.GetRouteResponse]: getRouteResponse,
-  [MsgId.ReportStatusRequest]: codec<ReportStatusRequest>(lars.ReportStatusRequest, 'ReportStatusRequest', (m) => ({
-    modid: m.modid,
-    cmdid: m.cmdid,
-    caller: m.caller,
-    results: m.results.map((r) => ({ ip: r.ip, port: r.port, succ: r.succ, err: r.err, overload: r.overload })),
-    ts: m.ts,
-  })),
+  [MsgId.ReportStatusRequest]: codec<ReportStatusRequest>(
+    lars.ReportStatusRequest,
+    'ReportStatusRequest',
+    (m) => ({
+      modid: m.modid,
+      cmdid: m.cmdid,
+      caller: m.caller,
+      results: m.results.map((r) => ({
+        ip: r.ip,
+        port: r.port,
+        succ: r.succ,
+        err: r.err,
+        overload: r.overload,
+      })),
+      ts: m.ts,
+    }),
+  ),
   [MsgId.GetHostRequest]: codec<GetHostRequest>(lars.GetHostRequest, 'GetHostRequest', (m) => ({
     seq: m.seq,
     modid: m.modid,

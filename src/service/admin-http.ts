@@ -91,7 +91,8 @@ export class AdminHttp {
       }
       send(res, 404, 'application/json', JSON.stringify({ error: `no route ${req.method} ${path}` }));
     } catch (err) {
-      if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: (err as Error).message }));
+      if (!res.headersSent)
+        send(res, 500, 'application/json', JSON.stringify({ error: (err as Error).message }));
     }
   }
 }

@@ -157,10 +157,21 @@ const callHistory: Migration = {
           .addColumn('err_cnt', ddl.uint32, (c) => c.notNull())
           // 1 when the agent reported the host overloaded, else 0.
           .addColumn('overload', ddl.int32, (c) => c.notNull())
-          .addPrimaryKeyConstraint('lars_call_history_pk', ['modid', 'cmdid', 'ip', 'port', 'caller', 'minute']),
+          .addPrimaryKeyConstraint('lars_call_history_pk', [
+            'modid',
+            'cmdid',
+            'ip',
+            'port',
+            'caller',
+            'minute',
+          ]),
       )
       .execute();
-    await ddl.ensureIndex(db, 'lars_call_history', 'lars_call_history_route_minute', ['modid', 'cmdid', 'minute']);
+    await ddl.ensureIndex(db, 'lars_call_history', 'lars_call_history_route_minute', [
+      'modid',
+      'cmdid',
+      'minute',
+    ]);
     await ddl.ensureIndex(db, 'lars_call_history', 'lars_call_history_minute', ['minute']);
   },
 };

@@ -241,7 +241,12 @@ function hostLabel(modid: number, cmdid: number, ip: number, port: number): stri
   return `${numberToIp(ip)}:${port} in route ${modid}/${cmdid}`;
 }
 
-function createBackend(url: StoreUrl, logger: Logger, createIfMissing: boolean, busyTimeoutMs?: number): StoreBackend {
+function createBackend(
+  url: StoreUrl,
+  logger: Logger,
+  createIfMissing: boolean,
+  busyTimeoutMs?: number,
+): StoreBackend {
   switch (url.kind) {
     case 'sqlite':
       return createSqliteBackend(url, createIfMissing, busyTimeoutMs);

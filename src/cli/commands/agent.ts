@@ -5,8 +5,20 @@ import { ThreadedAgent } from '../../agent/agent-threads.js';
 import { toLoadBalanceConfig } from '../../agent/lb-config-from-ini.js';
 import type { FlagOverride } from '../../config/index.js';
 import { createServiceLogger } from '../../log/logger.js';
-import { notifyReady, onSupervisorMessage, SupervisorMsg, tellSupervisor } from '../../supervisor/child-ipc.js';
-import { loadServiceConfig, localIpv4Wire, parseHostPort, parsePorts, untilSignal, withConfigOption } from '../options.js';
+import {
+  notifyReady,
+  onSupervisorMessage,
+  SupervisorMsg,
+  tellSupervisor,
+} from '../../supervisor/child-ipc.js';
+import {
+  loadServiceConfig,
+  localIpv4Wire,
+  parseHostPort,
+  parsePorts,
+  untilSignal,
+  withConfigOption,
+} from '../options.js';
 
 interface AgentFlags {
   config?: string;
@@ -24,16 +36,23 @@ export function agentFlags(o: AgentFlags): FlagOverride[] {
   const flags: FlagOverride[] = [];
   if (o.dns) {
     const d = parseHostPort(o.dns, '--dns');
-    flags.push({ section: 'dnsserver', key: 'ip', value: d.host, flag: '--dns' }, { section: 'dnsserver', key: 'port', value: d.port, flag: '--dns' });
+    flags.push(
+      { section: 'dnsserver', key: 'ip', value: d.host, flag: '--dns' },
+      { section: 'dnsserver', key: 'port', value: d.port, flag: '--dns' },
+    );
   }
   if (typeof o.reporter === 'string') {
     const r = parseHostPort(o.reporter, '--reporter');
-    flags.push({ section: 'reporter', key: 'ip', value: r.host, flag: '--reporter' }, { section: 'reporter', key: 'port', value: r.port, flag: '--reporter' });
+    flags.push(
+      { section: 'reporter', key: 'ip', value: r.host, flag: '--reporter' },
+      { section: 'reporter', key: 'port', value: r.port, flag: '--reporter' },
+    );
   } else if (o.reporter === false) {
     flags.push({ section: 'reporter', key: 'enabled', value: false, flag: '--no-reporter' });
   }
   if (o.host) flags.push({ section: 'agent', key: 'ip', value: o.host, flag: '--host' });
-  if (o.ports) flags.push({ section: 'agent', key: 'ports', value: parsePorts(o.ports, '--ports'), flag: '--ports' });
+  if (o.ports)
+    flags.push({ section: 'agent', key: 'ports', value: parsePorts(o.ports, '--ports'), flag: '--ports' });
   if (o.cacheDir) flags.push({ section: 'agent', key: 'cache_dir', value: o.cacheDir, flag: '--cache-dir' });
   if (o.httpPort) flags.push({ section: 'agent', key: 'http_port', value: o.httpPort, flag: '--http-port' });
   if (o.threads) flags.push({ section: 'agent', key: 'threads', value: o.threads, flag: '--threads' });
@@ -44,17 +63,25 @@ export function register(program: Command): void {
   withConfigOption(
     program
       .command('agent')
-      .description('run the load-balancing agent of this host: UDP API for local clients, routes from dns, statistics to the reporter'),
+      .description(
+        'run the load-balancing agent of this host: UDP API for local clients, routes from dns, statistics to the reporter',
+      ),
   )
     .option('--dns <host:port>', 'route service address (default [dnsserver] 127.0.0.1:7778)')
     .option('--reporter <host:port>', 'reporter address (default [reporter] 127.0.0.1:7779)')
     .option('--no-reporter', 'do not send statistics')
     .option('--host <ip>', 'address the UDP API binds (default 127.0.0.1; the original bound 0.0.0.0)')
-    .option('--ports <list>', 'UDP API ports, comma-separated (default 8888,8889,8890); every port answers every route')
+    .option(
+      '--ports <list>',
+      'UDP API ports, comma-separated (default 8888,8889,8890); every port answers every route',
+    )
     .option('--cache-dir <dir>', 'last-known-good route cache directory (default <data-dir>/agent-cache)')
     .option('--data-dir <dir>', 'data directory', process.env.LARS_DATA_DIR ?? './lars-data')
     .option('--http-port <port>', 'health/metrics HTTP port (default any free port)')
-    .option('--threads <n>', 'threads serving the UDP API, at most one per port (default [agent] threads = 1)')
+    .option(
+      '--threads <n>',
+      'threads serving the UDP API, at most one per port (default [agent] threads = 1)',
+    )
     .action(async (o: AgentFlags) => {
       const { config } = loadServiceConfig(o.config, agentFlags(o));
       const log = createServiceLogger('agent');
@@ -63,7 +90,9 @@ export function register(program: Command): void {
         host: config.agent.ip,
         ports: config.agent.ports,
         dns: { host: config.dnsserver.ip, port: config.dnsserver.port },
-        reporter: config.reporter.enabled ? { host: config.reporter.ip, port: config.reporter.port } : undefined,
+        reporter: config.reporter.enabled
+          ? { host: config.reporter.ip, port: config.reporter.port }
+          : undefined,
         lb: toLoadBalanceConfig(config.loadbalance),
         reportIntervalS: config.agent.report_interval,
         cacheDir,

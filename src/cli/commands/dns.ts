@@ -6,7 +6,14 @@ import { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService } from '../../dns/dns-service.js
 import { createServiceLogger } from '../../log/logger.js';
 import { openStore, redact } from '../../store/index.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
-import { withDbOption, loadServiceConfig, parsePorts, resolveDbUrl, untilSignal, withConfigOption } from '../options.js';
+import {
+  withDbOption,
+  loadServiceConfig,
+  parsePorts,
+  resolveDbUrl,
+  untilSignal,
+  withConfigOption,
+} from '../options.js';
 import { parsePort } from '../../protocol/index.js';
 
 interface DnsFlags {
@@ -22,7 +29,10 @@ interface DnsFlags {
  * Where dns listens: --host/--port flags > [reactor] (when the file has it, as the original
  * dns.conf) > [dnsserver]. `--port 0` picks a free port.
  */
-export function dnsListen(loaded: LoadedConfig, flags: Pick<DnsFlags, 'host' | 'port'> = {}): { host: string; port: number } {
+export function dnsListen(
+  loaded: LoadedConfig,
+  flags: Pick<DnsFlags, 'host' | 'port'> = {},
+): { host: string; port: number } {
   const { config, fileSections } = loaded;
   const useReactor = fileSections.has('reactor') || config.reactor.port !== 0;
   return {
@@ -39,7 +49,13 @@ export function dnsListen(loaded: LoadedConfig, flags: Pick<DnsFlags, 'host' | '
 export function dnsFlags(o: DnsFlags): FlagOverride[] {
   const flags: FlagOverride[] = [];
   if (o.host) flags.push({ section: 'reactor', key: 'ip', value: o.host, flag: '--host' });
-  if (o.port) flags.push({ section: 'reactor', key: 'port', value: parsePorts(o.port, '--port')[0] as number, flag: '--port' });
+  if (o.port)
+    flags.push({
+      section: 'reactor',
+      key: 'port',
+      value: parsePorts(o.port, '--port')[0] as number,
+      flag: '--port',
+    });
   if (o.httpPort) flags.push({ section: 'dns', key: 'http_port', value: o.httpPort, flag: '--http-port' });
   if (o.workers) flags.push({ section: 'reactor', key: 'threadNum', value: o.workers, flag: '--workers' });
   return flags;
@@ -53,7 +69,11 @@ export async function runDns(o: DnsFlags): Promise<void> {
   const url = resolveDbUrl(o.db, process.env, config);
   // createIfMissing false: a mistyped path must be an error, not a new empty table served to every
   // agent (which would then drop every route). `lars db init` or `lars up` creates the database.
-  const store = await openStore(url, { logger: log, busyTimeoutMs: DNS_SQLITE_BUSY_TIMEOUT_MS, createIfMissing: false });
+  const store = await openStore(url, {
+    logger: log,
+    busyTimeoutMs: DNS_SQLITE_BUSY_TIMEOUT_MS,
+    createIfMissing: false,
+  });
   await store.migrate();
   const listen = dnsListen(loaded, o);
   const dns = new DnsService({
@@ -77,7 +97,9 @@ export async function runDns(o: DnsFlags): Promise<void> {
   }
   // Under `lars up` (docs/operations.md): handoff mode feeds connections accepted by the master to
   // the listening server, as if accepted here; then the master learns that this worker serves.
-  const stopAdopting = isHandoffChild() ? onHandedConnection((socket) => listeningServer(dns)?.emit('connection', socket)) : () => {};
+  const stopAdopting = isHandoffChild()
+    ? onHandedConnection((socket) => listeningServer(dns)?.emit('connection', socket))
+    : () => {};
   notifyReady({ tcp: addr.port, http: addr.httpPort });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'dns shutting down');
@@ -104,7 +126,9 @@ export function register(program: Command): void {
     withConfigOption(
       program
         .command('dns')
-        .description('run the route service: answers agents\' route requests from the database and pushes every change'),
+        .description(
+          "run the route service: answers agents' route requests from the database and pushes every change",
+        ),
     ),
   )
     .option('--host <ip>', 'listen address (default [reactor]/[dnsserver] ip, 127.0.0.1)')
@@ -137,7 +161,10 @@ export function register(program: Command): void {
           return;
         }
         const delay = Math.min(30_000, 500 * 2 ** quickDeaths);
-        log.error({ worker: w.process.pid, code, signal, restartInMs: delay }, 'dns worker exited; restarting');
+        log.error(
+          { worker: w.process.pid, code, signal, restartInMs: delay },
+          'dns worker exited; restarting',
+        );
         setTimeout(() => !shuttingDown && fork(), delay).unref();
       });
       await untilSignal();

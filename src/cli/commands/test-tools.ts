@@ -20,7 +20,8 @@ function intArg(value: string, name: string, min = -0x80000000, max = 0x7fffffff
 
 function clientFrom(o: ClientFlags): LarsClient {
   ipToNumber(o.agent === 'localhost' ? '127.0.0.1' : o.agent);
-  if (parsePorts(o.ports, '--ports').includes(0)) throw new InvalidArgumentError('--ports: port 0 is not an agent port');
+  if (parsePorts(o.ports, '--ports').includes(0))
+    throw new InvalidArgumentError('--ports: port 0 is not an agent port');
   return new LarsClient({
     host: o.agent === 'localhost' ? '127.0.0.1' : o.agent,
     ports: parsePorts(o.ports, '--ports'),
@@ -42,7 +43,9 @@ export function register(program: Command): void {
     .command('test')
     .description('test tools against a running agent (as the original run script offered)');
 
-  withClientOptions(test.command('gethost <modid> <cmdid>').description('ask the agent for one host of a route'))
+  withClientOptions(
+    test.command('gethost <modid> <cmdid>').description('ask the agent for one host of a route'),
+  )
     .option('--once', 'a single request: do not retry while the agent is still fetching the route (NOEXIST)')
     .action(async (m: string, c: string, o: ClientFlags & { once?: boolean }) => {
       const client = clientFrom(o);
@@ -57,45 +60,65 @@ export function register(program: Command): void {
         }
         if (a.host) console.log(`${fmtHost(a.host)}  (retcode 0 SUCC, modid ${modid} cmdid ${cmdid})`);
         else {
-          console.log(`no host: retcode ${a.retcode} ${retCodeName(a.retcode)} (modid ${modid} cmdid ${cmdid})`);
+          console.log(
+            `no host: retcode ${a.retcode} ${retCodeName(a.retcode)} (modid ${modid} cmdid ${cmdid})`,
+          );
           process.exitCode = 2;
         }
       } finally {
         await client.close();
       }
     });
-
-  withClientOptions(test.command('getroute <modid> <cmdid>').description('ask the agent for every host of a route')).action(
-    async (m: string, c: string, o: ClientFlags) => {
-      const client = clientFrom(o);
-      try {
-        const hosts = await client.regInit(intArg(m, 'modid'), intArg(c, 'cmdid')).catch(() => [] as Host[]);
-        if (hosts.length === 0) {
-          console.log('route unknown (NOEXIST)');
-          process.exitCode = 2;
-        }
-        for (const h of hosts) console.log(fmtHost(h));
-      } finally {
-        await client.close();
-      }
-    },
-  );
 
   withClientOptions(
-    test.command('report <modid> <cmdid> <ip> <port> <retcode>').description('report one call result: retcode 0 = success, 1 = failure'),
+    test.command('getroute <modid> <cmdid>').description('ask the agent for every host of a route'),
+  ).action(async (m: string, c: string, o: ClientFlags) => {
+    const client = clientFrom(o);
+    try {
+      const hosts = await client.regInit(intArg(m, 'modid'), intArg(c, 'cmdid')).catch(() => [] as Host[]);
+      if (hosts.length === 0) {
+        console.log('route unknown (NOEXIST)');
+        process.exitCode = 2;
+      }
+      for (const h of hosts) console.log(fmtHost(h));
+    } finally {
+      await client.close();
+    }
+  });
+
+  withClientOptions(
+    test
+      .command('report <modid> <cmdid> <ip> <port> <retcode>')
+      .description('report one call result: retcode 0 = success, 1 = failure'),
   )
     .option('--timecost <ms>', 'duration of the call (slow failures count more)')
-    .action(async (m: string, c: string, ip: string, port: string, rc: string, o: ClientFlags & { timecost?: string }) => {
-      const client = clientFrom(o);
-      try {
-        ipToNumber(ip);
-        const retcode = intArg(rc, 'retcode', 0, 1);
-        client.report(intArg(m, 'modid'), intArg(c, 'cmdid'), ip, parsePort(port), retcode, o.timecost ? intArg(o.timecost, '--timecost', 0) : undefined);
-        console.log(`reported ${retcode === 0 ? 'success' : 'failure'} of ${ip}:${port}`);
-      } finally {
-        await client.close();
-      }
-    });
+    .action(
+      async (
+        m: string,
+        c: string,
+        ip: string,
+        port: string,
+        rc: string,
+        o: ClientFlags & { timecost?: string },
+      ) => {
+        const client = clientFrom(o);
+        try {
+          ipToNumber(ip);
+          const retcode = intArg(rc, 'retcode', 0, 1);
+          client.report(
+            intArg(m, 'modid'),
+            intArg(c, 'cmdid'),
+            ip,
+            parsePort(port),
+            retcode,
+            o.timecost ? intArg(o.timecost, '--timecost', 0) : undefined,
+          );
+          console.log(`reported ${retcode === 0 ? 'success' : 'failure'} of ${ip}:${port}`);
+        } finally {
+          await client.close();
+        }
+      },
+    );
 
   withClientOptions(
     test
@@ -106,63 +129,79 @@ export function register(program: Command): void {
   )
     .option('--fail <host:port...>', 'only these hosts fail (at errRate); others always succeed')
     .option('--rate <n>', 'calls per second (0 = as fast as possible)', '2000')
-    .action(async (m: string, c: string, err: string | undefined, cnt: string | undefined, o: ClientFlags & { fail?: string[]; rate: string }) => {
-      const client = clientFrom(o);
-      const modid = intArg(m, 'modid');
-      const cmdid = intArg(c, 'cmdid');
-      const errRate = intArg(err ?? '2', 'errRate', 0, 10);
-      const count = intArg(cnt ?? '10000', 'count', 1);
-      const rate = intArg(o.rate, '--rate', 0);
-      const failing = new Set((o.fail ?? []).map((f) => { const p = parseHostPort(f, '--fail'); return `${p.host}:${p.port}`; }));
-      const tally = new Map<string, { succ: number; err: number }>();
-      const answers = new Map<number, number>();
-      try {
-        await client.regInit(modid, cmdid).catch(() => undefined);
-        const started = performance.now();
-        let lastPrint = started;
-        for (let i = 1; i <= count; i++) {
-          const a = await client.tryGetHost(modid, cmdid);
-          answers.set(a.retcode, (answers.get(a.retcode) ?? 0) + 1);
-          if (a.host) {
-            const key = fmtHost(a.host);
-            const fails = (failing.size === 0 || failing.has(key)) && Math.random() * 10 < errRate;
-            client.report(modid, cmdid, a.host.ip, a.host.port, fails ? 1 : 0);
-            const t = tally.get(key) ?? { succ: 0, err: 0 };
-            if (fails) t.err++;
-            else t.succ++;
-            tally.set(key, t);
+    .action(
+      async (
+        m: string,
+        c: string,
+        err: string | undefined,
+        cnt: string | undefined,
+        o: ClientFlags & { fail?: string[]; rate: string },
+      ) => {
+        const client = clientFrom(o);
+        const modid = intArg(m, 'modid');
+        const cmdid = intArg(c, 'cmdid');
+        const errRate = intArg(err ?? '2', 'errRate', 0, 10);
+        const count = intArg(cnt ?? '10000', 'count', 1);
+        const rate = intArg(o.rate, '--rate', 0);
+        const failing = new Set(
+          (o.fail ?? []).map((f) => {
+            const p = parseHostPort(f, '--fail');
+            return `${p.host}:${p.port}`;
+          }),
+        );
+        const tally = new Map<string, { succ: number; err: number }>();
+        const answers = new Map<number, number>();
+        try {
+          await client.regInit(modid, cmdid).catch(() => undefined);
+          const started = performance.now();
+          let lastPrint = started;
+          for (let i = 1; i <= count; i++) {
+            const a = await client.tryGetHost(modid, cmdid);
+            answers.set(a.retcode, (answers.get(a.retcode) ?? 0) + 1);
+            if (a.host) {
+              const key = fmtHost(a.host);
+              const fails = (failing.size === 0 || failing.has(key)) && Math.random() * 10 < errRate;
+              client.report(modid, cmdid, a.host.ip, a.host.port, fails ? 1 : 0);
+              const t = tally.get(key) ?? { succ: 0, err: 0 };
+              if (fails) t.err++;
+              else t.succ++;
+              tally.set(key, t);
+            }
+            if (rate > 0) {
+              const due = started + (i * 1000) / rate;
+              const wait = due - performance.now();
+              if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+            }
+            const now = performance.now();
+            if (now - lastPrint >= 1000 || i === count) {
+              lastPrint = now;
+              process.stdout.write(`\r${i}/${count} calls  ${Math.round((i * 1000) / (now - started))}/s   `);
+            }
           }
-          if (rate > 0) {
-            const due = started + (i * 1000) / rate;
-            const wait = due - performance.now();
-            if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+          process.stdout.write('\n');
+          console.log('host                  calls    succ     err   share');
+          const total = [...tally.values()].reduce((s, t) => s + t.succ + t.err, 0);
+          for (const [host, t] of [...tally.entries()].sort()) {
+            const n = t.succ + t.err;
+            console.log(
+              `${host.padEnd(21)} ${String(n).padStart(6)} ${String(t.succ).padStart(7)} ${String(t.err).padStart(7)}  ${((100 * n) / Math.max(1, total)).toFixed(1).padStart(5)}%${failing.has(host) ? '  (failing)' : ''}`,
+            );
           }
-          const now = performance.now();
-          if (now - lastPrint >= 1000 || i === count) {
-            lastPrint = now;
-            process.stdout.write(`\r${i}/${count} calls  ${Math.round((i * 1000) / (now - started))}/s   `);
-          }
+          const other = [...answers.entries()].filter(([rc]) => rc !== RetCode.SUCC);
+          if (other.length)
+            console.log('no host: ' + other.map(([rc, n]) => `${retCodeName(rc)} ${n}`).join(', '));
+        } finally {
+          await client.close();
         }
-        process.stdout.write('\n');
-        console.log('host                  calls    succ     err   share');
-        const total = [...tally.values()].reduce((s, t) => s + t.succ + t.err, 0);
-        for (const [host, t] of [...tally.entries()].sort()) {
-          const n = t.succ + t.err;
-          console.log(
-            `${host.padEnd(21)} ${String(n).padStart(6)} ${String(t.succ).padStart(7)} ${String(t.err).padStart(7)}  ${((100 * n) / Math.max(1, total)).toFixed(1).padStart(5)}%${failing.has(host) ? '  (failing)' : ''}`,
-          );
-        }
-        const other = [...answers.entries()].filter(([rc]) => rc !== RetCode.SUCC);
-        if (other.length) console.log('no host: ' + other.map(([rc, n]) => `${retCodeName(rc)} ${n}`).join(', '));
-      } finally {
-        await client.close();
-      }
-    });
+      },
+    );
 
   withClientOptions(
     test
       .command('qps <threads>')
-      .description('load generator: each thread loops get_host + report lockstep; thread i uses modid i+1, cmdid 1'),
+      .description(
+        'load generator: each thread loops get_host + report lockstep; thread i uses modid i+1, cmdid 1',
+      ),
   )
     .option('--duration <s>', 'seconds to run', '10')
     .action(async (t: string, o: ClientFlags & { duration: string }) => {
@@ -173,7 +212,15 @@ export function register(program: Command): void {
       const counts = new Array<number>(threads).fill(0);
       const workers = Array.from({ length: threads }, (_, i) => {
         const w = new Worker(new URL(import.meta.url), {
-          workerData: { larsQps: true, modid: i + 1, cmdid: 1, agent: o.agent, ports: o.ports, timeout: o.timeout, duration },
+          workerData: {
+            larsQps: true,
+            modid: i + 1,
+            cmdid: 1,
+            agent: o.agent,
+            ports: o.ports,
+            timeout: o.timeout,
+            duration,
+          },
         });
         w.on('message', (n: number) => {
           counts[i] = n;
@@ -189,17 +236,23 @@ export function register(program: Command): void {
       const timer = setInterval(() => {
         const total = counts.reduce((a, b) => a + b, 0);
         const elapsed = (performance.now() - started) / 1000;
-        console.log(`${elapsed.toFixed(0).padStart(4)} s  ${String(total - last).padStart(8)} qps   avg ${Math.round(total / elapsed)} qps`);
+        console.log(
+          `${elapsed.toFixed(0).padStart(4)} s  ${String(total - last).padStart(8)} qps   avg ${Math.round(total / elapsed)} qps`,
+        );
         last = total;
       }, 1000);
       await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
       clearInterval(timer);
       const total = counts.reduce((a, b) => a + b, 0);
-      console.log(`total ${total} calls in ${duration} s: average ${Math.round(total / duration)} qps (${threads} threads)`);
+      console.log(
+        `total ${total} calls in ${duration} s: average ${Math.round(total / duration)} qps (${threads} threads)`,
+      );
     });
 
   withClientOptions(
-    test.command('example <modid> <cmdid>').description('end-to-end example: regInit, then call() a few times against the route'),
+    test
+      .command('example <modid> <cmdid>')
+      .description('end-to-end example: regInit, then call() a few times against the route'),
   )
     .option('--calls <n>', 'number of calls', '5')
     .action(async (m: string, c: string, o: ClientFlags & { calls: string }) => {
@@ -220,8 +273,19 @@ export function register(program: Command): void {
 }
 
 /** Body of one `lars test qps` thread: lockstep get_host + report until the duration ends. */
-async function qpsWorker(d: { modid: number; cmdid: number; agent: string; ports: string; timeout: string; duration: number }): Promise<void> {
-  const client = new LarsClient({ host: d.agent, ports: parsePorts(d.ports, '--ports'), timeoutMs: Number(d.timeout) });
+async function qpsWorker(d: {
+  modid: number;
+  cmdid: number;
+  agent: string;
+  ports: string;
+  timeout: string;
+  duration: number;
+}): Promise<void> {
+  const client = new LarsClient({
+    host: d.agent,
+    ports: parsePorts(d.ports, '--ports'),
+    timeoutMs: Number(d.timeout),
+  });
   const end = performance.now() + d.duration * 1000;
   let n = 0;
   let lastPost = performance.now();
