@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Dispatcher } from '../net/dispatcher.js';
@@ -14,6 +14,7 @@ import {
   type HostInfo,
   type ReportRequest,
 } from '../protocol/index.js';
+import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
 import type { LoadBalanceConfig } from './lb-config.js';
@@ -360,25 +361,7 @@ export class AgentService {
 
   private createMetrics(): void {
     const r = this.registry;
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.set(read());
-        },
-      });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+    const { gauge, counter } = liveMetrics(r);
     const summary = () => this.core.summary();
     gauge('lars_agent_routes', 'routes known to the agent', () => summary().routes);
     gauge(

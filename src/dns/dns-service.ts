@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Histogram, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
@@ -7,6 +7,7 @@ import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
 import { TcpServer } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
+import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { parseRouteKey, routeKey } from './route-key.js';
 import { oversizedRoutes } from './route-snapshot.js';
@@ -291,25 +292,7 @@ export class DnsService {
     const r = this.registry;
     const snap = () => this.sync.snapshot;
     const s = this.server.stats;
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.set(read());
-        },
-      });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+    const { gauge, counter } = liveMetrics(r);
     gauge('lars_dns_routes', 'routes in the current snapshot', () => snap().routeCount);
     gauge('lars_dns_hosts', 'hosts in the current snapshot', () => snap().hostCount);
     gauge('lars_dns_version', 'RouteVersion of the current snapshot', () => snap().version);

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Histogram, Registry } from 'prom-client';
 import {
   DEFAULT_DB_THREAD_CNT,
   DEFAULT_HISTORY_RETENTION_DAYS,
@@ -11,6 +11,7 @@ import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
 import { TcpServer } from '../net/tcp-server.js';
 import { MsgId, type ReportStatusRequest } from '../protocol/index.js';
+import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { HashRing } from './hash-ring.js';
 import { openStatusDb, type StatusDb } from './status-db.js';
@@ -364,25 +365,7 @@ export class ReporterService {
     const r = this.registry;
     const s = this.server.stats;
     const sum = (read: (l: WriterLane) => number) => () => this.lanes.reduce((acc, l) => acc + read(l), 0);
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.set(read());
-        },
-      });
-    const counter = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+    const { gauge, counter } = liveMetrics(r);
     const lanes = () => this.lanes;
     new Gauge({
       name: 'lars_reporter_queue_depth',
