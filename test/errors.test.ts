@@ -5,7 +5,7 @@ import { ErrorCode, LarsError, TimeoutError } from '../src/errors.js';
 describe('error registry', () => {
   it('docs/errors.md lists exactly the codes in src/errors.ts', () => {
     const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
-    const documented = [...doc.matchAll(/^\| `(LARS_ERR_[A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
+    const documented = [...doc.matchAll(/^\|\s*`(LARS_ERR_[A-Z_]+)`\s*\|/gm)].map((m) => m[1]).sort();
     expect(documented).toEqual(Object.values(ErrorCode).sort());
   });
 
