@@ -9,9 +9,20 @@ import { LarsClient } from '../src/api/index.js';
 import { DnsService } from '../src/dns/dns-service.js';
 import { ErrorCode, type RetcodeError } from '../src/errors.js';
 import { encodeFrame, ipToNumber, ipToWire, MsgId, RetCode } from '../src/protocol/index.js';
+import { ReporterService } from '../src/reporter/index.js';
 import type { Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
-import { waitFor } from './helpers/latch.js';
+import { waitFor, waitForAsync } from './helpers/latch.js';
+
+/** The reporter's SQLite writer thread loads TypeScript through the test-only hooks. */
+const sqliteWorkerScript = new URL(
+  'data:text/javascript,' +
+    encodeURIComponent(
+      `import { register } from 'node:module';
+       register(${JSON.stringify(new URL('./fixtures/net-ts-hooks.mjs', import.meta.url).href)});
+       await import(${JSON.stringify(new URL('../src/reporter/sqlite-writer-worker.ts', import.meta.url).href)});`,
+    ),
+);
 
 async function startDns(store: Store, port = 0) {
   const dns = new DnsService({
@@ -159,6 +170,63 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       // dns comes back: the route is confirmed and no longer stale.
       await startDns(store, dns.port);
       await waitFor(() => !two.agent.core.isStale(5, 1), 10_000, 'route confirmed');
+    });
+
+    it('sends the statistics of its calls through a real reporter into ServerCallStatus', async () => {
+      const { store, url } = await freshStore(b);
+      await store.addHost(7, 1, ipToNumber('192.168.1.177'), 70);
+      await store.addHost(7, 1, ipToNumber('10.0.0.7'), 71);
+      const { port } = await startDns(store);
+      const reporter = new ReporterService({
+        dbUrl: url,
+        host: '127.0.0.1',
+        port: 0,
+        maxConnections: 10,
+        maxOutboundBytes: 1 << 20,
+        sqliteWorkerScript,
+      });
+      const rep = await reporter.start();
+      onTestFinished(() => reporter.destroy());
+      const { client } = await startAgent(port, {
+        reporter: { host: '127.0.0.1', port: rep.port },
+        reportIntervalS: 0.05,
+        callerIp: ipToWire('10.1.2.3'),
+      });
+      await client.regInit(7, 1);
+      for (let i = 0; i < 20; i++) {
+        const h = await client.getHost(7, 1);
+        client.report(7, 1, h.ip, h.port, 0, 5);
+      }
+      const rows = async () =>
+        store.db.selectFrom('ServerCallStatus').selectAll().where('modid', '=', 7).orderBy('port').execute();
+      let lastRows: Awaited<ReturnType<typeof rows>> = [];
+      await waitForAsync(
+        async () => {
+          lastRows = await rows();
+          return lastRows.reduce((n, r) => n + Number(r.succ_cnt), 0) === 20;
+        },
+        10_000,
+        'statistics stored',
+      );
+      expect(
+        lastRows.map((r) => [
+          Number(r.ip),
+          Number(r.port),
+          Number(r.caller),
+          Number(r.succ_cnt),
+          String(r.overload),
+        ]),
+      ).toEqual([
+        [ipToNumber('192.168.1.177'), 70, ipToNumber('10.1.2.3'), 10, '0'],
+        [ipToNumber('10.0.0.7'), 71, ipToNumber('10.1.2.3'), 10, '0'],
+      ]);
+      // A state change is reported at once: ten failures overload :71.
+      for (let i = 0; i < 10; i++) client.report(7, 1, '10.0.0.7', 71, 1, 5);
+      await waitForAsync(
+        async () => (await rows()).some((r) => r.port === 71 && String(r.overload) === '1'),
+        10_000,
+        'overload stored',
+      );
     });
 
     it('drops and counts malformed datagrams, and keeps answering', async () => {

@@ -109,3 +109,21 @@ export function waitForEvent<T extends unknown[] = unknown[]>(
     emitter.once(event, on);
   });
 }
+
+/**
+ * Like waitFor, for conditions that need an async read (a database query): checks every 20 ms
+ * until `check` resolves true, and fails after `timeoutMs`.
+ */
+export async function waitForAsync(
+  check: () => Promise<boolean>,
+  timeoutMs = DEFAULT_WAIT_MS,
+  label = 'condition',
+): Promise<void> {
+  const err = new LatchTimeoutError(`${label} not met within ${timeoutMs} ms`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw err;
+    await new Promise<void>((resolve) => realSetTimeout(resolve, 20));
+  }
+}
