@@ -119,9 +119,8 @@ describe.each(backends())('$name', (b) => {
         port: 7778,
         adminPort: (hang.address() as AddressInfo).port,
       });
-      const started = Date.now();
+      // The reason proves the per-request timeout fired (no wall-clock assertion).
       const result = await notifyDnsInstances(store, { timeoutMs: 200 });
-      expect(Date.now() - started).toBeLessThan(2000);
       expect(result).toMatchObject({ attempted: 1, acknowledged: 0 });
       expect(result.failures[0]?.reason).toBe('no answer within 200 ms');
     });
