@@ -14,12 +14,7 @@
  * reload: ROUTES x HOSTS rows: first load + swap time, full reload time, RSS, and the worst latency a
  *         lockstep query client sees while full reloads run (targets ≤ 5 s, ≤ 500 MB, ≤ 50 ms).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createConnection } from 'mysql2/promise';
 import { DnsService } from '../src/dns/dns-service.js';
 import { TimeoutError } from '../src/errors.js';
 import { Dispatcher, TcpClient } from '../src/net/index.js';
@@ -36,12 +31,12 @@ import {
   tellParent,
   type BenchMessage,
 } from './lib/proc.js';
+import { benchBackend, createBenchDatabase, type BenchBackend } from './lib/databases.js';
 import { formatTable } from './lib/table.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const HOST = '127.0.0.1';
 const args = parseArgs(process.argv.slice(2));
-const MYSQL_URL = process.env.LARS_BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
 /** Epoch milliseconds with sub-ms resolution, comparable across processes on one machine. */
 const epochMs = (): number => performance.timeOrigin + performance.now();
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -227,32 +222,15 @@ async function runPushClient(): Promise<void> {
 
 // ---------------------------------------------------------------- main
 
-async function sqliteWith(
+/** A fresh database of `routes` x `hosts` rows; cleanup() removes it. */
+async function filledDatabase(
+  backend: BenchBackend,
   routes: number,
   hosts: number,
 ): Promise<{ url: string; cleanup: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'lars-bench-dns-'));
-  const url = `sqlite:${join(dir, 'lars.db')}`;
-  await fill(url, routes, hosts);
-  return { url, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-async function mysqlWith(
-  routes: number,
-  hosts: number,
-): Promise<{ url: string; cleanup: () => Promise<void> }> {
-  const name = `lars_b_${randomBytes(5).toString('hex')}`;
-  const admin = await createConnection(MYSQL_URL);
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = `${MYSQL_URL.replace(/\/+$/, '')}/${name}`;
-  await fill(url, routes, hosts);
-  return {
-    url,
-    cleanup: async () => {
-      await admin.query(`DROP DATABASE ${name}`);
-      await admin.end();
-    },
-  };
+  const db = await createBenchDatabase(backend);
+  await fill(db.url, routes, hosts);
+  return { url: db.url, cleanup: () => db.drop() };
 }
 
 async function fill(url: string, routes: number, hosts: number): Promise<void> {
@@ -328,7 +306,7 @@ async function runQuery(): Promise<void> {
   const duration = numberArg(args, 'duration', 5);
   const warmup = numberArg(args, 'warmup', 1);
   const routes = 1000;
-  const db = await sqliteWith(routes, 10);
+  const db = await filledDatabase('sqlite', routes, 10);
   const { server, port } = await startServer(db.url);
   const rows: (string | number)[][] = [];
   try {
@@ -365,7 +343,7 @@ async function runQuery(): Promise<void> {
 async function runPush(): Promise<void> {
   const conns = numberArg(args, 'conns', 1000);
   const changes = numberArg(args, 'changes', 20);
-  const db = await sqliteWith(10, 2);
+  const db = await filledDatabase('sqlite', 10, 2);
   const { server, port, httpPort } = await startServer(db.url, ['--poll', '1']);
   const push = forkRole(SELF, ['--role', 'push-client', '--port', String(port), '--conns', String(conns)]);
   const store: Store = await openStore(db.url);
@@ -418,7 +396,7 @@ async function runReload(): Promise<void> {
   const reloads = numberArg(args, 'reloads', 3);
   const backend = args.get('db') ?? 'sqlite';
   const t0 = performance.now();
-  const db = backend === 'mysql' ? await mysqlWith(routes, hosts) : await sqliteWith(routes, hosts);
+  const db = await filledDatabase(benchBackend(backend), routes, hosts);
   const fillS = (performance.now() - t0) / 1000;
   const { server, port, loadMs, rss } = await startServer(db.url);
   const rows: (string | number)[][] = [];

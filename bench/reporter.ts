@@ -21,15 +21,9 @@
  * postgres://postgres@127.0.0.1:5432); a database `lars_b_<random>` is created and dropped after. The
  * SQLite file lives in a temp directory removed after.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createConnection } from 'mysql2/promise';
-import pg from 'pg';
 import { encodeFrame, encodeMessage, MsgId } from '../src/protocol/index.js';
 import { DEFAULT_BATCH_MAX_ROWS, ReporterService } from '../src/reporter/index.js';
 import { openStore } from '../src/store/index.js';
@@ -43,6 +37,7 @@ import {
   tellParent,
   type BenchMessage,
 } from './lib/proc.js';
+import { BACKEND_LABEL, benchBackend, withBenchDatabase } from './lib/databases.js';
 import { formatTable } from './lib/table.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -55,8 +50,6 @@ const ROUND_ROWS = ROUTES * HOSTS * AGENTS;
 const VARIANTS = 4;
 const STATS_EVERY_MS = 100;
 const TARGET_MYSQL_ROWS_S = 50_000;
-const MYSQL_URL = process.env.LARS_BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
-const PG_URL = process.env.LARS_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
 const args = parseArgs(process.argv.slice(2));
 
@@ -331,62 +324,13 @@ function defaultWindow(): number {
   return Math.max(ROUND_ROWS, (numberArg(args, 'writers', 3) * numberArg(args, 'queue', 100_000)) / 2);
 }
 
-async function withSqlite(): Promise<Result> {
-  const dir = mkdtempSync(join(tmpdir(), 'lars-bench-reporter-'));
-  try {
-    return await runBackend('sqlite (file, WAL)', `sqlite:${join(dir, 'lars.db')}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function withMysql(): Promise<Result> {
-  const u = new URL(MYSQL_URL);
-  const name = `lars_b_${randomBytes(5).toString('hex')}`;
-  const admin = await createConnection({
-    host: u.hostname,
-    port: Number(u.port || 3306),
-    user: decodeURIComponent(u.username || 'root'),
-    password: decodeURIComponent(u.password),
-  });
-  await admin.query(`CREATE DATABASE \`${name}\``);
-  try {
-    u.pathname = `/${name}`;
-    return await runBackend('mariadb/mysql', u.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    await admin.end();
-  }
-}
-
-async function withPostgres(): Promise<Result> {
-  const u = new URL(PG_URL);
-  const name = `lars_b_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({
-    host: u.hostname,
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username || 'postgres'),
-    password: decodeURIComponent(u.password) || undefined,
-    database: 'postgres',
-  });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  try {
-    u.pathname = `/${name}`;
-    return await runBackend('postgresql', u.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.end();
-  }
-}
-
 async function runMain(): Promise<void> {
-  const runners: Record<string, () => Promise<Result>> = {
-    sqlite: withSqlite,
-    mysql: withMysql,
-    mariadb: withMysql,
-    postgres: withPostgres,
-  };
+  const runners: Record<string, () => Promise<Result>> = Object.fromEntries(
+    ['sqlite', 'mysql', 'mariadb', 'postgres'].map((name) => {
+      const backend = benchBackend(name);
+      return [name, () => withBenchDatabase(backend, (url) => runBackend(BACKEND_LABEL[backend], url))];
+    }),
+  );
   const results: Result[] = [];
   for (const name of (args.get('backends') ?? 'sqlite,mysql').split(',').map((s) => s.trim())) {
     const run = runners[name];

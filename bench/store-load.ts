@@ -13,15 +13,11 @@
  *
  * The dns snapshot build is benchmarked separately; this measures only the store.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { cpus } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { createConnection } from 'mysql2/promise';
-import pg from 'pg';
 import { insertRouteRows, openStore, type RouteRow } from '../src/store/index.js';
+import { BACKEND_LABEL, benchBackend, withBenchDatabase } from './lib/databases.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,8 +30,6 @@ const { values: args } = parseArgs({
 const ROUTES = Number(args.routes);
 const HOSTS = Number(args.hosts);
 const CHUNK = Number(args.chunk);
-const MYSQL_URL = process.env.LARS_BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
-const PG_URL = process.env.LARS_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
 interface Result {
   backend: string;
@@ -114,61 +108,13 @@ async function runOne(backend: string, url: string): Promise<Result> {
   }
 }
 
-async function withSqlite(): Promise<Result> {
-  const dir = mkdtempSync(join(tmpdir(), 'lars-bench-'));
-  try {
-    return await runOne('sqlite (file, WAL)', `sqlite:${join(dir, 'lars.db')}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const runners: Record<string, () => Promise<Result>> = Object.fromEntries(
+  ['sqlite', 'mysql', 'mariadb', 'postgres'].map((name) => {
+    const backend = benchBackend(name);
 
-async function withMysql(): Promise<Result> {
-  const u = new URL(MYSQL_URL);
-  const name = `lars_b_${randomBytes(5).toString('hex')}`;
-  const admin = await createConnection({
-    host: u.hostname,
-    port: Number(u.port || 3306),
-    user: decodeURIComponent(u.username || 'root'),
-    password: decodeURIComponent(u.password),
-  });
-  await admin.query(`CREATE DATABASE \`${name}\``);
-  try {
-    u.pathname = `/${name}`;
-    return await runOne('mariadb/mysql', u.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    await admin.end();
-  }
-}
-
-async function withPostgres(): Promise<Result> {
-  const u = new URL(PG_URL);
-  const name = `lars_b_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({
-    host: u.hostname,
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username || 'postgres'),
-    password: decodeURIComponent(u.password) || undefined,
-    database: 'postgres',
-  });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  try {
-    u.pathname = `/${name}`;
-    return await runOne('postgresql', u.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await admin.end();
-  }
-}
-
-const runners: Record<string, () => Promise<Result>> = {
-  sqlite: withSqlite,
-  mysql: withMysql,
-  mariadb: withMysql,
-  postgres: withPostgres,
-};
+    return [name, () => withBenchDatabase(backend, (url) => runOne(BACKEND_LABEL[backend], url))];
+  }),
+);
 
 const results: Result[] = [];
 for (const name of args.backends.split(',').map((s) => s.trim())) {
