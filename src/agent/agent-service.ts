@@ -289,11 +289,7 @@ export class AgentService {
    * there is no cache or the write failed.
    */
   flushCache(): boolean {
-    if (!this.cache) return false;
-    const before = this.cache.stats.saveErrors;
-    this.cache.markDirty();
-    this.cache.flush();
-    return this.cache.stats.saveErrors === before;
+    return this.cache?.flushNow() ?? false;
   }
 
   /** Seeds routes from a cache kept elsewhere (stale until dns confirms them). */

@@ -193,11 +193,7 @@ export class ThreadedAgent {
    * there is no cache or the write failed.
    */
   flushCache(): boolean {
-    if (!this.cache) return false;
-    const before = this.cache.stats.saveErrors;
-    this.cache.markDirty();
-    this.cache.flush();
-    return this.cache.stats.saveErrors === before;
+    return this.cache?.flushNow() ?? false;
   }
 
   close(): Promise<void> {

@@ -100,6 +100,14 @@ export class RouteCache {
     }
   }
 
+  /** Writes the whole cache now, changed or not; false when the write failed. */
+  flushNow(): boolean {
+    const before = this.stats.saveErrors;
+    this.dirty = true;
+    this.flush();
+    return this.stats.saveErrors === before;
+  }
+
   /** Flushes pending changes and stops the timer. Idempotent. */
   close(): void {
     if (this.closed) return;
