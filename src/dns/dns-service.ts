@@ -7,7 +7,7 @@ import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
 import { TcpServer } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
-import { liveMetrics } from '../service/metrics.js';
+import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { parseRouteKey, routeKey } from './route-key.js';
 import { oversizedRoutes } from './route-snapshot.js';
@@ -319,17 +319,7 @@ export class DnsService {
       () => this.sync.stats.incrementalReloads,
     );
     counter('lars_dns_database_failures_total', 'failed database accesses', () => this.sync.stats.failures);
-    counter(
-      'lars_dns_protocol_errors_total',
-      'connections closed for protocol violations',
-      () => s.protocolErrors,
-    );
-    counter('lars_dns_unknown_msgid_total', 'frames skipped for an unknown msgid', () => s.unknownMsgid);
-    counter(
-      'lars_dns_connections_refused_total',
-      'connections refused at maxConn',
-      () => s.connectionsRefused,
-    );
+    tcpServerMetrics(r, 'lars_dns', s);
     counter('lars_dns_push_errors_total', 'pushes that could not be queued', () => this.stats.pushErrors);
     counter(
       'lars_dns_subscription_cuts_total',
@@ -340,11 +330,6 @@ export class DnsService {
       'lars_dns_oversized_routes',
       'route answers truncated to fit one frame (since start)',
       () => oversizedRoutes.count,
-    );
-    counter(
-      'lars_dns_slow_peer_cuts_total',
-      'connections cut because their outbound queue overflowed',
-      () => s.slowPeerCuts,
     );
     const reload = new Histogram({
       name: 'lars_dns_full_reload_seconds',

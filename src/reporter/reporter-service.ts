@@ -11,7 +11,7 @@ import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
 import { TcpServer } from '../net/tcp-server.js';
 import { MsgId, type ReportStatusRequest } from '../protocol/index.js';
-import { liveMetrics } from '../service/metrics.js';
+import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { HashRing } from './hash-ring.js';
 import { openStatusDb, type StatusDb } from './status-db.js';
@@ -433,17 +433,7 @@ export class ReporterService {
       'history samples deleted by retention',
       () => this.stats.historyPruned,
     );
-    counter(
-      'lars_reporter_protocol_errors_total',
-      'connections closed for protocol violations',
-      () => s.protocolErrors,
-    );
-    counter('lars_reporter_unknown_msgid_total', 'frames skipped for an unknown msgid', () => s.unknownMsgid);
-    counter(
-      'lars_reporter_connections_refused_total',
-      'connections refused at maxConn',
-      () => s.connectionsRefused,
-    );
+    tcpServerMetrics(r, 'lars_reporter', s);
   }
 }
 

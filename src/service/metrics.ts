@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { TcpServerStats } from '../net/tcp-server.js';
 
 /**
  * Metrics read from the services' own counters at scrape time (prom-client `collect`), so the hot
@@ -29,4 +30,29 @@ export function liveMetrics(registry: Registry): {
         },
       }),
   };
+}
+
+/**
+ * The TCP server counters every service exports, named `<prefix>_protocol_errors_total`,
+ * `<prefix>_unknown_msgid_total`, `<prefix>_connections_refused_total` and
+ * `<prefix>_slow_peer_cuts_total`.
+ */
+export function tcpServerMetrics(registry: Registry, prefix: string, stats: TcpServerStats): void {
+  const { counter } = liveMetrics(registry);
+  counter(
+    `${prefix}_protocol_errors_total`,
+    'connections closed for protocol violations',
+    () => stats.protocolErrors,
+  );
+  counter(`${prefix}_unknown_msgid_total`, 'frames skipped for an unknown msgid', () => stats.unknownMsgid);
+  counter(
+    `${prefix}_connections_refused_total`,
+    'connections refused at maxConn',
+    () => stats.connectionsRefused,
+  );
+  counter(
+    `${prefix}_slow_peer_cuts_total`,
+    'connections cut because their outbound queue overflowed',
+    () => stats.slowPeerCuts,
+  );
 }
