@@ -23,7 +23,7 @@ import { DnsService } from '../src/dns/dns-service.js';
 import { ipToWire } from '../src/protocol/index.js';
 import { insertRouteRows, openStore } from '../src/store/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
-import { Histogram } from './lib/histogram.js';
+import { combineRuns, Histogram } from './lib/histogram.js';
 import {
   forkRole,
   fromParent,
@@ -261,15 +261,7 @@ async function clients(ports: number[], specs: string[][], warmup: number, durat
     );
     for (const p of procs) p.send({ type: 'go' });
     const done = await Promise.all(results);
-    const hist = new Histogram();
-    let rate = 0;
-    let errors = 0;
-    for (const r of done) {
-      hist.merge(new Histogram(r.counts));
-      rate += (r.count / r.elapsedMs) * 1000;
-      errors += r.errors;
-    }
-    return { rate, p50: hist.percentile(50) / 1000, p99: hist.percentile(99) / 1000, errors };
+    return { ...combineRuns(done), errors: done.reduce((n, r) => n + r.errors, 0) };
   } finally {
     await Promise.all(procs.map((p) => stopChild(p)));
   }

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Dispatcher, TcpClient, TcpServer, type TcpConnection } from '../src/net/index.js';
 import { MsgId } from '../src/protocol/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
-import { Histogram } from './lib/histogram.js';
+import { combineRuns, Histogram } from './lib/histogram.js';
 import {
   forkRole,
   fromParent,
@@ -199,16 +199,7 @@ async function runScenario(
       nextMessage<ClientResult>(c, 'result', (warmup + duration) * 1000 + 30_000),
     );
     for (const c of clients) c.send({ type: 'go' });
-    const done = await Promise.all(results);
-    const hist = new Histogram();
-    let rate = 0;
-    let max = 0;
-    for (const r of done) {
-      hist.merge(new Histogram(r.counts));
-      rate += (r.count / r.elapsedMs) * 1000;
-      max = Math.max(max, r.max);
-    }
-    return { rate, p50: hist.percentile(50) / 1000, p99: hist.percentile(99) / 1000, max: max / 1000 };
+    return combineRuns(await Promise.all(results));
   } finally {
     await Promise.all(clients.map((c) => stopChild(c)));
     await stopChild(server);

@@ -92,3 +92,32 @@ function upperBound(i: number): number {
   const exp = Math.floor((i - LINEAR) / SUB) + SUB_BITS + 1;
   return lowerBound(i) + 2 ** (exp - SUB_BITS) - 1;
 }
+
+/** What each measuring client process reports: its count, time and latency histogram (ns). */
+export interface ClientRun {
+  count: number;
+  elapsedMs: number;
+  counts: number[];
+  max?: number;
+}
+
+/**
+ * Sums the clients' rates and merges their histograms: total req/s, and p50/p99/max in µs over
+ * every request measured by any client.
+ */
+export function combineRuns(runs: readonly ClientRun[]): {
+  rate: number;
+  p50: number;
+  p99: number;
+  max: number;
+} {
+  const hist = new Histogram();
+  let rate = 0;
+  let max = 0;
+  for (const r of runs) {
+    hist.merge(new Histogram(r.counts));
+    rate += (r.count / r.elapsedMs) * 1000;
+    max = Math.max(max, r.max ?? 0);
+  }
+  return { rate, p50: hist.percentile(50) / 1000, p99: hist.percentile(99) / 1000, max: max / 1000 };
+}
