@@ -6,40 +6,16 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentService, type AgentServiceOptions } from '../src/agent/agent-service.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { LarsClient } from '../src/api/index.js';
-import { DnsService } from '../src/dns/dns-service.js';
 import { ErrorCode, type RetcodeError } from '../src/errors.js';
 import { encodeFrame, ipToNumber, ipToWire, MsgId, RetCode } from '../src/protocol/index.js';
 import { ReporterService } from '../src/reporter/index.js';
 import type { Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
+import { startTestDns } from './helpers/dns.js';
 import { waitFor, waitForAsync } from './helpers/latch.js';
+import { sqliteWorkerScript } from './helpers/worker-scripts.js';
 
-/** The reporter's SQLite writer thread loads TypeScript through the test-only hooks. */
-const sqliteWorkerScript = new URL(
-  'data:text/javascript,' +
-    encodeURIComponent(
-      `import { register } from 'node:module';
-       register(${JSON.stringify(new URL('./fixtures/net-ts-hooks.mjs', import.meta.url).href)});
-       await import(${JSON.stringify(new URL('../src/reporter/sqlite-writer-worker.ts', import.meta.url).href)});`,
-    ),
-);
-
-async function startDns(store: Store, port = 0) {
-  const dns = new DnsService({
-    store,
-    host: '127.0.0.1',
-    port,
-    maxConnections: 100,
-    maxOutboundBytes: 1 << 20,
-    pollIntervalMs: 60_000,
-    reloadIntervalMs: 600_000,
-    changeRetentionS: 3600,
-    register: false,
-  });
-  const addr = await dns.start();
-  onTestFinished(() => dns.destroy());
-  return { dns, port: addr.port };
-}
+const startDns = (store: Store, port = 0) => startTestDns(store, { port, register: false });
 
 class FakeClock {
   ms = 1_000_000;

@@ -6,9 +6,9 @@ import { ownerShard, portsOfShard } from '../src/agent/agent-shards.js';
 import { ThreadedAgent } from '../src/agent/agent-threads.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { LarsClient } from '../src/api/index.js';
-import { DnsService } from '../src/dns/dns-service.js';
 import { ipToNumber, ipToWire } from '../src/protocol/index.js';
 import { backends, freshStore } from './helpers/databases.js';
+import { startTestDns } from './helpers/dns.js';
 import { waitFor } from './helpers/latch.js';
 
 const sqlite = backends().find((b) => b.name === 'sqlite-file')!;
@@ -33,19 +33,7 @@ describe('agent on several threads', () => {
       await store.addHost(m, 1, ipToNumber('10.0.0.1'), 1000 + m);
       await store.addHost(m, 1, ipToNumber('10.0.0.2'), 2000 + m);
     }
-    const dns = new DnsService({
-      store,
-      host: '127.0.0.1',
-      port: 0,
-      maxConnections: 100,
-      maxOutboundBytes: 1 << 20,
-      pollIntervalMs: 60_000,
-      reloadIntervalMs: 600_000,
-      changeRetentionS: 3600,
-      register: false,
-    });
-    const { port: dnsPort } = await dns.start();
-    onTestFinished(() => dns.destroy());
+    const { port: dnsPort } = await startTestDns(store, { register: false });
     const cacheDir = mkdtempSync(join(tmpdir(), 'lars-threads-'));
     const agent = new ThreadedAgent({
       threads: 2,

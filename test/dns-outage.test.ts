@@ -1,9 +1,10 @@
 import { existsSync, renameSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService } from '../src/dns/dns-service.js';
+import { DNS_SQLITE_BUSY_TIMEOUT_MS } from '../src/dns/dns-service.js';
 import { ipToNumber } from '../src/protocol/index.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { backends, freshDatabase, skipBackend, suiteTitle } from './helpers/databases.js';
+import { startTestDns } from './helpers/dns.js';
 import { RawRouteClient } from './helpers/raw-route-client.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
 
@@ -16,23 +17,8 @@ import { TcpProxy } from './helpers/tcp-proxy.js';
  * from stalling queries.)
  */
 
-async function startDns(store: Store) {
-  const dns = new DnsService({
-    store,
-    host: '127.0.0.1',
-    port: 0,
-    maxConnections: 100,
-    maxOutboundBytes: 1 << 20,
-    pollIntervalMs: 60_000,
-    reloadIntervalMs: 600_000,
-    changeRetentionS: 3600,
-    register: false,
-    retry: { initialMs: 10, maxMs: 50 },
-  });
-  const addr = await dns.start();
-  onTestFinished(() => dns.destroy());
-  return { dns, port: addr.port };
-}
+const startDns = (store: Store) =>
+  startTestDns(store, { register: false, retry: { initialMs: 10, maxMs: 50 } });
 
 async function checkOutage(
   store: Store,

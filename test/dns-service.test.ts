@@ -1,30 +1,13 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DnsService } from '../src/dns/dns-service.js';
 import { ipToNumber } from '../src/protocol/index.js';
-import type { Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
 import { waitFor } from './helpers/latch.js';
+import { startTestDns } from './helpers/dns.js';
 import { RawRouteClient } from './helpers/raw-route-client.js';
 
 const T0 = 1_700_000_000;
 
-async function startDns(store: Store, overrides: Partial<ConstructorParameters<typeof DnsService>[0]> = {}) {
-  const dns = new DnsService({
-    store,
-    host: '127.0.0.1',
-    port: 0,
-    maxConnections: 100,
-    maxOutboundBytes: 1 << 20,
-    // Long intervals: tests drive syncs with pollNow() so nothing depends on timing.
-    pollIntervalMs: 60_000,
-    reloadIntervalMs: 600_000,
-    changeRetentionS: 3600,
-    ...overrides,
-  });
-  const addr = await dns.start();
-  onTestFinished(() => dns.destroy());
-  return { dns, port: addr.port, httpPort: addr.httpPort };
-}
+const startDns = startTestDns;
 
 async function client(port: number): Promise<RawRouteClient> {
   const c = await RawRouteClient.connect(port);

@@ -12,18 +12,9 @@ import {
   suiteTitle,
   type BackendDescriptor,
 } from './helpers/databases.js';
+import { sqliteWorkerScript } from './helpers/worker-scripts.js';
 import { waitFor } from './helpers/latch.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
-
-// See test/reporter-service.test.ts: the SQLite writer thread boots the TypeScript sources.
-const sqliteWorkerScript = new URL(
-  'data:text/javascript,' +
-    encodeURIComponent(
-      `import { register } from 'node:module';
-       register(${JSON.stringify(new URL('./fixtures/net-ts-hooks.mjs', import.meta.url).href)});
-       await import(${JSON.stringify(new URL('../src/reporter/sqlite-writer-worker.ts', import.meta.url).href)});`,
-    ),
-);
 
 interface LogLine {
   level: string;

@@ -12,22 +12,10 @@ import {
 import { ReporterService, type ReporterServiceOptions } from '../src/reporter/index.js';
 import type { Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
+import { sqliteWorkerScript } from './helpers/worker-scripts.js';
 import { Latch, waitFor } from './helpers/latch.js';
 
 // ---------- helpers ----------
-
-/**
- * The SQLite writer thread runs sqlite-writer-worker.ts; tests run the TypeScript sources, so the
- * thread starts from a bootstrap that installs the test-only TypeScript hooks first.
- */
-const sqliteWorkerScript = new URL(
-  'data:text/javascript,' +
-    encodeURIComponent(
-      `import { register } from 'node:module';
-       register(${JSON.stringify(new URL('./fixtures/net-ts-hooks.mjs', import.meta.url).href)});
-       await import(${JSON.stringify(new URL('../src/reporter/sqlite-writer-worker.ts', import.meta.url).href)});`,
-    ),
-);
 
 const T0_MS = 1_700_000_040_000; // the start of a minute
 const MINUTE0 = T0_MS / 1000;
