@@ -196,13 +196,45 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
         [ipToNumber('192.168.1.177'), 70, ipToNumber('10.1.2.3'), 10, '0'],
         [ipToNumber('10.0.0.7'), 71, ipToNumber('10.1.2.3'), 10, '0'],
       ]);
-      // A state change is reported at once: ten failures overload :71.
+      // A state change is reported at once, with the counters before the reset (DESIGN §5): after
+      // its 10 successes, ten failures overload :71 and the stored row shows all 20 calls.
       for (let i = 0; i < 10; i++) client.report(7, 1, '10.0.0.7', 71, 1, 5);
       await waitForAsync(
         async () => (await rows()).some((r) => r.port === 71 && String(r.overload) === '1'),
         10_000,
         'overload stored',
       );
+      const row = (await rows()).find((r) => r.port === 71)!;
+      expect([Number(row.succ_cnt), Number(row.err_cnt)]).toEqual([10, 10]);
+    });
+
+    it('the failures that overload a host reach ServerCallStatus (report before reset)', async () => {
+      const { store, url } = await freshStore(b);
+      await store.addHost(8, 1, ipToNumber('10.0.0.8'), 80);
+      const { port } = await startDns(store);
+      const reporter = new ReporterService({
+        dbUrl: url,
+        host: '127.0.0.1',
+        port: 0,
+        maxConnections: 10,
+        maxOutboundBytes: 1 << 20,
+        sqliteWorkerScript,
+      });
+      const rep = await reporter.start();
+      onTestFinished(() => reporter.destroy());
+      // A long interval: only the state change sends a report during the test.
+      const { client } = await startAgent(port, {
+        reporter: { host: '127.0.0.1', port: rep.port },
+        reportIntervalS: 3600,
+      });
+      await client.regInit(8, 1);
+      for (let i = 0; i < 5; i++) client.report(8, 1, '10.0.0.8', 80, 0);
+      for (let i = 0; i < 10; i++) client.report(8, 1, '10.0.0.8', 80, 1);
+      const row = async () =>
+        store.db.selectFrom('ServerCallStatus').selectAll().where('modid', '=', 8).executeTakeFirst();
+      await waitForAsync(async () => (await row()) !== undefined, 10_000, 'state change reported');
+      const r = (await row())!;
+      expect([Number(r.succ_cnt), Number(r.err_cnt), String(r.overload)]).toEqual([5, 10, '1']);
     });
 
     it('drops and counts malformed datagrams, and keeps answering', async () => {

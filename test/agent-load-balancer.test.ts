@@ -546,7 +546,8 @@ describe('LoadBalancer: route state, reports to the reporter, unknown hosts', ()
     seq.push(flags());
     expect(lb.snapshotForReport()).toEqual([
       { ip: toWireIp(HOSTS.A.ip), port: 8001, succ: 2, err: 1, overload: false },
-      { ip: -1062731343, port: 8003, succ: 0, err: 0, overload: true },
+      // Report before reset (DESIGN §5): the ten failures that overloaded C, with its new flag.
+      { ip: -1062731343, port: 8003, succ: 0, err: 10, overload: true },
     ]);
     seq.push(flags());
     expect(seq).toEqual([
@@ -557,6 +558,28 @@ describe('LoadBalancer: route state, reports to the reporter, unknown hosts', ()
       [true, true],
       [false, false],
     ]);
+  });
+
+  it('reports the counters a host had before a reset once, and later calls in the next report', () => {
+    const clock = new FakeClock();
+    const t0 = clock.now();
+    const { lb } = makeLb(['A'], clock);
+    const counts = () => lb.snapshotForReport().map((r) => [r.succ, r.err, r.overload]);
+    // 5 successes then 10 failures: overloaded by contin_err; the report carries all 15 calls.
+    play(lb, 'A', 'sssss' + rep('f', 10), clock);
+    play(lb, 'A', 'f', clock); // a probe that fails after the reset, before the report is sent
+    expect([lb.stateChangedSinceReport, counts(), lb.dirty]).toEqual([true, [[5, 10, true]], true]);
+    expect(counts()).toEqual([[0, 1, true]]);
+    expect(lb.dirty).toBe(false);
+    // An idle window that ends unreported (reset at idle_timeout) is reported before its reset too.
+    clock.set(t0 + 15_000); // overload timeout: idle again (reset, nothing new to carry)
+    lb.tick(clock.now());
+    expect(counts()).toEqual([[0, 1, false]]);
+    play(lb, 'A', 'ss', clock);
+    lb.tick(clock.set(t0 + 30_000));
+    expect(viewOf(lb, 'A')).toMatchObject({ state: 'idle', rsucc: 0, windowStart: t0 + 30_000 });
+    expect(counts()).toEqual([[2, 0, false]]);
+    expect(counts()).toEqual([[0, 0, false]]);
   });
 
   it('reports every transition to the listener with route, host, states and reason', () => {

@@ -93,6 +93,14 @@ export class HostEntry implements HostView {
   continErr = 0;
   windowStart: number;
   overloadStart = 0;
+  /**
+   * Real counters of a window that a transition or a window reset ended before they were reported
+   * (DESIGN §5: report the counters the host had before the reset, so the failures that overloaded
+   * it reach the reporter). Summed if several windows end between two reports.
+   */
+  carried = false;
+  carrySucc = 0;
+  carryErr = 0;
   /** Links of the idle or overload queue the host is in (HostQueue owns them). */
   prev: HostEntry | null = null;
   next: HostEntry | null = null;
@@ -153,6 +161,7 @@ export class HostEntry implements HostView {
   toOverload(config: LoadBalanceConfig, now: number): boolean {
     if (this.state !== HostState.Idle) return false;
     this.state = HostState.Overload;
+    this.carryRealCounters();
     this.vsucc = 0;
     this.verr = config.initErrCnt;
     this.rsucc = 0;
@@ -186,7 +195,28 @@ export class HostEntry implements HostView {
     };
   }
 
+  /**
+   * The real counters to report now: those of a window that ended unreported, else the current
+   * window's. Clears the carried ones; true in `pending` when the current window still has calls
+   * that this report does not contain (they go in the next one).
+   */
+  takeReportCounters(): { succ: number; err: number; pending: boolean } {
+    if (!this.carried) return { succ: this.rsucc, err: this.rerr, pending: false };
+    const out = { succ: this.carrySucc, err: this.carryErr, pending: this.rsucc + this.rerr > 0 };
+    this.carried = false;
+    this.carrySucc = 0;
+    this.carryErr = 0;
+    return out;
+  }
+
+  private carryRealCounters(): void {
+    this.carried = true;
+    this.carrySucc += this.rsucc;
+    this.carryErr += this.rerr;
+  }
+
   private resetIdleCounters(config: LoadBalanceConfig, now: number): void {
+    this.carryRealCounters();
     this.vsucc = config.initSuccCnt;
     this.verr = 0;
     this.rsucc = 0;

@@ -225,21 +225,27 @@ export class LoadBalancer {
   }
 
   /**
-   * Real counters and overload flag of every host (wire form: int32 ip), in route order. Clears
-   * `dirty` and `stateChangedSinceReport`: call it when the statistics are actually sent.
+   * Real counters and overload flag of every host (wire form: int32 ip), in route order. A host
+   * whose window ended (state change or window reset) since the last report carries the counters
+   * it had before the reset (DESIGN §5), with its current overload flag. Clears `dirty` (unless
+   * calls after such a reset still wait for the next report) and `stateChangedSinceReport`: call it
+   * when the statistics are actually sent.
    */
   snapshotForReport(): HostCallResult[] {
     const out: HostCallResult[] = [];
+    let pending = false;
     for (const h of this.byKey.values()) {
+      const c = h.takeReportCounters();
+      if (c.pending) pending = true;
       out.push({
         ip: h.ip | 0,
         port: h.port,
-        succ: h.rsucc,
-        err: h.rerr,
+        succ: c.succ,
+        err: c.err,
         overload: h.state === HostState.Overload,
       });
     }
-    this.changed = false;
+    this.changed = pending;
     this.stateChanged = false;
     return out;
   }
