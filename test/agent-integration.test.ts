@@ -237,6 +237,36 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       expect([Number(r.succ_cnt), Number(r.err_cnt), String(r.overload)]).toEqual([5, 10, '1']);
     });
 
+    it('close() sends the statistics that are not yet reported', async () => {
+      const { store, url } = await freshStore(b);
+      await store.addHost(9, 1, ipToNumber('10.0.0.9'), 90);
+      const { port } = await startDns(store);
+      const reporter = new ReporterService({
+        dbUrl: url,
+        host: '127.0.0.1',
+        port: 0,
+        maxConnections: 10,
+        maxOutboundBytes: 1 << 20,
+        sqliteWorkerScript,
+      });
+      const rep = await reporter.start();
+      onTestFinished(() => reporter.destroy());
+      const { client, agent } = await startAgent(port, {
+        reporter: { host: '127.0.0.1', port: rep.port },
+        reportIntervalS: 3600,
+      });
+      await client.regInit(9, 1);
+      for (let i = 0; i < 3; i++) client.report(9, 1, '10.0.0.9', 90, 0);
+      await waitFor(() => agent.core.stats.report === 3, 5_000, 'reports received');
+      await waitFor(() => agent.reporterConnected, 10_000, 'reporter link up');
+      expect(agent.core.stats.reportsSent).toBe(0);
+      await agent.close();
+      const row = async () =>
+        store.db.selectFrom('ServerCallStatus').selectAll().where('modid', '=', 9).executeTakeFirst();
+      await waitForAsync(async () => (await row()) !== undefined, 10_000, 'statistics flushed at close');
+      expect(Number((await row())!.succ_cnt)).toBe(3);
+    });
+
     it('drops and counts malformed datagrams, and keeps answering', async () => {
       const { store } = await freshStore(b);
       await store.addHost(6, 1, ipToNumber('10.0.0.6'), 66);

@@ -228,6 +228,15 @@ export class AgentCore {
     }
   }
 
+  /** Sends the statistics of every route with unreported calls or changes now (at close). */
+  flushReports(): void {
+    const now = this.now();
+    for (const entry of this.routes.values()) {
+      entry.lb.tick(now);
+      if (entry.lb.size > 0 && entry.lb.dirty) this.sendReport(entry, now);
+    }
+  }
+
   get routeCount(): number {
     return this.routes.size;
   }

@@ -232,6 +232,10 @@ export class AgentService {
     return this.dns.connected;
   }
 
+  get reporterConnected(): boolean {
+    return this.reporter?.connected ?? false;
+  }
+
   /** Counters of the UDP API summed over its ports. */
   apiStats(): { datagramsIn: number; malformed: number; badBody: number; unknownMsgid: number } {
     const out = { datagramsIn: 0, malformed: 0, badBody: 0, unknownMsgid: 0 };
@@ -260,7 +264,8 @@ export class AgentService {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
     if (this.tickTimer) clearInterval(this.tickTimer);
-    this.core.tick();
+    // Statistics not yet sent (interval not elapsed) go out before the reporter link is closed.
+    this.core.flushReports();
     this.cache?.close();
     await Promise.all(this.endpoints.map((e) => e.close()));
     await Promise.all([this.dns.close(), this.reporter?.close()]);
