@@ -282,13 +282,19 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       wrongLen.writeInt32LE(50, 4);
       await send(wrongLen); // size mismatch
       await send(encodeFrame(MsgId.GetHostRequest, Uint8Array.from([0x0a, 0xff]))); // bad body
+      // A known field with the wrong wire type (modid length-delimited) is a bad body too.
+      await send(encodeFrame(MsgId.GetHostRequest, Uint8Array.from([0x08, 0x01, 0x12, 0x01, 0x06])));
+      // A report without a host cannot be applied: counted, not silently ignored.
+      await send(encodeFrame(MsgId.ReportRequest, Uint8Array.from([0x08, 0x06, 0x10, 0x01, 0x20, 0x01])));
       await send(encodeFrame(999, Uint8Array.from([]))); // unknown msgid
       await waitFor(() => agent.apiStats().unknownMsgid === 1, 5_000, 'datagrams counted');
-      expect(agent.apiStats()).toMatchObject({ malformed: 2, badBody: 1, unknownMsgid: 1 });
+      expect(agent.apiStats()).toMatchObject({ malformed: 2, badBody: 2, unknownMsgid: 1 });
+      expect(agent.stats.reportsWithoutHost).toBe(1);
       expect(await client.getHost(6, 1)).toEqual({ ip: '10.0.0.6', port: 66 });
       const metrics = await agent.registry.metrics();
       expect(metrics).toMatch(/lars_agent_unknown_msgid_total 1/);
       expect(metrics).toMatch(/lars_agent_malformed_datagrams_total 2/);
+      expect(metrics).toMatch(/lars_agent_malformed_reports_total 1/);
     });
   });
 });

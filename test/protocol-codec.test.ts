@@ -16,6 +16,9 @@ import {
   wireToIp,
 } from '../src/protocol/index.js';
 import { ErrorCode, LarsError } from '../src/errors.js';
+import { FIELD_COUNT } from '../src/protocol/messages.js';
+import protobuf from 'protobufjs';
+import { fileURLToPath } from 'node:url';
 
 const codeOf = (fn: () => unknown): string | undefined => {
   try {
@@ -111,6 +114,38 @@ describe('message codecs', () => {
     expect(codeOf(() => decodeMessage(MsgId.GetRouteResponse, Uint8Array.from([0x1a, 0x05, 0x08])))).toBe(
       ErrorCode.BAD_BODY,
     );
+  });
+
+  it('a known field with the wrong wire type is a bad body, not an all-zero message', () => {
+    // GetHostRequest field 2 (modid) sent length-delimited: protobufjs would skip it as unknown.
+    const wrong = Uint8Array.from([0x08, 0x01, 0x12, 0x01, 0x07, 0x18, 0x03]);
+    expect(codeOf(() => decodeMessage(MsgId.GetHostRequest, wrong))).toBe(ErrorCode.BAD_BODY);
+    // Nested: ReportRequest.host (field 3) whose ip (field 1) is a fixed32.
+    const nested = Uint8Array.from([0x1a, 0x05, 0x0d, 0x01, 0x02, 0x03, 0x04]);
+    expect(codeOf(() => decodeMessage(MsgId.ReportRequest, nested))).toBe(ErrorCode.BAD_BODY);
+    // A repeated message field (GetRouteResponse.host) sent as a varint.
+    expect(codeOf(() => decodeMessage(MsgId.GetRouteResponse, Uint8Array.from([0x18, 0x01])))).toBe(
+      ErrorCode.BAD_BODY,
+    );
+    // ReportStatusRequest.results[0].overload (field 5) as a fixed64.
+    const stats = Uint8Array.from([0x22, 0x09, 0x29, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(codeOf(() => decodeMessage(MsgId.ReportStatusRequest, stats))).toBe(ErrorCode.BAD_BODY);
+    // Unknown field numbers stay allowed (newer peers add fields): skipped.
+    const newer = Uint8Array.from([0x08, 0x01, 0x10, 0x02, 0x18, 0x03, 0xa2, 0x06, 0x01, 0x00]);
+    expect(decodeMessage(MsgId.GetHostRequest, newer)).toEqual({ seq: 1, modid: 2, cmdid: 3 });
+  });
+
+  it('FIELD_COUNT matches proto/lars.proto (fields numbered 1..N)', () => {
+    const root = protobuf.loadSync(fileURLToPath(new URL('../proto/lars.proto', import.meta.url)));
+    for (const [name, count] of Object.entries(FIELD_COUNT)) {
+      const ids = root
+        .lookupType(`lars.${name}`)
+        .fieldsArray.map((f) => f.id)
+        .sort((a, b) => a - b);
+      expect([name, ids]).toEqual([name, Array.from({ length: count }, (_, i) => i + 1)]);
+    }
+    const all = Object.keys((root.lookup('lars') as protobuf.Namespace).nested ?? {});
+    expect(all.sort()).toEqual(Object.keys(FIELD_COUNT).sort());
   });
 
   it('property: random bodies decode or raise LARS_ERR_BAD_BODY, never anything else', () => {

@@ -101,7 +101,7 @@ export class AgentService {
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
   private httpPort = 0;
-  readonly stats = { requests: new Map<number, number>(), reportErrors: 0 };
+  readonly stats = { requests: new Map<number, number>(), reportErrors: 0, reportsWithoutHost: 0 };
 
   constructor(options: AgentServiceOptions) {
     this.opts = options;
@@ -322,8 +322,8 @@ export class AgentService {
       case 'report': {
         const m = req.msg as ReportRequest;
         this.count(MsgId.ReportRequest);
-        if (m.host)
-          core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
+        if (m.host) core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
+        else this.stats.reportsWithoutHost++;
         return undefined;
       }
       case 'getroute': {
@@ -413,6 +413,11 @@ export class AgentService {
       'lars_agent_bad_body_datagrams_total',
       'datagrams dropped: body did not decode',
       () => this.apiStats().badBody,
+    );
+    counter(
+      'lars_agent_malformed_reports_total',
+      'ReportRequests dropped: no host in the message',
+      () => this.stats.reportsWithoutHost,
     );
     counter(
       'lars_agent_unknown_msgid_total',
