@@ -6,7 +6,8 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentService, type AgentServiceOptions } from '../src/agent/agent-service.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { LarsClient } from '../src/api/index.js';
-import { ErrorCode, type RetcodeError } from '../src/errors.js';
+import { ErrorCode, type LarsError, type RetcodeError } from '../src/errors.js';
+import { insertRouteRows } from '../src/store/bulk-insert.js';
 import { encodeFrame, ipToNumber, ipToWire, MsgId, RetCode } from '../src/protocol/index.js';
 import { ReporterService } from '../src/reporter/index.js';
 import type { Store } from '../src/store/index.js';
@@ -265,6 +266,31 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
         store.db.selectFrom('ServerCallStatus').selectAll().where('modid', '=', 9).executeTakeFirst();
       await waitForAsync(async () => (await row()) !== undefined, 10_000, 'statistics flushed at close');
       expect(Number((await row())!.succ_cnt)).toBe(3);
+    });
+
+    it('a route bigger than one answer: dns and agent send the hosts that fit, the SDK says so', async () => {
+      const { store } = await freshStore(b);
+      // 4,200 hosts from 200.0.0.0 up (negative on the wire, 17 bytes each): over both limits.
+      const rows = Array.from({ length: 4_200 }, (_, i) => ({
+        modid: 11,
+        cmdid: 1,
+        ip: ipToNumber(`200.0.${i >> 8}.${i & 255}`),
+        port: 1000 + i,
+      }));
+      await insertRouteRows(store.db, store.kind, rows);
+      const dns = await startDns(store);
+      expect(dns.dns.snapshot.oversized.size).toBe(1);
+      expect(await dns.dns.registry.metrics()).toMatch(/lars_dns_oversized_routes 1\b/);
+      const { client, agent } = await startAgent(dns.port);
+      const hosts = await client.regInit(11, 1);
+      expect(hosts.length).toBeGreaterThan(3_500);
+      expect(hosts.length).toBeLessThan(4_200);
+      expect(hosts[0]).toEqual({ ip: '200.0.0.0', port: 1000 });
+      const err = (await client.getRoute(11, 1).catch((e: unknown) => e)) as LarsError;
+      expect(err.code).toBe(ErrorCode.MESSAGE_TOO_LARGE);
+      expect(err.message).toMatch(/the route has \d+ hosts; one UDP answer holds the first \d+/);
+      expect(agent.stats.truncatedRoutes).toBe(2);
+      expect((await client.getHost(11, 1)).ip).toMatch(/^200\.0\./);
     });
 
     it('drops and counts malformed datagrams, and keeps answering', async () => {

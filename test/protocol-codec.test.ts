@@ -4,6 +4,8 @@ import {
   codecs,
   decodeMessage,
   encodeFrame,
+  encodeRouteBody,
+  MAX_DATAGRAM_BODY_LEN,
   encodeMessage,
   fromWireIp,
   ipToNumber,
@@ -133,6 +135,34 @@ describe('message codecs', () => {
     // Unknown field numbers stay allowed (newer peers add fields): skipped.
     const newer = Uint8Array.from([0x08, 0x01, 0x10, 0x02, 0x18, 0x03, 0xa2, 0x06, 0x01, 0x00]);
     expect(decodeMessage(MsgId.GetHostRequest, newer)).toEqual({ seq: 1, modid: 2, cmdid: 3 });
+  });
+
+  it('encodeRouteBody keeps a route to one answer: the hosts that fit, and total_hosts', () => {
+    const hosts = Array.from({ length: 5000 }, (_, i) => ({
+      ip: ipToWire(`200.0.${i >> 8}.${i & 255}`),
+      port: 1 + i,
+    }));
+    const small = encodeRouteBody(1, 2, hosts.slice(0, 10), MAX_DATAGRAM_BODY_LEN);
+    expect(small.truncated).toBe(false);
+    expect(decodeMessage(MsgId.GetRouteResponse, small.body)).toEqual({
+      modid: 1,
+      cmdid: 2,
+      host: hosts.slice(0, 10),
+    });
+    for (const limit of [MAX_DATAGRAM_BODY_LEN, MAX_BODY_LEN, 1000]) {
+      const { body, truncated } = encodeRouteBody(1, 2, hosts, limit);
+      const m = decodeMessage(MsgId.GetRouteResponse, body);
+      expect([truncated, body.length <= limit, m.total_hosts]).toEqual([true, true, 5000]);
+      expect(m.host).toEqual(hosts.slice(0, m.host.length));
+      // As many as fit: one more host would not.
+      const more = encodeMessage(MsgId.GetRouteResponse, {
+        modid: 1,
+        cmdid: 2,
+        host: hosts.slice(0, m.host.length + 1),
+        total_hosts: 5000,
+      });
+      expect(more.length).toBeGreaterThan(limit);
+    }
   });
 
   it('FIELD_COUNT matches proto/lars.proto (fields numbered 1..N)', () => {

@@ -7,6 +7,8 @@ import { TcpClient } from '../net/tcp-client.js';
 import { UdpEndpoint, type UdpPeer } from '../net/udp-endpoint.js';
 import {
   encodeMessage,
+  encodeRouteBody,
+  MAX_DATAGRAM_BODY_LEN,
   MsgId,
   msgIdName,
   type GetHostRequest,
@@ -101,7 +103,12 @@ export class AgentService {
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
   private httpPort = 0;
-  readonly stats = { requests: new Map<number, number>(), reportErrors: 0, reportsWithoutHost: 0 };
+  readonly stats = {
+    requests: new Map<number, number>(),
+    reportErrors: 0,
+    reportsWithoutHost: 0,
+    truncatedRoutes: 0,
+  };
 
   constructor(options: AgentServiceOptions) {
     this.opts = options;
@@ -322,7 +329,8 @@ export class AgentService {
       case 'report': {
         const m = req.msg as ReportRequest;
         this.count(MsgId.ReportRequest);
-        if (m.host) core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
+        if (m.host)
+          core.report(m.modid, m.cmdid, m.host.ip, m.host.port, m.retcode, m.timecost_ms || undefined);
         else this.stats.reportsWithoutHost++;
         return undefined;
       }
@@ -330,10 +338,10 @@ export class AgentService {
         const m = req.msg as GetRouteRequest;
         this.count(MsgId.ApiGetRouteRequest);
         const host = core.getRoute(m.modid, m.cmdid) ?? [];
-        return {
-          msgid: MsgId.ApiGetRouteResponse,
-          body: encodeMessage(MsgId.ApiGetRouteResponse, { modid: m.modid, cmdid: m.cmdid, host }),
-        };
+        // One answer is one datagram: a route too big for it gets the hosts that fit + total_hosts.
+        const { body, truncated } = encodeRouteBody(m.modid, m.cmdid, host, MAX_DATAGRAM_BODY_LEN);
+        if (truncated) this.stats.truncatedRoutes++;
+        return { msgid: MsgId.ApiGetRouteResponse, body };
       }
     }
   }
@@ -418,6 +426,11 @@ export class AgentService {
       'lars_agent_malformed_reports_total',
       'ReportRequests dropped: no host in the message',
       () => this.stats.reportsWithoutHost,
+    );
+    counter(
+      'lars_agent_truncated_route_answers_total',
+      'API GetRoute answers holding only the hosts that fit one datagram (total_hosts set)',
+      () => this.stats.truncatedRoutes,
     );
     counter(
       'lars_agent_unknown_msgid_total',

@@ -1,4 +1,4 @@
-import { ClosedError, InvalidArgumentError, RetcodeError } from '../errors.js';
+import { ClosedError, ErrorCode, InvalidArgumentError, ProtocolError, RetcodeError } from '../errors.js';
 import { UdpClient } from '../net/udp-client.js';
 import { ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
 
@@ -116,8 +116,23 @@ export class LarsClient {
     });
   }
 
-  /** Every host of the route; empty when the route is unknown or not fetched yet. */
+  /**
+   * Every host of the route; empty when the route is unknown or not fetched yet. A route with more
+   * hosts than one UDP answer holds (about 3,800 to 5,000) rejects with LARS_ERR_MESSAGE_TOO_LARGE
+   * naming both counts: use getHost per call for such routes.
+   */
   async getRoute(modid: number, cmdid: number): Promise<Host[]> {
+    const { hosts, total } = await this.fetchRoute(modid, cmdid);
+    if (total > hosts.length) {
+      throw new ProtocolError(
+        ErrorCode.MESSAGE_TOO_LARGE,
+        `getRoute(${modid}, ${cmdid}): the route has ${total} hosts; one UDP answer holds the first ${hosts.length}`,
+      );
+    }
+    return hosts;
+  }
+
+  private async fetchRoute(modid: number, cmdid: number): Promise<{ hosts: Host[]; total: number }> {
     checkIds(modid, cmdid);
     const res = await this.udp.request(
       this.portFor(modid, cmdid),
@@ -125,13 +140,15 @@ export class LarsClient {
       { modid, cmdid },
       { replyMsgid: MsgId.ApiGetRouteResponse, key: `${modid}:${cmdid}` },
     );
-    return res.host.map((h) => ({ ip: wireToIp(h.ip), port: h.port }));
+    const hosts = res.host.map((h) => ({ ip: wireToIp(h.ip), port: h.port }));
+    return { hosts, total: Math.max(hosts.length, res.total_hosts ?? 0) };
   }
 
   /**
    * Warms a route up at start: asks for it until the agent knows it (a few tries, 50 ms apart), so
-   * the first real call does not get NOEXIST. Resolves with the hosts; rejects with
-   * LARS_ERR_RETCODE (NOEXIST) when the route is still unknown after the last try.
+   * the first real call does not get NOEXIST. Resolves with the hosts (for a route too big for one
+   * answer, the hosts that fit); rejects with LARS_ERR_RETCODE (NOEXIST) when the route is still
+   * unknown after the last try.
    */
   async regInit(
     modid: number,
@@ -141,7 +158,7 @@ export class LarsClient {
     const tries = options.tries ?? DEFAULT_REG_INIT_TRIES;
     const interval = options.intervalMs ?? DEFAULT_REG_INIT_INTERVAL_MS;
     for (let i = 0; i < tries; i++) {
-      const hosts = await this.getRoute(modid, cmdid);
+      const { hosts } = await this.fetchRoute(modid, cmdid);
       if (hosts.length > 0) return hosts;
       // Not unref()'d: the caller is awaiting this promise, the process must stay up for it.
       if (i + 1 < tries) await new Promise((r) => setTimeout(r, interval));

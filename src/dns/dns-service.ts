@@ -10,7 +10,6 @@ import { MsgId } from '../protocol/index.js';
 import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { parseRouteKey, routeKey } from './route-key.js';
-import { oversizedRoutes } from './route-snapshot.js';
 import { RouteSync, type RouteSource } from './route-sync.js';
 import { Subscriptions } from './subscriptions.js';
 
@@ -328,8 +327,8 @@ export class DnsService {
     );
     gauge(
       'lars_dns_oversized_routes',
-      'route answers truncated to fit one frame (since start)',
-      () => oversizedRoutes.count,
+      'routes of the current snapshot answered with only the hosts that fit one frame',
+      () => snap().oversized.size,
     );
     const reload = new Histogram({
       name: 'lars_dns_full_reload_seconds',

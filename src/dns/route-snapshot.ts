@@ -1,11 +1,4 @@
-import {
-  decodeMessage,
-  encodeMessage,
-  MAX_BODY_LEN,
-  MsgId,
-  toWireIp,
-  type HostInfo,
-} from '../protocol/index.js';
+import { decodeMessage, encodeRouteBody, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
 import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
@@ -30,22 +23,26 @@ export class RouteSnapshot {
   readonly version: number;
   readonly loadedAt: number;
   readonly hostCount: number;
+  /** Routes whose answer holds only the hosts that fit one frame (see encodeRouteBody). */
+  readonly oversized: ReadonlySet<RouteKey>;
   private readonly bodies: ReadonlyMap<RouteKey, Uint8Array>;
 
   constructor(
     version: number,
     bodies: ReadonlyMap<RouteKey, Uint8Array>,
     hostCount: number,
+    oversized: ReadonlySet<RouteKey> = new Set(),
     loadedAt = Date.now(),
   ) {
     this.version = version;
     this.bodies = bodies;
     this.hostCount = hostCount;
+    this.oversized = oversized;
     this.loadedAt = loadedAt;
   }
 
   static empty(): RouteSnapshot {
-    return new RouteSnapshot(0, new Map(), 0, 0);
+    return new RouteSnapshot(0, new Map(), 0, new Set(), 0);
   }
 
   get routeCount(): number {
@@ -61,7 +58,7 @@ export class RouteSnapshot {
    * as the original did (encoded per call: a flood of random ids must not grow memory).
    */
   responseBody(modid: number, cmdid: number): Uint8Array {
-    return this.bodies.get(routeKey(modid, cmdid)) ?? encodeRoute(modid, cmdid, []);
+    return this.bodies.get(routeKey(modid, cmdid)) ?? encodeRouteBody(modid, cmdid, []).body;
   }
 
   /** The hosts of a route (decoded; off the hot path: tests, diagnostics). */
@@ -73,19 +70,23 @@ export class RouteSnapshot {
   /** A new snapshot with the given routes replaced (an empty list removes the route). */
   withRoutes(version: number, changed: ReadonlyMap<RouteKey, readonly HostInfo[]>): RouteSnapshot {
     const next = new Map(this.bodies);
+    const oversized = new Set(this.oversized);
     let hostCount = this.hostCount;
     for (const [key, hosts] of changed) {
       const old = next.get(key);
       if (old) hostCount -= decodeHosts(old).length;
+      oversized.delete(key);
       if (hosts.length === 0) {
         next.delete(key);
       } else {
         const { modid, cmdid } = parseRouteKey(key);
-        next.set(key, encodeRoute(modid, cmdid, hosts));
+        const { body, truncated } = encodeRouteBody(modid, cmdid, hosts);
+        next.set(key, body);
+        if (truncated) oversized.add(key);
         hostCount += hosts.length;
       }
     }
-    return new RouteSnapshot(version, next, hostCount);
+    return new RouteSnapshot(version, next, hostCount, oversized);
   }
 
   /**
@@ -141,6 +142,7 @@ export class SnapshotBuilder {
 
   async build(version: number, yieldEvery = 2_000): Promise<RouteSnapshot> {
     const bodies = new Map<RouteKey, Uint8Array>();
+    const oversized = new Set<RouteKey>();
     const arena = new Arena();
     let n = 0;
     for (const [key, flat] of this.routes) {
@@ -148,11 +150,13 @@ export class SnapshotBuilder {
       const hosts: HostInfo[] = [];
       for (let i = 0; i < flat.length; i += 2)
         hosts.push({ ip: flat[i] as number, port: flat[i + 1] as number });
-      bodies.set(key, arena.copy(encodeRoute(modid, cmdid, hosts)));
+      const { body, truncated } = encodeRouteBody(modid, cmdid, hosts);
+      bodies.set(key, arena.copy(body));
+      if (truncated) oversized.add(key);
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
     this.routes.clear();
-    return new RouteSnapshot(version, bodies, this.hostCount);
+    return new RouteSnapshot(version, bodies, this.hostCount, oversized);
   }
 }
 
@@ -174,26 +178,6 @@ class Arena {
 }
 
 const ARENA_BYTES = 1 << 20;
-
-/** Routes whose hosts did not all fit in one frame (see encodeRoute), process-wide. */
-export const oversizedRoutes = { count: 0, lastKey: '' };
-
-/**
- * Encodes a route's answer. A route too big for one frame (over ~4,000 hosts) is answered with as
- * many hosts as fit, and counted: one frame per answer is the wire contract.
- */
-function encodeRoute(modid: number, cmdid: number, host: readonly HostInfo[]): Uint8Array {
-  let body = encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host as HostInfo[] });
-  if (body.length <= MAX_BODY_LEN) return body;
-  oversizedRoutes.count++;
-  oversizedRoutes.lastKey = routeKey(modid, cmdid);
-  let n = Math.floor((host.length * MAX_BODY_LEN) / body.length);
-  do {
-    body = encodeMessage(MsgId.GetRouteResponse, { modid, cmdid, host: host.slice(0, n) as HostInfo[] });
-    n -= 16;
-  } while (body.length > MAX_BODY_LEN);
-  return body;
-}
 
 function decodeHosts(body: Uint8Array): HostInfo[] {
   return decodeMessage(MsgId.GetRouteResponse, body).host;

@@ -19,6 +19,8 @@ export interface GetRouteResponse {
   modid: number;
   cmdid: number;
   host: HostInfo[];
+  /** Our extension: present (non-zero) only when `host` was truncated to fit one answer. */
+  total_hosts?: number | undefined;
 }
 export interface HostCallResult {
   ip: number;
@@ -113,7 +115,7 @@ function codec<T>(type: StaticType, name: string, normalize: (m: T) => T): Codec
 export const FIELD_COUNT = {
   HostInfo: 2,
   GetRouteRequest: 2,
-  GetRouteResponse: 3,
+  GetRouteResponse: 4,
   HostCallResult: 5,
   ReportStatusRequest: 5,
   GetHostRequest: 3,
@@ -158,7 +160,9 @@ const routeReq = (m: GetRouteRequest): GetRouteRequest => {
 };
 const routeRes = (m: GetRouteResponse): GetRouteResponse => {
   checkKnownFields(m, 'GetRouteResponse');
-  return { modid: m.modid, cmdid: m.cmdid, host: m.host.map(hostInfo) };
+  const out: GetRouteResponse = { modid: m.modid, cmdid: m.cmdid, host: m.host.map(hostInfo) };
+  if (m.total_hosts) out.total_hosts = m.total_hosts;
+  return out;
 };
 
 const getRouteRequest = codec<GetRouteRequest>(lars.GetRouteRequest, 'GetRouteRequest', routeReq);

@@ -189,6 +189,9 @@ export namespace lars {
         /** GetRouteResponse host. */
         host: lars.HostInfo.$Properties[];
 
+        /** GetRouteResponse total_hosts. */
+        total_hosts: number;
+
         /**
          * Creates a new GetRouteResponse instance using the specified properties.
          * @param [properties] Properties to set
@@ -236,6 +239,9 @@ export namespace lars {
 
             /** GetRouteResponse host */
             host?: (lars.HostInfo.$Properties[]|null);
+
+            /** GetRouteResponse total_hosts */
+            total_hosts?: (number|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];

@@ -399,6 +399,7 @@ export const lars = $root.lars = (() => {
          * @property {number|null} [modid] GetRouteResponse modid
          * @property {number|null} [cmdid] GetRouteResponse cmdid
          * @property {Array.<lars.HostInfo.$Properties>|null} [host] GetRouteResponse host
+         * @property {number|null} [total_hosts] GetRouteResponse total_hosts
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -456,6 +457,14 @@ export const lars = $root.lars = (() => {
         GetRouteResponse.prototype.host = $util.emptyArray;
 
         /**
+         * GetRouteResponse total_hosts.
+         * @member {number} total_hosts
+         * @memberof lars.GetRouteResponse
+         * @instance
+         */
+        GetRouteResponse.prototype.total_hosts = 0;
+
+        /**
          * Creates a new GetRouteResponse instance using the specified properties.
          * @function create
          * @memberof lars.GetRouteResponse
@@ -494,6 +503,8 @@ export const lars = $root.lars = (() => {
             if (message.host != null && message.host.length)
                 for (let i = 0; i < message.host.length; ++i)
                     $root.lars.HostInfo.encode(message.host[i], writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.total_hosts != null && $Object.hasOwnProperty.call(message, "total_hosts") && message.total_hosts !== 0)
+                writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.total_hosts);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -562,6 +573,15 @@ export const lars = $root.lars = (() => {
                         if (!(message.host && message.host.length))
                             message.host = [];
                         message.host.push($root.lars.HostInfo.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.total_hosts = value;
+                        else
+                            delete message.total_hosts;
                         continue;
                     }
                 }
