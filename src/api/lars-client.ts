@@ -1,6 +1,6 @@
 import { ClosedError, ErrorCode, InvalidArgumentError, ProtocolError, RetcodeError } from '../errors.js';
 import { UdpClient } from '../net/udp-client.js';
-import { ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
+import { agentPortIndex, ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
 
 /** The original agent's ports; the client picks 8888 + (modid + cmdid) % 3 like the original API. */
 export const DEFAULT_AGENT_PORTS: readonly number[] = Object.freeze([8888, 8889, 8890]);
@@ -69,8 +69,7 @@ export class LarsClient {
 
   /** The agent port requests for this route are sent to. */
   portFor(modid: number, cmdid: number): number {
-    const n = this.ports.length;
-    return this.ports[(((modid + cmdid) % n) + n) % n] as number;
+    return this.ports[agentPortIndex(modid, cmdid, this.ports.length)] as number;
   }
 
   /** One host for a call, with the agent's return code; never throws for OVERLOAD/NOEXIST. */

@@ -86,7 +86,6 @@ export class DnsService {
     pushErrors: 0,
     subscriptionCuts: 0,
   };
-  private readonly metrics;
 
   constructor(options: DnsServiceOptions) {
     this.opts = options;
@@ -125,7 +124,7 @@ export class DnsService {
       dispatcher,
       onConnectionClose: (conn) => this.subs.drop(conn),
     });
-    this.metrics = this.createMetrics();
+    this.createMetrics();
     this.http = new AdminHttp({
       host: options.httpHost ?? options.host,
       port: options.httpPort ?? 0,
@@ -287,7 +286,7 @@ export class DnsService {
     this.timers.clear();
   }
 
-  private createMetrics() {
+  private createMetrics(): void {
     const r = this.registry;
     const snap = () => this.sync.snapshot;
     const s = this.server.stats;
@@ -339,6 +338,5 @@ export class DnsService {
     this.sync.on('swapped', (_s, _c, kind) => {
       if (kind === 'full') reload.observe(this.sync.stats.lastFullReloadMs / 1000);
     });
-    return { reload };
   }
 }

@@ -33,8 +33,3 @@ export function tracer(module: string): TraceFn | undefined {
     process.stderr.write(`${new Date().toISOString()} TRACE ${module} ${message}\n`);
   };
 }
-
-/** Re-reads LARS_TRACE (for tests that change the environment). */
-export function resetTraceSettings(): void {
-  enabled = undefined;
-}

@@ -9,6 +9,7 @@ export {
   type Frame,
 } from './frame.js';
 export { FrameDecoder } from './frame-decoder.js';
+export { agentPortIndex } from './agent-port.js';
 export { encodeRouteBody, MAX_DATAGRAM_BODY_LEN } from './route-body.js';
 export {
   ipToNumber,
