@@ -10,8 +10,10 @@ import {
   parseDatagram,
   decodeMessage,
   RetCode,
+  type ReportRequest,
 } from '../src/protocol/index.js';
 import { Latch } from './helpers/latch.js';
+import { unusedPort } from './helpers/ports.js';
 
 /**
  * A scripted agent on a real UDP socket: each GetHostRequest is answered by `answer` (or not at
@@ -22,11 +24,16 @@ async function scriptedAgent(
     req: { seq: number; modid: number; cmdid: number },
     reply: (delayMs?: number, seq?: number) => void,
   ) => void,
-): Promise<{ port: number; socket: Socket; received: number[] }> {
+): Promise<{ port: number; socket: Socket; received: number[]; reports: ReportRequest[] }> {
   const socket = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
   const received: number[] = [];
+  const reports: ReportRequest[] = [];
+  // Delayed replies must not outlive the socket: a send after close() throws outside the test.
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
   socket.on('message', (msg, rinfo) => {
     const frame = parseDatagram(msg);
+    if (frame.msgid === MsgId.ReportRequest) reports.push(decodeMessage(MsgId.ReportRequest, frame.body));
     if (frame.msgid !== MsgId.GetHostRequest) {
       received.push(frame.msgid);
       return;
@@ -41,15 +48,20 @@ async function scriptedAgent(
         retcode: RetCode.SUCC,
         host: { ip: ipToWire('10.0.0.1'), port: 1000 + req.modid },
       });
-      setTimeout(
-        () => socket.send(encodeFrame(MsgId.GetHostResponse, body), rinfo.port, rinfo.address),
-        delayMs,
-      );
+      const t = setTimeout(() => {
+        timers.delete(t);
+        if (!closed) socket.send(encodeFrame(MsgId.GetHostResponse, body), rinfo.port, rinfo.address);
+      }, delayMs);
+      timers.add(t);
     });
   });
   await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
-  onTestFinished(() => void socket.close());
-  return { port: socket.address().port, socket, received };
+  onTestFinished(() => {
+    closed = true;
+    for (const t of timers) clearTimeout(t);
+    socket.close();
+  });
+  return { port: socket.address().port, socket, received, reports };
 }
 
 describe('LarsClient', () => {
@@ -108,10 +120,7 @@ describe('LarsClient', () => {
   });
 
   it('fails fast with LARS_ERR_NOT_CONNECTED when nothing listens on the agent port', async () => {
-    const probe = createSocket('udp4');
-    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
-    const port = probe.address().port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const port = await unusedPort();
     const client = new LarsClient({ host: '127.0.0.1', ports: [port], timeoutMs: 30_000 });
     onTestFinished(() => client.close());
     await expect(client.getHost(1, 1)).rejects.toMatchObject({ code: ErrorCode.NOT_CONNECTED });
@@ -127,23 +136,30 @@ describe('LarsClient', () => {
     expect(await client.getHost(7, 1)).toEqual({ ip: '10.0.0.1', port: 1007 });
   });
 
-  it('call() reports success and failure with the duration', async () => {
+  it('call() reports success and failure with the host, retcode and duration', async () => {
     const agent = await scriptedAgent((_req, reply) => reply());
     const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port] });
     onTestFinished(() => client.close());
-    expect(await client.call(1, 1, async (h) => `${h.ip}:${h.port}`)).toBe('10.0.0.1:1001');
+    const work = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    expect(await client.call(1, 1, async (h) => (await work(60), `${h.ip}:${h.port}`))).toBe('10.0.0.1:1001');
     await expect(
       client.call(1, 1, async () => {
+        await work(120);
         throw new Error('boom');
       }),
     ).rejects.toThrow('boom');
     const latch = new Latch(1);
-    const t = setInterval(
-      () => agent.received.filter((m) => m === MsgId.ReportRequest).length === 2 && latch.countDown(),
-      5,
-    );
+    const t = setInterval(() => agent.reports.length === 2 && latch.countDown(), 5);
     await latch.wait();
     clearInterval(t);
+    const [ok, failed] = agent.reports as [ReportRequest, ReportRequest];
+    const host = { ip: ipToWire('10.0.0.1'), port: 1001 };
+    expect(ok).toMatchObject({ modid: 1, cmdid: 1, host, retcode: 0 });
+    expect(failed).toMatchObject({ modid: 1, cmdid: 1, host });
+    expect(failed.retcode).not.toBe(0);
+    // Timers never fire early by more than a rounding millisecond: the durations are the calls'.
+    expect(ok.timecost_ms).toBeGreaterThanOrEqual(59);
+    expect(failed.timecost_ms).toBeGreaterThanOrEqual(119);
   });
 
   it('rejects bad arguments and calls after close with typed errors', async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { InvalidArgumentError, NotFoundError } from '../src/errors.js';
 import { adminPollUrl, DNS_ADMIN_POLL_PATH, notifyDnsInstances } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
+import { unusedPort } from './helpers/ports.js';
 
 const T0 = 1_700_000_000;
 
@@ -22,14 +23,8 @@ async function fakeDnsAdmin(
   return { port: (server.address() as AddressInfo).port, requests };
 }
 
-/** A port nothing listens on: bind, note the port, close. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A port nothing listens on (see helpers/ports.ts). */
+const deadPort = unusedPort;
 
 describe('adminPollUrl', () => {
   it('reaches wildcard binds through loopback and brackets IPv6', () => {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +9,7 @@ import { controlPaths, controlRequest } from '../src/supervisor/control.js';
 import type { StatusSnapshot } from '../src/supervisor/status.js';
 import { LarsClient } from '../src/api/index.js';
 import { rawGetRouteFrame } from './helpers/raw-route-client.js';
+import { unusedPort, unusedPorts } from './helpers/ports.js';
 
 /**
  * Shared pieces of the supervisor tests: a `lars up` of the compiled CLI on a temporary data
@@ -47,28 +47,9 @@ export async function eventually<T>(
   }
 }
 
-/** Three distinct free UDP ports (held open together while choosing, so they differ). */
-export async function freeUdpPorts(n: number): Promise<number[]> {
-  const sockets: UdpSocket[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createSocket('udp4');
-      sockets.push(s);
-      await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-    }
-    return sockets.map((s) => s.address().port);
-  } finally {
-    for (const s of sockets) s.close();
-  }
-}
-
-export async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** Ports for a stack's config file (see helpers/ports.ts: never reused ephemeral ports). */
+export const freeUdpPorts = unusedPorts;
+export const freeTcpPort = unusedPort;
 
 /** True when the pid exists and is not a zombie waiting for a reaper we do not control. */
 export function alive(pid: number): boolean {
