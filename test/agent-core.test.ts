@@ -14,6 +14,7 @@ function core() {
   let now = 1_000_000;
   const pulls: string[] = [];
   const reports: ReportStatusRequest[] = [];
+  const changes: Array<[string, number | undefined]> = [];
   const c = new AgentCore({
     config: DEFAULT_LOAD_BALANCE_CONFIG,
     reportIntervalS: 1,
@@ -23,10 +24,20 @@ function core() {
     links: {
       pull: (m, cmd) => (pulls.push(`${m}:${cmd}`), true),
       report: (r) => reports.push(r),
+      routeChanged: (m, cmd, hosts) => changes.push([`${m}:${cmd}`, hosts?.length]),
     },
   });
-  return { c, pulls, reports, advance: (ms: number) => (now += ms) };
+  return { c, pulls, reports, changes, advance: (ms: number) => (now += ms) };
 }
+
+const twoHosts = (modid: number, cmdid: number) => ({
+  modid,
+  cmdid,
+  host: [
+    { ip: ipToWire('10.0.0.1'), port: 1 },
+    { ip: ipToWire('10.0.0.2'), port: 2 },
+  ],
+});
 
 describe('AgentCore', () => {
   it('answers NOEXIST for an unknown route and asks dns once, not on every call', () => {
@@ -84,5 +95,56 @@ describe('AgentCore', () => {
     expect(reports[1]!.results.find((r) => r.port === 2)).toMatchObject({ overload: true });
     c.tick();
     expect(reports).toHaveLength(2);
+  });
+
+  it('a pull dns never answers is abandoned after 3 s: the next request asks again', () => {
+    const { c, pulls, advance } = core();
+    expect(c.getHost(5, 5).retcode).toBe(RetCode.NOEXIST);
+    advance(2_999);
+    expect(c.getHost(5, 5).retcode).toBe(RetCode.NOEXIST);
+    expect(pulls).toEqual(['5:5']); // still in flight: no second pull
+    advance(1);
+    expect(c.getHost(5, 5).retcode).toBe(RetCode.NOEXIST);
+    expect(pulls).toEqual(['5:5', '5:5']);
+    // A stale route with hosts whose refresh is lost is asked for again the same way.
+    c.applyRoute(twoHosts(5, 5));
+    advance(DEFAULT_LOAD_BALANCE_CONFIG.updateTimeoutS * 1000 + 1);
+    expect(c.getHost(5, 5).retcode).toBe(RetCode.SUCC);
+    expect(pulls).toHaveLength(3);
+    advance(2_999);
+    c.getHost(5, 5);
+    expect(pulls).toHaveLength(3);
+    advance(1);
+    c.getHost(5, 5);
+    expect(pulls).toHaveLength(4);
+  });
+
+  it('when the dns link reconnects, routes whose pull was in flight are asked for again at once', () => {
+    const { c, pulls } = core();
+    c.getHost(6, 1); // PULLING, no answer
+    c.applyRoute(twoHosts(6, 2)); // known route (NEW)
+    expect(pulls).toEqual(['6:1']);
+    c.dnsReconnected();
+    // Both are asked for again: the in-flight one was reset to NEW (its request died with the
+    // link), and every known route re-subscribes.
+    expect(pulls.sort()).toEqual(['6:1', '6:1', '6:2']);
+    // ...and each only once: they are PULLING now.
+    c.getHost(6, 1);
+    c.getHost(6, 2);
+    expect(pulls).toHaveLength(3);
+  });
+
+  it('a route pushed back empty stops serving its vanished hosts at once', () => {
+    const { c, changes } = core();
+    c.applyRoute(twoHosts(7, 1));
+    expect(c.getHost(7, 1).retcode).toBe(RetCode.SUCC);
+    c.applyRoute({ modid: 7, cmdid: 1, host: [] });
+    expect(c.getHost(7, 1).retcode).toBe(RetCode.NOEXIST);
+    expect(c.getRoute(7, 1)).toBeUndefined();
+    expect(c.balancer(7, 1)?.size).toBe(0);
+    expect(changes).toEqual([
+      ['7:1', 2],
+      ['7:1', undefined],
+    ]);
   });
 });

@@ -76,6 +76,21 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       });
     });
 
+    it("a report's timecost_ms reaches the balancer: a slow failure counts as several", async () => {
+      const { store } = await freshStore(b);
+      await store.addHost(12, 1, ipToNumber('10.0.0.12'), 120);
+      const { port } = await startDns(store);
+      const { client, agent } = await startAgent(port);
+      await client.regInit(12, 1);
+      client.report(12, 1, '10.0.0.12', 120, 1, 1_000); // 1 s: max(1, floor(1000 / 100)) = 10
+      client.report(12, 1, '10.0.0.12', 120, 1); // no duration: 1
+      await waitFor(() => agent.core.stats.report === 2, 5_000, 'reports received');
+      expect(agent.core.balancer(12, 1)!.host(ipToNumber('10.0.0.12'), 120)).toMatchObject({
+        verr: 11,
+        rerr: 2,
+      });
+    });
+
     it('answers any route on any of its ports', async () => {
       const { store } = await freshStore(b);
       await store.addHost(2, 1, ipToNumber('10.0.0.2'), 80);

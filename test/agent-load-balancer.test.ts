@@ -298,6 +298,87 @@ describe('LoadBalancer.report: overload -> idle', () => {
   });
 });
 
+describe('LoadBalancer: rate rules are strict (>), exact at the boundary', () => {
+  it('succ_rate: a success rate equal to succ_rate is not enough, the next success recovers', () => {
+    // Overloaded: vsucc 0, verr 5. 15 successes give 15/20 = 0.75 exactly (a binary fraction).
+    const clock = new FakeClock();
+    const config = resolveLoadBalanceConfig({ succRate: 0.75, continSuccLimit: 1000 });
+    const { lb } = makeLb(['A'], clock, { config });
+    overload(lb, 'A', clock);
+    expect(play(lb, 'A', rep('s', 16), clock).indexOf('idle') + 1).toBe(16);
+  });
+
+  it('err_rate: an error rate equal to err_rate is not enough, the next failure overloads', () => {
+    // Fresh: vsucc 15. 5 failures give 5/20 = 0.25 exactly.
+    const clock = new FakeClock();
+    const config = resolveLoadBalanceConfig({ errRate: 0.25, initSuccCnt: 15, continErrLimit: 1000 });
+    const { lb } = makeLb(['A'], clock, { config });
+    expect(firstOverload(play(lb, 'A', rep('f', 6), clock))).toBe(6);
+  });
+});
+
+describe('LoadBalancer: idle_timeout and overload_timeout differ (fake clock)', () => {
+  // Each deadline is kept apart: a host's window ends after idle_timeout, an overload after
+  // overload_timeout, whichever is shorter, and the balancer wakes up for the earlier one.
+  const run = (idleS: number, overloadS: number, overloadAt: number, times: number[]) => {
+    const clock = new FakeClock();
+    const t0 = clock.now();
+    const config = resolveLoadBalanceConfig({ idleTimeoutS: idleS, overloadTimeoutS: overloadS });
+    const { lb } = makeLb(['A', 'B'], clock, { config });
+    clock.set(t0 + overloadAt);
+    overload(lb, 'A', clock);
+    return times.map((dt) => {
+      lb.tick(clock.set(t0 + dt));
+      const a = viewOf(lb, 'A')!;
+      return `${dt}: A ${a.state}${a.state === 'idle' ? ` @${a.windowStart - t0}` : ''}, B @${viewOf(lb, 'B')!.windowStart - t0}`;
+    });
+  };
+
+  it('overload_timeout shorter than idle_timeout', () => {
+    expect(run(10, 3, 1_000, [3_999, 4_000, 9_999, 10_000, 13_999, 14_000])).toEqual([
+      '3999: A overload, B @0',
+      '4000: A idle @4000, B @0',
+      '9999: A idle @4000, B @0',
+      '10000: A idle @4000, B @10000',
+      '13999: A idle @4000, B @10000',
+      '14000: A idle @14000, B @10000',
+    ]);
+    // B's window ends while A is overloaded: A's deadline is recomputed from overload_timeout.
+    expect(run(10, 3, 8_000, [9_999, 10_000, 10_999, 11_000])).toEqual([
+      '9999: A overload, B @0',
+      '10000: A overload, B @10000',
+      '10999: A overload, B @10000',
+      '11000: A idle @11000, B @10000',
+    ]);
+  });
+
+  it('overload_timeout longer than idle_timeout', () => {
+    expect(run(3, 10, 1_000, [2_999, 3_000, 5_999, 6_000, 10_999, 11_000])).toEqual([
+      '2999: A overload, B @0',
+      '3000: A overload, B @3000',
+      '5999: A overload, B @3000',
+      '6000: A overload, B @6000',
+      // B's window is checked at 10999 (not at 9000): a new window starts at the check.
+      '10999: A overload, B @10999',
+      '11000: A idle @11000, B @10999',
+    ]);
+  });
+
+  it('a host recovered by successes starts a window of idle_timeout, not overload_timeout', () => {
+    const clock = new FakeClock();
+    const t0 = clock.now();
+    const config = resolveLoadBalanceConfig({ idleTimeoutS: 3, overloadTimeoutS: 10 });
+    const { lb } = makeLb(['A'], clock, { config });
+    clock.set(t0 + 1_000);
+    overload(lb, 'A', clock);
+    lb.tick(clock.set(t0 + 3_000));
+    clock.set(t0 + 5_000);
+    expect(play(lb, 'A', rep('s', 10), clock).at(-1)).toBe('idle');
+    const windowAt = (t: number) => (lb.tick(clock.set(t0 + t)), viewOf(lb, 'A')!.windowStart - t0);
+    expect([windowAt(7_999), windowAt(8_000)]).toEqual([5_000, 8_000]);
+  });
+});
+
 describe('LoadBalancer: time-based transitions (fake clock)', () => {
   it('window_err_rate: an idle window with rerr/(rsucc+rerr) = 0.7 overloads at exactly idle_timeout', () => {
     const clock = new FakeClock();

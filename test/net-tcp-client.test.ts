@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ErrorCode } from '../src/errors.js';
 import { Dispatcher, TcpClient, TcpServer, type TcpClientOptions, type Transport } from '../src/net/index.js';
-import { MsgId } from '../src/protocol/index.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { decodeMessage, encodeFrame, encodeMessage, FrameDecoder, MsgId } from '../src/protocol/index.js';
 import { Latch, waitFor } from './helpers/latch.js';
 import { unusedPort } from './helpers/ports.js';
 
@@ -196,6 +197,43 @@ describe('TcpClient', () => {
     await client.close();
     expect(client.state).toBe('closed');
     expect(client.stats).toMatchObject({ queued: 0, dropped: 1 });
+  });
+
+  it.each([
+    ['negative', -5],
+    ['too large', 65_528],
+  ])('drops a connection whose server sends a %s frame length, and reconnects', async (_name, msglen) => {
+    // Raw server: the first connection answers with a bad header, later ones properly.
+    let conns = 0;
+    const server = createServer((socket) => {
+      conns += 1;
+      const first = conns === 1;
+      const decoder = new FrameDecoder();
+      socket.on('data', (chunk) => {
+        for (const f of decoder.push(chunk)) {
+          const m = decodeMessage(MsgId.GetHostRequest, f.body);
+          if (first) {
+            const bad = Buffer.alloc(8);
+            bad.writeInt32LE(MsgId.GetHostResponse, 0);
+            bad.writeInt32LE(msglen, 4);
+            socket.write(bad);
+          } else {
+            const body = encodeMessage(MsgId.GetHostResponse, { seq: m.seq, modid: 0, cmdid: 0, retcode: 0 });
+            socket.write(encodeFrame(MsgId.GetHostResponse, body));
+          }
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+    const { client, replies } = newClient((server.address() as AddressInfo).port, {
+      onConnect: (c) => c.send(MsgId.GetHostRequest, req(c.stats.connects)),
+    });
+    client.start();
+    await waitFor(() => replies.length === 1, 5000, 'reply on the second connection');
+    expect(replies).toEqual([2]);
+    expect(client.stats).toMatchObject({ protocolErrors: 1, connects: 2, disconnects: 1 });
   });
 
   it('reconnects after the server sends an undecodable body', async () => {
