@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openStore, type OpenStoreOptions, type Store } from '../../store/index.js';
+import type { OpenStoreOptions, Store } from '../../store/index.js';
 import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
 
 /**
@@ -17,7 +17,8 @@ export async function runDbInit(
   deps: DbCommandDeps = {},
 ): Promise<void> {
   const io = deps.io ?? processIo;
-  const store = await (deps.openStore ?? openStore)(resolveDbUrl(options.db));
+  const open = deps.openStore ?? (await import('../../store/index.js')).openStore;
+  const store = await open(resolveDbUrl(options.db));
   try {
     const result = await store.migrate();
     io.out(`database ${store.url}`);

@@ -2,9 +2,8 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:net';
 import { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
-import { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService } from '../../dns/dns-service.js';
-import { createServiceLogger } from '../../log/logger.js';
-import { openStore, redact } from '../../store/index.js';
+import type { DnsService } from '../../dns/dns-service.js';
+import { redact } from '../../store/url.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import {
   withDbOption,
@@ -14,7 +13,7 @@ import {
   untilSignal,
   withConfigOption,
 } from '../options.js';
-import { parsePort } from '../../protocol/index.js';
+import { parsePort } from '../../protocol/ip.js';
 
 interface DnsFlags {
   db?: string;
@@ -63,6 +62,13 @@ export function dnsFlags(o: DnsFlags): FlagOverride[] {
 
 /** Runs one dns instance in this process until SIGINT/SIGTERM. */
 export async function runDns(o: DnsFlags): Promise<void> {
+  // Loaded here, not at start-up: every other command starts faster without them.
+  const [{ createServiceLogger }, { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService }, { openStore }] =
+    await Promise.all([
+      import('../../log/logger.js'),
+      import('../../dns/dns-service.js'),
+      import('../../store/index.js'),
+    ]);
   const loaded = loadServiceConfig(o.config, dnsFlags(o));
   const { config } = loaded;
   const log = createServiceLogger('dns');
@@ -142,7 +148,7 @@ export function register(program: Command): void {
       // Several processes share the listening socket so both cores answer agents; each keeps
       // its own snapshot and subscriptions and registers itself for immediate polls.
       let shuttingDown = false;
-      const log = createServiceLogger('dns');
+      const log = (await import('../../log/logger.js')).createServiceLogger('dns');
       const started = new Map<number, number>();
       const fork = () => started.set(cluster.fork().id, Date.now());
       let quickDeaths = 0;

@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
-import { createServiceLogger } from '../../log/logger.js';
-import { parsePort } from '../../protocol/index.js';
-import { ReporterService, type ReporterServiceOptions } from '../../reporter/index.js';
-import { openStore, redact } from '../../store/index.js';
 import type { Logger } from '../../log/logger.js';
+import { parsePort } from '../../protocol/ip.js';
+import type { ReporterServiceOptions } from '../../reporter/index.js';
+import { redact } from '../../store/url.js';
 import { loadServiceConfig, resolveDbUrl, untilSignal, withConfigOption, withDbOption } from '../options.js';
 
 export interface ReporterFlags {
@@ -70,6 +69,12 @@ export function reporterOptions(
 
 /** Runs the reporter in this process until SIGINT/SIGTERM. */
 export async function runReporter(o: ReporterFlags): Promise<void> {
+  // Loaded here, not at start-up: every other command starts faster without them.
+  const [{ createServiceLogger }, { ReporterService }, { openStore }] = await Promise.all([
+    import('../../log/logger.js'),
+    import('../../reporter/index.js'),
+    import('../../store/index.js'),
+  ]);
   const loaded = loadServiceConfig(o.config, reporterFlags(o));
   const log = createServiceLogger('reporter');
   const url = resolveDbUrl(o.db, process.env, loaded.config);

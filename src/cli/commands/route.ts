@@ -1,14 +1,6 @@
 import type { Command } from 'commander';
 import { ipToNumber, numberToIp, parsePort } from '../../protocol/ip.js';
-import {
-  DEFAULT_NOTIFY_TIMEOUT_MS,
-  notifyDnsInstances,
-  openStore,
-  type DnsNotifier,
-  type OpenStoreOptions,
-  type RouteRow,
-  type Store,
-} from '../../store/index.js';
+import type { DnsNotifier, OpenStoreOptions, RouteRow, Store } from '../../store/index.js';
 import { parseInt32 } from '../../store/validate.js';
 import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
 
@@ -31,8 +23,10 @@ export interface HostArgs {
   port: string;
 }
 
-const defaultNotifier: DnsNotifier = (store) =>
-  notifyDnsInstances(store, { timeoutMs: DEFAULT_NOTIFY_TIMEOUT_MS });
+const defaultNotifier: DnsNotifier = async (store) => {
+  const { notifyDnsInstances, DEFAULT_NOTIFY_TIMEOUT_MS } = await import('../../store/notify-dns.js');
+  return notifyDnsInstances(store, { timeoutMs: DEFAULT_NOTIFY_TIMEOUT_MS });
+};
 
 /** Validates the four positional arguments; each message names the argument. */
 export function parseHostArgs(a: HostArgs): { modid: number; cmdid: number; ip: number; port: number } {
@@ -49,7 +43,9 @@ async function withStore<T>(
   deps: RouteCommandDeps,
   fn: (store: Store) => Promise<T>,
 ): Promise<T> {
-  const store = await (deps.openStore ?? openStore)(resolveDbUrl(db), { createIfMissing: false });
+  // The store (and its database drivers) is loaded only by the commands that use it.
+  const open = deps.openStore ?? (await import('../../store/index.js')).openStore;
+  const store = await open(resolveDbUrl(db), { createIfMissing: false });
   try {
     return await fn(store);
   } finally {

@@ -1,14 +1,8 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import {
-  controlPaths,
-  controlRequest,
-  formatStatus,
-  processAlive,
-  readStateFile,
-  StatusExitCode,
-  type StatusSnapshot,
-} from '../../supervisor/index.js';
+import { controlPaths, controlRequest, processAlive, readStateFile } from '../../supervisor/control.js';
+import { formatStatus, type StatusSnapshot } from '../../supervisor/status.js';
+import { StatusExitCode } from '../../supervisor/exit-codes.js';
 import { processIo, type CliIo } from '../options.js';
 import { defaultDataDir } from './up.js';
 

@@ -2,13 +2,8 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
-import {
-  controlPaths,
-  controlRequest,
-  processAlive,
-  readStateFile,
-  StopExitCode,
-} from '../../supervisor/index.js';
+import { controlPaths, controlRequest, processAlive, readStateFile } from '../../supervisor/control.js';
+import { StopExitCode } from '../../supervisor/exit-codes.js';
 import { processIo, type CliIo } from '../options.js';
 import { defaultDataDir } from './up.js';
 

@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { LarsClient, type Host } from '../../api/index.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { ipToNumber, parsePort, RetCode, retCodeName } from '../../protocol/index.js';
+import { ipToNumber, parsePort } from '../../protocol/ip.js';
+import { RetCode, retCodeName } from '../../protocol/retcode.js';
 import { parseHostPort, parsePorts } from '../options.js';
 
 interface ClientFlags {

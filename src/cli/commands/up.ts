@@ -1,11 +1,9 @@
 import { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pino } from 'pino';
 import type { LogLevel } from '../../log/logger.js';
-import { openStore, redact } from '../../store/index.js';
-import { ExitCode, Supervisor, type StatusSnapshot } from '../../supervisor/index.js';
-import { addDemoRoutes } from '../../up/demo-routes.js';
+import { redact } from '../../store/url.js';
+import type { StatusSnapshot } from '../../supervisor/index.js';
 import { loadServiceConfig, withConfigOption } from '../options.js';
 
 interface UpFlags {
@@ -48,13 +46,19 @@ export function register(program: Command): void {
 }
 
 export async function runUp(o: UpFlags, program: Command): Promise<number> {
+  const [{ pino }, { openStore }, { ExitCode, Supervisor }, { addDemoRoutes }] = await Promise.all([
+    import('pino'),
+    import('../../store/index.js'),
+    import('../../supervisor/index.js'),
+    import('../../up/demo-routes.js'),
+  ]);
   const dataDir = resolve(o.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const configArg = o.config ?? process.env.LARS_CONFIG;
   const configFile = configArg ? resolve(configArg) : undefined;
   const loaded = loadServiceConfig(configFile, []);
   const dbUrl = o.db ?? `sqlite:${join(dataDir, 'lars.db')}`;
-  const log = masterLogger();
+  const log = masterLogger(pino);
 
   const supervisor = new Supervisor({
     program,
@@ -112,7 +116,7 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
 }
 
 /** The master's own log: JSON lines like the services', each prefixed like theirs. */
-function masterLogger() {
+function masterLogger(pino: typeof import('pino').pino) {
   const prefix = `supervisor[${process.pid}] | `;
   const level = (process.env.LARS_LOG_LEVEL as LogLevel | undefined) ?? 'info';
   return pino(

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
-import { openStore, type OpenStoreOptions, type Store } from '../../store/index.js';
-import { assertPasswordPolicy, createUser, listUsers, removeUser, setUserPassword } from '../../web/index.js';
+import type { OpenStoreOptions, Store } from '../../store/index.js';
+import { assertPasswordPolicy } from '../../web/passwords.js';
+import { createUser, listUsers, removeUser, setUserPassword } from '../../web/users.js';
 import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
 
 /**
@@ -45,7 +46,9 @@ async function withStore<T>(
   deps: UserCommandDeps,
   fn: (store: Store) => Promise<T>,
 ): Promise<T> {
-  const store = await (deps.openStore ?? openStore)(resolveDbUrl(db), { createIfMissing: false });
+  // The store (and its database drivers) is loaded only by the commands that use it.
+  const open = deps.openStore ?? (await import('../../store/index.js')).openStore;
+  const store = await open(resolveDbUrl(db), { createIfMissing: false });
   try {
     // Idempotent; gives a database created by the original Lars (or an older lars) the user tables.
     await store.migrate();

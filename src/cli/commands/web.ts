@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type { FlagOverride } from '../../config/index.js';
-import { createServiceLogger } from '../../log/logger.js';
-import { openStore, redact } from '../../store/index.js';
-import { ADMIN_USER_NAME, ensureAdminUser, WebService } from '../../web/index.js';
+import { redact } from '../../store/url.js';
+import type { WebService } from '../../web/index.js';
 import {
   loadServiceConfig,
   parsePorts,
@@ -39,6 +38,13 @@ export function webFlags(o: WebFlags): FlagOverride[] {
 }
 
 export async function runWeb(o: WebFlags): Promise<void> {
+  // Loaded here, not at start-up: every other command starts faster without them.
+  const [{ createServiceLogger }, { openStore }, { ADMIN_USER_NAME, ensureAdminUser, WebService }] =
+    await Promise.all([
+      import('../../log/logger.js'),
+      import('../../store/index.js'),
+      import('../../web/index.js'),
+    ]);
   const { config } = loadServiceConfig(o.config, webFlags(o));
   const log = createServiceLogger('web');
   const url = resolveDbUrl(o.db, process.env, config);
