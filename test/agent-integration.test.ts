@@ -18,6 +18,9 @@ import { sqliteWorkerScript } from './helpers/worker-scripts.js';
 
 const startDns = (store: Store, port = 0) => startTestDns(store, { port, register: false });
 
+/** regInit for a test: the agent asks dns on the first try; a busy machine may need more than 100 ms. */
+const WARM = { tries: 200, intervalMs: 25 };
+
 class FakeClock {
   ms = 1_000_000;
   now = () => this.ms;
@@ -41,7 +44,7 @@ async function startAgent(dnsPort: number, extra: Partial<AgentServiceOptions> =
   });
   const { ports } = await agent.start();
   onTestFinished(() => agent.destroy());
-  const client = new LarsClient({ host: '127.0.0.1', ports, timeoutMs: 2_000 });
+  const client = new LarsClient({ host: '127.0.0.1', ports, timeoutMs: 10_000 });
   onTestFinished(() => client.close());
   return { agent, ports, client };
 }
@@ -64,7 +67,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       const { port } = await startDns(store);
       const { client } = await startAgent(port);
       expect(await retcodeOf(client.getHost(1, 1))).toBe(RetCode.NOEXIST);
-      const hosts = await client.regInit(1, 1);
+      const hosts = await client.regInit(1, 1, WARM);
       expect(hosts.map((h) => h.port).sort()).toEqual([9001, 9002, 9003]);
       const picks = [];
       for (let i = 0; i < 6; i++) picks.push((await client.getHost(1, 1)).port);
@@ -81,7 +84,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await store.addHost(12, 1, ipToNumber('10.0.0.12'), 120);
       const { port } = await startDns(store);
       const { client, agent } = await startAgent(port);
-      await client.regInit(12, 1);
+      await client.regInit(12, 1, WARM);
       client.report(12, 1, '10.0.0.12', 120, 1, 1_000); // 1 s: max(1, floor(1000 / 100)) = 10
       client.report(12, 1, '10.0.0.12', 120, 1); // no duration: 1
       await waitFor(() => agent.core.stats.report === 2, 5_000, 'reports received');
@@ -95,8 +98,8 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       const { store } = await freshStore(b);
       await store.addHost(2, 1, ipToNumber('10.0.0.2'), 80);
       const { port } = await startDns(store);
-      const { ports } = await startAgent(port);
-      await new LarsClient({ host: '127.0.0.1', ports }).regInit(2, 1);
+      const { ports, client } = await startAgent(port);
+      await client.regInit(2, 1, WARM);
       for (const p of ports) {
         const one = new LarsClient({ host: '127.0.0.1', ports: [p] });
         onTestFinished(() => one.close());
@@ -111,7 +114,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       const { port } = await startDns(store);
       const clock = new FakeClock();
       const { client, agent } = await startAgent(port, { now: clock.now });
-      await client.regInit(3, 1);
+      await client.regInit(3, 1, WARM);
       // 10 consecutive failures of host :2 overload it.
       for (let i = 0; i < 10; i++) client.report(3, 1, '10.0.0.2', 2, 1);
       await waitFor(() => agent.core.summary().overloaded === 1, 5_000, 'host overloaded');
@@ -130,7 +133,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await store.addHost(4, 1, ipToNumber('10.0.0.1'), 1);
       const first = await startDns(store);
       const { client, agent } = await startAgent(first.port);
-      await client.regInit(4, 1);
+      await client.regInit(4, 1, WARM);
       await first.dns.destroy();
       await waitFor(() => !agent.dnsConnected, 5_000, 'agent saw dns go away');
       expect((await client.getHost(4, 1)).port).toBe(1);
@@ -152,7 +155,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       const dir = mkdtempSync(join(tmpdir(), 'lars-agent-cache-'));
       const dns = await startDns(store);
       const one = await startAgent(dns.port, { cacheDir: dir });
-      await one.client.regInit(5, 1);
+      await one.client.regInit(5, 1, WARM);
       await one.agent.close();
       await dns.dns.destroy();
       const two = await startAgent(dns.port, { cacheDir: dir });
@@ -184,7 +187,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
         reportIntervalS: 0.05,
         callerIp: ipToWire('10.1.2.3'),
       });
-      await client.regInit(7, 1);
+      await client.regInit(7, 1, WARM);
       for (let i = 0; i < 20; i++) {
         const h = await client.getHost(7, 1);
         client.report(7, 1, h.ip, h.port, 0, 5);
@@ -243,7 +246,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
         reporter: { host: '127.0.0.1', port: rep.port },
         reportIntervalS: 3600,
       });
-      await client.regInit(8, 1);
+      await client.regInit(8, 1, WARM);
       for (let i = 0; i < 5; i++) client.report(8, 1, '10.0.0.8', 80, 0);
       for (let i = 0; i < 10; i++) client.report(8, 1, '10.0.0.8', 80, 1);
       const row = async () =>
@@ -271,7 +274,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
         reporter: { host: '127.0.0.1', port: rep.port },
         reportIntervalS: 3600,
       });
-      await client.regInit(9, 1);
+      await client.regInit(9, 1, WARM);
       for (let i = 0; i < 3; i++) client.report(9, 1, '10.0.0.9', 90, 0);
       await waitFor(() => agent.core.stats.report === 3, 5_000, 'reports received');
       await waitFor(() => agent.reporterConnected, 10_000, 'reporter link up');
@@ -297,7 +300,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       expect(dns.dns.snapshot.oversized.size).toBe(1);
       expect(await dns.dns.registry.metrics()).toMatch(/lars_dns_oversized_routes 1\b/);
       const { client, agent } = await startAgent(dns.port);
-      const hosts = await client.regInit(11, 1);
+      const hosts = await client.regInit(11, 1, WARM);
       expect(hosts.length).toBeGreaterThan(3_500);
       expect(hosts.length).toBeLessThan(4_200);
       expect(hosts[0]).toEqual({ ip: '200.0.0.0', port: 1000 });
@@ -313,7 +316,7 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await store.addHost(6, 1, ipToNumber('10.0.0.6'), 66);
       const { port } = await startDns(store);
       const { client, ports, agent } = await startAgent(port);
-      await client.regInit(6, 1);
+      await client.regInit(6, 1, WARM);
       const sock = createSocket('udp4');
       onTestFinished(() => void sock.close());
       const send = (b: Uint8Array) =>

@@ -131,7 +131,7 @@ describe('LarsClient', () => {
       reply(0, req.seq + 1000);
       reply(20);
     });
-    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 2000 });
+    const client = new LarsClient({ host: '127.0.0.1', ports: [agent.port], timeoutMs: 10_000 });
     onTestFinished(() => client.close());
     expect(await client.getHost(7, 1)).toEqual({ ip: '10.0.0.1', port: 1007 });
   });

@@ -175,7 +175,7 @@ function lars(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
     execFile(
       process.execPath,
       [CLI, ...args],
-      { env: { ...process.env, LARS_DB: '', ...env }, timeout: 20_000 },
+      { env: { ...process.env, LARS_DB: '', ...env }, timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });

@@ -87,7 +87,7 @@ describe.each(backends())('$name', (b) => {
       await store.registerDnsInstance({ id: 'dead', host: '127.0.0.1', port: 7778, adminPort: dead });
       await store.registerDnsInstance({ id: 'no-admin', host: '127.0.0.1', port: 7778 });
 
-      const result = await notifyDnsInstances(store, { timeoutMs: 2000 });
+      const result = await notifyDnsInstances(store, { timeoutMs: 10_000 });
       expect(result.attempted).toBe(3);
       expect(result.acknowledged).toBe(1);
       expect(ok.requests).toEqual([{ method: 'POST', url: '/admin/poll' }]);

@@ -10,6 +10,7 @@ import type { StatusSnapshot } from '../src/supervisor/status.js';
 import { LarsClient } from '../src/api/index.js';
 import { rawGetRouteFrame } from './helpers/raw-route-client.js';
 import { unusedPort, unusedPorts } from './helpers/ports.js';
+import { stretch } from './helpers/latch.js';
 
 /**
  * Shared pieces of the supervisor tests: a `lars up` of the compiled CLI on a temporary data
@@ -30,6 +31,7 @@ export async function eventually<T>(
   label: string,
   everyMs = 50,
 ): Promise<T> {
+  timeoutMs = stretch(timeoutMs); // written for an idle machine (helpers/latch.ts)
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
@@ -175,7 +177,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     web_workers: 0,
     reporter_workers: 0,
     restart_delay: 0.05,
-    drain_timeout: 10,
+    // A busy CI machine: give draining and starting workers time (these bound failures only).
+    drain_timeout: 30,
+    start_timeout: 120,
     ...options.supervisor,
   };
   const text = configText(
@@ -297,6 +301,7 @@ export class RouteLoad {
   }
 
   private session(i: number, resend: boolean): Promise<'stopped' | 'failed' | 'eof-pending' | 'eof-idle'> {
+    const answerTimeoutMs = this.opts.answerTimeoutMs ?? stretch(3_000);
     return new Promise((resolve) => {
       const source = this.opts.spreadSources
         ? `127.0.${1 + (Math.floor(i / 250) % 250)}.${1 + (i % 250)}`
@@ -329,9 +334,9 @@ export class RouteLoad {
         this.sent++;
         socket.write(rawGetRouteFrame(1, 1));
         timer = realSetTimeout(() => {
-          this.failures.push(`conn ${i}: no answer within ${this.opts.answerTimeoutMs ?? 3000} ms`);
+          this.failures.push(`conn ${i}: no answer within ${answerTimeoutMs} ms`);
           finish('failed');
-        }, this.opts.answerTimeoutMs ?? 3000);
+        }, answerTimeoutMs);
       };
       socket.on('connect', () => {
         if (resend) this.resent++;
@@ -368,7 +373,7 @@ export class HostLoad {
   private readonly client: LarsClient;
   private readonly done: Promise<void>[] = [];
 
-  constructor(ports: number[], concurrency: number, timeoutMs = 1_000) {
+  constructor(ports: number[], concurrency: number, timeoutMs = stretch(1_000)) {
     this.client = new LarsClient({ ports, timeoutMs });
     for (let i = 0; i < concurrency; i++) this.done.push(this.loop());
   }

@@ -8,6 +8,14 @@ const realSetImmediate = globalThis.setImmediate;
 
 export const DEFAULT_WAIT_MS = 5_000;
 
+/**
+ * Deadlines in tests are written as what an idle machine needs; they only bound a failure, never
+ * pace a test. CI runs on a 2-core machine that may be busy, so every deadline of these helpers is
+ * stretched by this factor (LARS_TEST_DEADLINE_FACTOR, default 4).
+ */
+export const DEADLINE_FACTOR = Math.max(1, Number(process.env.LARS_TEST_DEADLINE_FACTOR) || 4);
+export const stretch = (ms: number): number => ms * DEADLINE_FACTOR;
+
 class LatchTimeoutError extends Error {
   override name = 'LatchTimeoutError';
 }
@@ -39,6 +47,7 @@ export class Latch {
 
   wait(timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
     if (this.remaining === 0) return Promise.resolve();
+    timeoutMs = stretch(timeoutMs);
     const err = new LatchTimeoutError(`${this.label}: still ${this.remaining} to go after ${timeoutMs} ms`);
     return new Promise((resolve, reject) => {
       const timer = realSetTimeout(() => reject(err), timeoutMs);
@@ -60,6 +69,7 @@ export function waitFor(
   timeoutMs = DEFAULT_WAIT_MS,
   label = 'condition',
 ): Promise<void> {
+  timeoutMs = stretch(timeoutMs);
   const err = new LatchTimeoutError(`${label} not met within ${timeoutMs} ms`);
   return new Promise((resolve, reject) => {
     let done = false;
@@ -96,6 +106,7 @@ export function waitForEvent<T extends unknown[] = unknown[]>(
   event: string,
   timeoutMs = DEFAULT_WAIT_MS,
 ): Promise<T> {
+  timeoutMs = stretch(timeoutMs);
   const err = new LatchTimeoutError(`event ${event} not emitted within ${timeoutMs} ms`);
   return new Promise((resolve, reject) => {
     const timer = realSetTimeout(() => {
@@ -119,6 +130,7 @@ export async function waitForAsync(
   timeoutMs = DEFAULT_WAIT_MS,
   label = 'condition',
 ): Promise<void> {
+  timeoutMs = stretch(timeoutMs);
   const err = new LatchTimeoutError(`${label} not met within ${timeoutMs} ms`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
