@@ -252,6 +252,8 @@ export function configText(
  * and sends it again (`reconnect`, what the agent's dns link does) or stops. Counts every failure:
  * a refused or reset connection, or an answer that does not come within `answerTimeoutMs`.
  */
+type SessionEnd = 'stopped' | 'failed' | 'eof-pending' | 'eof-idle' | 'reset-pending' | 'reset-idle';
+
 export class RouteLoad {
   answered = 0;
   sent = 0;
@@ -291,16 +293,17 @@ export class RouteLoad {
       const outcome = await this.session(i, resend);
       if (outcome === 'stopped') return;
       if (outcome === 'failed') return;
-      // 'eof-pending' or 'eof-idle': the server drained this connection.
+      // 'eof-*': the server drained this connection; 'reset-*': it died (a killed worker).
+      const pending = outcome === 'eof-pending' || outcome === 'reset-pending';
       if (!this.opts.reconnect) {
-        if (outcome === 'eof-pending') this.pendingAtEnd++;
+        if (pending) this.pendingAtEnd++;
         return;
       }
-      resend = outcome === 'eof-pending';
+      resend = pending;
     }
   }
 
-  private session(i: number, resend: boolean): Promise<'stopped' | 'failed' | 'eof-pending' | 'eof-idle'> {
+  private session(i: number, resend: boolean): Promise<SessionEnd> {
     const answerTimeoutMs = this.opts.answerTimeoutMs ?? stretch(3_000);
     return new Promise((resolve) => {
       const source = this.opts.spreadSources
@@ -317,7 +320,7 @@ export class RouteLoad {
       let pending = false;
       let timer: NodeJS.Timeout | undefined;
       let finished = false;
-      const finish = (r: 'stopped' | 'failed' | 'eof-pending' | 'eof-idle') => {
+      const finish = (r: SessionEnd) => {
         if (finished) return;
         finished = true;
         if (timer) clearTimeout(timer);
@@ -356,8 +359,9 @@ export class RouteLoad {
         }
       });
       socket.on('error', (err: NodeJS.ErrnoException) => {
+        // Recorded either way; with `reconnect` the request is sent again, as the agent does.
         this.failures.push(`conn ${i}: ${err.code ?? err.message}`);
-        finish('failed');
+        finish(pending ? 'reset-pending' : 'reset-idle');
       });
       socket.on('end', () => finish(pending ? 'eof-pending' : 'eof-idle'));
       socket.on('close', () => finish(pending ? 'eof-pending' : 'eof-idle'));
