@@ -120,6 +120,14 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       g.set([0x0a, 0xff, 0xff], 8);
       garbage.write(g);
       await garbage.waitClosed();
+      // So is a known field with the wrong wire type (modid sent length-delimited), not a query for 0/0.
+      const wrongType = await client(port);
+      const w = Buffer.alloc(8 + 3);
+      w.writeInt32LE(1, 0);
+      w.writeInt32LE(3, 4);
+      w.set([0x0a, 0x01, 0x05], 8);
+      wrongType.write(w);
+      await wrongType.waitClosed();
       good.ask(5, 5);
       expect((await good.waitForCount(2)).hosts).toHaveLength(1);
       expect(good.closed).toBe(false);
