@@ -3,7 +3,14 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', 'node_modules/**', 'src/protocol/generated/**', 'lars-data/**', 'test-artifacts/**'],
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'src/protocol/generated/**',
+      'src/bus/generated/**',
+      'lars-data/**',
+      'test-artifacts/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
