@@ -198,7 +198,7 @@ export class BusClient extends EventEmitter {
             subject: s.subject,
             message: `${n} messages for "${s.subject}" were dropped: the iterator fell behind`,
           }),
-        callbackError: (err) => this.asyncError(err),
+        callbackError: (err) => this.callbackError(err),
       },
       sid,
       subject,
@@ -689,8 +689,18 @@ export class BusClient extends EventEmitter {
     this.emit('state', s, prev);
   }
 
+  /** Failures no caller awaits (a refused publish): reported only to 'error' listeners. */
   private asyncError(err: unknown): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** A subscription callback threw: 'error' listeners get it, else it surfaces as uncaught (a bug to see). */
+  private callbackError(err: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else
+      queueMicrotask(() => {
+        throw err;
+      });
   }
 
   /** Fails connect() (or the session) with `err` and closes; used from socket callbacks. */

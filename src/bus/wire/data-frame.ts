@@ -226,7 +226,8 @@ export function decodeHeaders(buf: Uint8Array, start: number, len: number): Reco
   const out: Record<string, string> = {};
   if (len === 0) return out;
   const text = Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('utf8');
+  // Every key and value ends with NUL: the last part (after the final NUL) is never data.
   const parts = text.split('\0');
-  for (let i = 0; i + 1 < parts.length; i += 2) out[parts[i] as string] = parts[i + 1] as string;
+  for (let i = 0; i + 2 < parts.length; i += 2) out[parts[i] as string] = parts[i + 1] as string;
   return out;
 }
