@@ -146,8 +146,9 @@ export class BusService {
           ? `the bus is at max_conns (${this.settings.maxConns})`
           : 'the bus is shutting down',
       );
-      socket.end(errFrame(err.code, err.message));
       socket.on('error', () => {});
+      // Written, then destroyed: the peer's side need not be read for the socket to go away.
+      socket.end(errFrame(err.code, err.message), () => socket.destroy());
       return;
     }
     const conn = new BusConn(socket, engine, this.nextConnId++, socketPeerCred(socket));
@@ -158,11 +159,10 @@ export class BusService {
     if (this.state === 'closed') return;
     this.state = 'closing';
     const engine = this.engine;
-    if (this.server) {
-      const server = this.server;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      removeSocketFile(this.socketPath);
-    }
+    // Stop accepting now; net.Server calls back only once every connection is gone (awaited last).
+    const server = this.server;
+    const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    if (server) removeSocketFile(this.socketPath);
     if (!abrupt) {
       engine.startLameDuck();
       const deadline = performance.now() + this.settings.lingerMs;
@@ -177,6 +177,7 @@ export class BusService {
       await Promise.race([Promise.all(closed), grace]);
     }
     for (const c of [...engine.conns]) c.destroy(new ClosedError('the bus is shutting down'));
+    await serverClosed;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.admin?.close();
     this.state = 'closed';
