@@ -111,9 +111,16 @@ export class RawBus {
 
   /** Sends PING and waits for its PONG: everything sent before was processed. */
   async roundTrip(id = 999): Promise<void> {
+    let seen = this.frames.length;
     this.send(BusMsgId.Ping, Control.ping.encode({ req_id: id }));
     await waitFor(
-      () => this.frames.some((f) => f.msgid === BusMsgId.Pong && Control.pong.decode(f.body).req_id === id),
+      () => {
+        for (; seen < this.frames.length; seen++) {
+          const f = this.frames[seen] as Frame;
+          if (f.msgid === BusMsgId.Pong && Control.pong.decode(f.body).req_id === id) return true;
+        }
+        return this.closed;
+      },
       5_000,
       'pong',
     );

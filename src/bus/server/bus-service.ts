@@ -176,7 +176,9 @@ export class BusService {
       const grace = new Promise<void>((r) => setTimeout(r, CLOSE_GRACE_MS).unref());
       await Promise.race([Promise.all(closed), grace]);
     }
+    const gone = [...engine.conns].map((c) => new Promise<void>((r) => c.socket.once('close', () => r())));
     for (const c of [...engine.conns]) c.destroy(new ClosedError('the bus is shutting down'));
+    await Promise.all(gone);
     await serverClosed;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.admin?.close();

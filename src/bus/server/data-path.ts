@@ -25,6 +25,9 @@ import type { QueueGroup } from './sublist.js';
  */
 const fields = new DataFields();
 
+/** Longest a relayed request is remembered by the bus, whatever timeout its caller asked for. */
+const MAX_REQUEST_TIMEOUT_MS = 3_600_000;
+
 /** Subject of a data frame, from the connection's one-entry cache or decoded and validated. */
 function subjectOf(
   engine: BusEngine,
@@ -219,7 +222,8 @@ export function handleReq(
     else stats.requests.no_responders += 1;
     return engine.replyStatus(conn, id, picked, engine.whyNoServer(topic, picked));
   }
-  const timeoutMs = readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS;
+  // The caller's timeout, capped: a pending request holds a server credit until it ends.
+  const timeoutMs = Math.min(readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS);
   const p = engine.router.open(caller, id, picked, engine.now(), timeoutMs);
   deliver(engine, picked.proc, BusMsgId.Req, buf, start, len, p.rid, caller, false);
 }
