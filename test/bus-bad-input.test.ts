@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Control } from '../src/bus/wire/control.js';
-import { dataFrameLength, ReplyStatus, writeDataFrame } from '../src/bus/wire/data-frame.js';
+import { dataFrameLength, readU32, ReplyStatus, writeDataFrame } from '../src/bus/wire/data-frame.js';
 import { BusMsgId } from '../src/bus/wire/msg-id.js';
 import { ErrorCode } from '../src/errors.js';
 import { client, frame, RawBus, startBus } from './helpers/bus.js';
@@ -50,7 +50,7 @@ describe('bus bad input', () => {
       [BusMsgId.Pub, 0, ErrorCode.BUS_NOT_REGISTERED],
     ]);
     const rep = await raw.next(BusMsgId.Rep);
-    expect(rep.body.readUInt32LE(0)).toBe(42);
+    expect(readU32(rep.body, 0)).toBe(42);
     expect(rep.body[8]).toBe(ReplyStatus.NOT_REGISTERED);
   });
 
@@ -90,7 +90,7 @@ describe('bus bad input', () => {
       [BusMsgId.Sub, ErrorCode.BUS_LIMIT],
     ]);
     const rep = await raw.next(BusMsgId.Rep);
-    expect([rep.body.readUInt32LE(0), rep.body[8]]).toEqual([9, ReplyStatus.INVALID]);
+    expect([readU32(rep.body, 0), rep.body[8]]).toEqual([9, ReplyStatus.INVALID]);
     const s = bus.svc.engine.stats;
     expect(s.dropped.too_large).toBe(1);
     expect(s.unknownMsgid).toBe(1);
