@@ -144,10 +144,9 @@ export class BusClient extends EventEmitter {
       written: () => this.written(),
     });
     const connectTimeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    if (connectTimeoutMs > 0) {
+    // Not unref()'d: connect() is awaited, so its deadline must keep the process alive until then.
+    if (connectTimeoutMs > 0)
       this.connectTimer = setTimeout(() => this.connectTimedOut(connectTimeoutMs), connectTimeoutMs);
-      this.connectTimer.unref();
-    }
     this.link.dial();
   }
 
@@ -643,6 +642,7 @@ export class BusClient extends EventEmitter {
 
   private linkClosed(err: Error | undefined): void {
     const gen = this.link.gen;
+    if (err !== undefined && this.firstReady) this.lastError ??= err;
     const why = this.lastError ?? err;
     const lost = new ClosedError(
       `connection to the bus at ${this.socketPath} closed${why ? `: ${why.message}` : ''}`,
@@ -658,7 +658,8 @@ export class BusClient extends EventEmitter {
       this.reconnectTimer = undefined;
       if (this._state !== 'closed') this.link.dial();
     }, delay);
-    this.reconnectTimer.unref();
+    // While connect() is awaited the retries keep the process alive; later they must not.
+    if (!this.firstReady) this.reconnectTimer.unref();
   }
 
   private connectTimedOut(ms: number): void {

@@ -13,7 +13,7 @@ import { BusEngine } from './bus-engine.js';
 import { busMetrics } from './bus-metrics.js';
 import { procsJson, subsJson } from './queries.js';
 import { busSettings, type BusSettings } from './settings.js';
-import { prepareSocketPath, removeSocketFile, SOCKET_MODE } from './socket-file.js';
+import { prepareSocketPath, removeSocketFile, SOCKET_MODE, socketInode } from './socket-file.js';
 
 export interface BusServiceOptions {
   socketPath: string;
@@ -23,6 +23,8 @@ export interface BusServiceOptions {
   logger?: Logger;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
+  /** Take the socket path over from a live bus (rolling restart under `lars up`); default refuse. */
+  replace?: boolean;
 }
 
 /** How often close() checks whether everything queued has been written during the linger. */
@@ -48,6 +50,7 @@ export class BusService {
   private admin: AdminHttp | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private socketPath = '';
+  private socketIno = -1;
   private nextConnId = 1;
   private state: 'idle' | 'running' | 'closing' | 'closed' = 'idle';
   private closing: Promise<void> | undefined;
@@ -74,7 +77,7 @@ export class BusService {
   async start(): Promise<{ socket: string; httpPort: number | undefined }> {
     if (this.state !== 'idle') throw new ClosedError('bus service is closed or already started');
     this.state = 'running';
-    this.socketPath = await prepareSocketPath(this.opts.socketPath, this.log);
+    this.socketPath = await prepareSocketPath(this.opts.socketPath, this.log, this.opts.replace === true);
     const server = createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -92,6 +95,7 @@ export class BusService {
       }
     });
     chmodSync(this.socketPath, SOCKET_MODE);
+    this.socketIno = socketInode(this.socketPath);
     this.sweepTimer = setInterval(() => this.engine.sweep(), this.settings.sweepMs);
     this.sweepTimer.unref();
     let httpPort: number | undefined;
@@ -162,7 +166,7 @@ export class BusService {
     // Stop accepting now; net.Server calls back only once every connection is gone (awaited last).
     const server = this.server;
     const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
-    if (server) removeSocketFile(this.socketPath);
+    if (server) removeSocketFile(this.socketPath, this.socketIno);
     if (!abrupt) {
       engine.startLameDuck();
       const deadline = performance.now() + this.settings.lingerMs;

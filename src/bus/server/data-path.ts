@@ -223,7 +223,10 @@ export function handleReq(
     return engine.replyStatus(conn, id, picked, engine.whyNoServer(topic, picked));
   }
   // The caller's timeout, capped: a pending request holds a server credit until it ends.
-  const timeoutMs = Math.min(readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS);
+  const timeoutMs = Math.min(
+    readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS,
+    MAX_REQUEST_TIMEOUT_MS,
+  );
   const p = engine.router.open(caller, id, picked, engine.now(), timeoutMs);
   deliver(engine, picked.proc, BusMsgId.Req, buf, start, len, p.rid, caller, false);
 }

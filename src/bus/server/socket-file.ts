@@ -11,11 +11,13 @@ export const SOCKET_MODE = 0o600;
 export const SOCKET_DIR_MODE = 0o700;
 
 /**
- * Gets `path` ready for listening: checks its length, creates its directory 0700 when missing,
- * refuses when a live bus already answers there and removes a stale socket left by a killed one.
- * Returns the absolute path.
+ * Gets `path` ready for listening: checks its length, creates its directory 0700 when missing and
+ * removes a stale socket left by a killed bus. A live bus answering there is refused, unless
+ * `replace` (the rolling restart of `lars up`): then the path is taken over, the old bus keeps its
+ * connections until it is told to stop, and new connections reach the new one. Returns the
+ * absolute path.
  */
-export async function prepareSocketPath(path: string, log: Logger): Promise<string> {
+export async function prepareSocketPath(path: string, log: Logger, replace = false): Promise<string> {
   const abs = resolve(path);
   if (Buffer.byteLength(abs) > MAX_SOCKET_PATH_BYTES)
     throw new InvalidArgumentError(
@@ -38,17 +40,27 @@ export async function prepareSocketPath(path: string, log: Logger): Promise<stri
     const st = lstatSync(abs);
     if (!st.isSocket())
       throw new InvalidArgumentError(`${abs} exists and is not a socket; refusing to replace it`);
-    if (await answers(abs)) throw new InvalidArgumentError(`a bus is already running on ${abs}`);
-    log.info({ socket: abs }, 'removing a stale bus socket');
+    const live = await answers(abs);
+    if (live && !replace) throw new InvalidArgumentError(`a bus is already running on ${abs}`);
+    log.info(
+      { socket: abs },
+      live ? 'taking the socket over from the running bus' : 'removing a stale bus socket',
+    );
     unlinkSync(abs);
   }
   return abs;
 }
 
-/** Removes the socket file (at shutdown); ignores a file already gone. */
-export function removeSocketFile(path: string): void {
+/** Identity (inode) of the socket file this bus created, so it never removes a successor's. */
+export function socketInode(path: string): number {
+  return lstatSync(path).ino;
+}
+
+/** Removes the socket file at shutdown if it is still the one this bus created (`ino`). */
+export function removeSocketFile(path: string, ino: number): void {
   try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
+    const st = lstatSync(path);
+    if (st.isSocket() && st.ino === ino) unlinkSync(path);
   } catch {
     // already gone
   }
