@@ -2,14 +2,7 @@ import type { Command } from 'commander';
 import { BusClient, type BusMsg, type ProcInfo } from '../../bus/index.js';
 import { defaultBusSocket } from '../../bus/socket-path.js';
 import { InvalidArgumentError } from '../../errors.js';
-import {
-  loadServiceConfig,
-  processIo,
-  textTable,
-  untilSignal,
-  withConfigOption,
-  type CliIo,
-} from '../options.js';
+import { loadServiceConfig, processIo, textTable, untilSignal, type CliIo } from '../options.js';
 import { runBusBench } from './bus-bench.js';
 
 interface ToolFlags {
