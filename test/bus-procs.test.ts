@@ -64,6 +64,25 @@ describe('bus procs', () => {
     expect(a.session?.pid).toBe(process.pid);
   });
 
+  it('heartbeats keep a quiet client normal while a silent connection goes offline (bus clock, real time)', async () => {
+    // A heartbeat every 100 ms against 1000 ms of allowed silence: a wide margin for a busy machine.
+    const bus = await startBus({ offlineMs: 1_000, heartbeatMs: 100, sweepMs: 20 });
+    const quiet = await client(bus, 'quiet');
+    expect(quiet.session?.heartbeatMs).toBe(100);
+    const silent = await RawBus.open(bus.socket);
+    silent.hello('silent');
+    await silent.roundTrip();
+    await waitFor(() => bus.svc.engine.procs.get('silent')?.state === 'offline', 10_000, 'silent offline');
+    expect(bus.svc.engine.procs.get('quiet')?.state).toBe('normal');
+    await waitFor(
+      () => bus.svc.engine.procs.get('silent') === undefined,
+      10_000,
+      'silent removed at kill_ms',
+    );
+    await silent.waitClosed();
+    expect(bus.svc.engine.procs.get('quiet')?.state).toBe('normal');
+  });
+
   it('a live name is refused; takeover replaces it and the old client is closed', async () => {
     const bus = await startBus();
     const first = await client(bus, 'vss');

@@ -171,6 +171,27 @@ describe('bus publish/subscribe', () => {
     expect(got + dropped).toBe(20_000);
   });
 
+  it("an iterator that falls behind drops past maxPending and reports it as a client-side 'slowConsumer'", async () => {
+    const bus = await startBus();
+    const pub = await client(bus, 'pub');
+    const sub = await client(bus, 'sub');
+    const events: SlowConsumerEvent[] = [];
+    sub.on('slowConsumer', (e: SlowConsumerEvent) => events.push(e));
+    const s = sub.subscribe('burst', { maxPending: 10 });
+    await sub.flush();
+    for (let i = 0; i < 100; i++) pub.publish('burst', String(i));
+    await pub.flush();
+    await sub.flush();
+    const seen: string[] = [];
+    for await (const m of s) {
+      seen.push(m.string());
+      if (seen.length === 10) break;
+    }
+    expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
+    expect(s.dropped).toBe(90);
+    expect(events).toEqual([expect.objectContaining({ where: 'client', subject: 'burst', dropped: 90 })]);
+  });
+
   it("publish() throws LARS_ERR_QUEUE_FULL when the client's buffer is full, and 'drain' says when to resume", async () => {
     const bus = await startBus();
     const pub = await client(bus, 'pub', { maxOutboundBytes: 8_192 });
