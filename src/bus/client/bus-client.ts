@@ -421,6 +421,7 @@ export class BusClient extends EventEmitter {
         case BusMsgId.ProcName: {
           const m = Control.procName.decode(body);
           this.names.set(m.num, m.name);
+          this.lastFromNum = -1;
           return;
         }
         case BusMsgId.HelloOk:

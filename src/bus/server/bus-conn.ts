@@ -85,10 +85,11 @@ export class BusConn {
   /** Writes what is staged (one write); called once per turn by the engine. */
   flush(): void {
     this.dirty = false;
-    if (this.closed) return;
+    // A destroyed socket keeps its staged messages: the 'close' handler counts them as dropped.
+    if (this.closed || this.socket.destroyed) return;
     const msgs = this.out.msgs;
     const buf = this.out.take();
-    if (buf === undefined || this.socket.destroyed) return;
+    if (buf === undefined) return;
     this.inflightMsgs += msgs;
     this.writes.push({ buf, msgs });
     this.socket.write(buf, this.afterWrite);
