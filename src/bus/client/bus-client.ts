@@ -2,13 +2,10 @@ import { EventEmitter } from 'node:events';
 import {
   BusError,
   ClosedError,
-  ConnectionError,
   ErrorCode,
   InvalidArgumentError,
   isLarsError,
-  LarsError,
   ProtocolError,
-  QueueFullError,
   TimeoutError,
 } from '../../errors.js';
 import { Backoff } from '../../net/backoff.js';
@@ -18,32 +15,29 @@ import {
   DEFAULT_BUS_REQUEST_TIMEOUT_MS,
 } from '../defaults.js';
 import { defaultBusSocket } from '../socket-path.js';
-import { Control, NoticeKind, type Err, type ProcList, type TopicInfo } from '../wire/control.js';
-import {
-  DataFields,
-  dataFrameLength,
-  encodeHeaders,
-  parseDataFrame,
-  readU32,
-  ReplyStatus,
-  writeDataFrame,
-} from '../wire/data-frame.js';
+import { Control, NoticeKind, type Err } from '../wire/control.js';
+import { DataFields, parseDataFrame, readU32, ReplyStatus } from '../wire/data-frame.js';
 import { BUS_PROTOCOL_VERSION, BusMsgId } from '../wire/msg-id.js';
 import { checkName, checkSubject, checkSubscription } from '../wire/subject.js';
-import { BusMsg, SubjectCache } from './bus-msg.js';
+import { BusMsg } from './bus-msg.js';
 import { ClientLink } from './client-link.js';
+import type { ClientSide } from './client-side.js';
+import { ControlRequests } from './control-requests.js';
+import { DataOut } from './data-out.js';
 import { PendingTable } from './pending.js';
-import { BusResponder, type BusHandler, type BusReply, type ServeOptions } from './responder.js';
-import { Subscription, type SubscribeOptions } from './subscription.js';
+import { errFrameError, replyError } from './reply-errors.js';
+import type { BusHandler, BusResponder, ServeOptions } from './responder.js';
+import { Responders } from './responders.js';
+import type { SubscribeOptions, Subscription } from './subscription.js';
+import { Subscriptions } from './subscriptions.js';
 import {
-  toProcInfo,
-  toTopicServer,
   type BusClientOptions,
   type BusClientState,
   type BusSession,
   type ProcInfo,
   type PublishOptions,
   type RequestOptions,
+  type SlowConsumerEvent,
   type TopicServerInfo,
 } from './types.js';
 
@@ -54,7 +48,6 @@ const DEFAULT_RECONNECT = { initialMs: 100, maxMs: 5_000, jitter: 0.5 };
 /** close(): how long the bus gets to take what is staged before the socket is destroyed. */
 const CLOSE_LINGER_MS = 2_000;
 const EMPTY = new Uint8Array(0);
-const ERROR_CODE_HEADER = 'lars-error-code';
 
 /**
  * Client of the same-host message bus (DESIGN §9; docs/bus.md): `import { BusClient } from 'lars/bus'`.
@@ -76,28 +69,26 @@ export class BusClient extends EventEmitter {
   private _state: BusClientState = 'connecting';
   private _session: BusSession | undefined;
   private readonly link: ClientLink;
-  private readonly maxOutboundBytes: number;
+  private readonly out: DataOut;
+  private readonly subs: Subscriptions;
+  private readonly responders: Responders;
   private readonly requestTimeoutMs: number;
   private readonly hello: Uint8Array;
   private readonly heartbeatOverride: number | undefined;
   private readonly backoff: Backoff | undefined;
-  private readonly subs = new Map<number, Subscription>();
-  private readonly responders = new Map<number, BusResponder>();
-  private readonly byTopic = new Map<string, BusResponder>();
-  private nextSid = 1;
+  private sid = 1;
   private readonly requests = new PendingTable<BusMsg>(
     (topic, ms) =>
       new TimeoutError(
         `request to "${topic}" timed out after ${ms} ms (a responder took it but did not answer)`,
       ),
   );
-  private readonly controls = new PendingTable<unknown>();
+  private readonly controls: ControlRequests;
   private readonly names = new Map<number, string>();
   private lastFromNum = -1;
   private lastFromName = '';
   private lastPubSubject = '';
   private lastReqTopic = '';
-  private readonly topics = new SubjectCache();
   private readonly fields = new DataFields();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -106,7 +97,6 @@ export class BusClient extends EventEmitter {
   private readonly ready: Promise<void>;
   private lastError: Error | undefined;
   private takenOver = false;
-  private needDrain = false;
   private closing: Promise<void> | undefined;
   private _lateReplies = 0;
 
@@ -123,7 +113,6 @@ export class BusClient extends EventEmitter {
     if (bad) throw new InvalidArgumentError(bad);
     this.name = o.name;
     this.socketPath = o.socket ?? defaultBusSocket();
-    this.maxOutboundBytes = o.maxOutboundBytes ?? DEFAULT_BUS_MAX_OUTBOUND_BYTES;
     this.requestTimeoutMs = o.requestTimeoutMs ?? DEFAULT_BUS_REQUEST_TIMEOUT_MS;
     this.heartbeatOverride = o.heartbeatMs;
     this.hello = Control.hello.encode({
@@ -141,8 +130,29 @@ export class BusClient extends EventEmitter {
       frame: (msgid, buf, start, len) => this.onFrame(msgid, buf, start, len),
       violation: (err) => (this.lastError = err),
       closed: (err) => this.linkClosed(err),
-      written: () => this.written(),
+      written: () => {
+        if (this.out.drained()) this.emit('drain');
+      },
     });
+    this.out = new DataOut(this.link, this.name, o.maxOutboundBytes ?? DEFAULT_BUS_MAX_OUTBOUND_BYTES);
+    const side: ClientSide = { link: this.link, nameOf: (n) => this.nameOf(n), nextSid: () => this.sid++ };
+    this.subs = new Subscriptions(side, {
+      clientDrop: (s, n) =>
+        this.emit('slowConsumer', {
+          dropped: n,
+          where: 'client',
+          subject: s.subject,
+          message: `${n} messages for "${s.subject}" were dropped: the iterator fell behind`,
+        } satisfies SlowConsumerEvent),
+      callbackError: (err) => this.callbackError(err),
+    });
+    this.responders = new Responders(side, this.out, this.name);
+    this.controls = new ControlRequests(
+      this.link,
+      this.requestTimeoutMs,
+      () => this._state === 'closed',
+      () => this.nextGen(),
+    );
     const connectTimeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     // Not unref()'d: connect() is awaited, so its deadline must keep the process alive until then.
     if (connectTimeoutMs > 0)
@@ -172,68 +182,32 @@ export class BusClient extends EventEmitter {
    * `await flush()`) says when to resume.
    */
   publish(subject: string, data: Uint8Array | string, opts?: PublishOptions): void {
-    if (this._state === 'closed') throw new ClosedError(`bus client ${this.name} is closed`);
+    this.assertOpen();
     if (subject !== this.lastPubSubject) {
       const bad = checkSubject(subject);
       if (bad) throw new InvalidArgumentError(bad);
       this.lastPubSubject = subject;
     }
-    this.stageData(BusMsgId.Pub, 0, 0, subject, data, opts?.headers);
+    this.out.stage(BusMsgId.Pub, 0, 0, 0, subject, data, opts?.headers, true);
   }
 
   /** Subscribes: an async iterable of messages, or a callback (options.callback). */
   subscribe(subject: string, opts: SubscribeOptions = {}): Subscription {
-    if (this._state === 'closed') throw new ClosedError(`bus client ${this.name} is closed`);
+    this.assertOpen();
     const bad = checkSubscription(subject) ?? (opts.queue ? checkName(opts.queue, 'queue name') : undefined);
     if (bad) throw new InvalidArgumentError(bad);
-    const sid = this.nextSid++;
-    const sub = new Subscription(
-      {
-        unsubscribe: (s) => this.dropSub(s),
-        clientDrop: (s, n) =>
-          this.emit('slowConsumer', {
-            dropped: n,
-            where: 'client',
-            subject: s.subject,
-            message: `${n} messages for "${s.subject}" were dropped: the iterator fell behind`,
-          }),
-        callbackError: (err) => this.callbackError(err),
-      },
-      sid,
-      subject,
-      opts.queue ?? '',
-      opts.exact === true,
-      opts,
-    );
-    this.subs.set(sid, sub);
-    if (this.link.isConnected) this.link.stage(BusMsgId.Sub, this.subFrame(sub));
-    return sub;
+    return this.subs.add(subject, opts);
   }
 
   // ---- request / reply -----------------------------------------------------------------------------
 
   /** Serves `topic`: the handler's return value is the reply; a throw becomes LARS_ERR_BUS_HANDLER. */
   serve(topic: string, handler: BusHandler, opts: ServeOptions = {}): BusResponder {
-    if (this._state === 'closed') throw new ClosedError(`bus client ${this.name} is closed`);
+    this.assertOpen();
     const bad =
       checkSubject(topic, 'topic') ?? (opts.queue ? checkName(opts.queue, 'queue name') : undefined);
     if (bad) throw new InvalidArgumentError(bad);
-    if (this.byTopic.has(topic)) throw new InvalidArgumentError(`this client already serves "${topic}"`);
-    const c = opts.concurrency ?? 0;
-    if (!Number.isInteger(c) || c < 0 || c > 65_535)
-      throw new InvalidArgumentError(`concurrency must be an integer 1-65535, got ${c}`);
-    const r = new BusResponder(
-      { unserve: (x) => this.dropResponder(x) },
-      this.nextSid++,
-      topic,
-      opts.queue ?? '',
-      c,
-      handler,
-    );
-    this.responders.set(r.sid, r);
-    this.byTopic.set(topic, r);
-    if (this.link.isConnected) this.link.stage(BusMsgId.Serve, this.serveFrame(r));
-    return r;
+    return this.responders.add(topic, handler, opts);
   }
 
   /**
@@ -254,15 +228,9 @@ export class BusClient extends EventEmitter {
       return Promise.reject(signal.reason instanceof Error ? signal.reason : new ClosedError('aborted'));
     const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
     const id = this.requests.allocate();
+    const aux = Math.min(Math.max(0, Math.round(timeoutMs)), 0xffffffff);
     try {
-      this.stageData(
-        BusMsgId.Req,
-        id,
-        Math.min(Math.max(0, Math.round(timeoutMs)), 0xffffffff),
-        topic,
-        data,
-        opts.headers,
-      );
+      this.out.stage(BusMsgId.Req, id, aux, 0, topic, data, opts.headers, true);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -272,40 +240,21 @@ export class BusClient extends EventEmitter {
   // ---- queries -------------------------------------------------------------------------------------
 
   /** Who serves `topic` (all served topics when omitted), with each server's online flag. */
-  async queryTopic(topic = ''): Promise<TopicServerInfo[]> {
-    if (topic !== '') {
-      const bad = checkSubject(topic, 'topic');
-      if (bad) throw new InvalidArgumentError(bad);
-    }
-    const id = this.controls.allocate();
-    const answer = this.control(
-      id,
-      BusMsgId.QueryTopic,
-      Control.queryTopic.encode({ req_id: id, topic }),
-      `query of topic "${topic}"`,
-    );
-    return ((await answer) as TopicInfo).servers.map(toTopicServer);
+  queryTopic(topic = ''): Promise<TopicServerInfo[]> {
+    return this.controls.queryTopic(topic);
   }
 
   /** Every proc, or the one named (undefined when unknown): state, info, served topics, subscriptions. */
   queryProc(): Promise<ProcInfo[]>;
   queryProc(name: string): Promise<ProcInfo | undefined>;
   async queryProc(name?: string): Promise<ProcInfo[] | ProcInfo | undefined> {
-    const id = this.controls.allocate();
-    const answer = this.control(
-      id,
-      BusMsgId.QueryProc,
-      Control.queryProc.encode({ req_id: id, name: name ?? '' }),
-      'query of procs',
-    );
-    const procs = ((await answer) as ProcList).procs.map(toProcInfo);
+    const procs = await this.controls.queryProc(name ?? '');
     return name === undefined ? procs : procs[0];
   }
 
   /** Resolves once the bus has processed everything sent before (a PING/PONG round trip). */
-  async flush(): Promise<void> {
-    const id = this.controls.allocate();
-    await this.control(id, BusMsgId.Ping, Control.ping.encode({ req_id: id }), 'flush');
+  flush(): Promise<void> {
+    return this.controls.ping();
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------------
@@ -313,10 +262,11 @@ export class BusClient extends EventEmitter {
   /** Stops subscriptions and served topics, waits for running handlers and the bus, then closes. */
   async drain(): Promise<void> {
     if (this._state === 'closed') return this.closing;
-    for (const s of [...this.subs.values()]) s.unsubscribe();
-    for (const r of [...this.responders.values()]) r.stop();
+    for (const s of this.subs.all()) s.unsubscribe();
+    const running = this.responders.all();
+    for (const r of running) r.stop();
     if (this.link.isConnected) await this.flush().catch(() => {});
-    await Promise.all([...this.responders.values()].map((r) => r.settled()));
+    await Promise.all(running.map((r) => r.settled()));
     await this.close();
   }
 
@@ -333,44 +283,8 @@ export class BusClient extends EventEmitter {
 
   // ---- internals -----------------------------------------------------------------------------------
 
-  private stageData(
-    msgid: number,
-    id: number,
-    aux: number,
-    subject: string,
-    data: Uint8Array | string,
-    headers?: Record<string, string>,
-  ): void {
-    const payload = typeof data === 'string' ? Buffer.from(data) : data;
-    let hdr: Uint8Array | undefined;
-    if (headers !== undefined) {
-      const h = encodeHeaders(headers);
-      if (typeof h === 'string') throw new InvalidArgumentError(h);
-      hdr = h.length > 0 ? h : undefined;
-    }
-    const maxPayload = this._session?.maxPayload;
-    if (maxPayload !== undefined && payload.length > maxPayload)
-      throw new ProtocolError(
-        ErrorCode.MESSAGE_TOO_LARGE,
-        `payload of ${payload.length} bytes is over the bus's max_payload of ${maxPayload} bytes`,
-      );
-    const need = dataFrameLength(subject.length, hdr?.length ?? 0, payload.length);
-    if (this.link.pendingBytes + need > this.maxOutboundBytes) {
-      this.needDrain = true;
-      throw new QueueFullError(
-        `bus client ${this.name}: ${this.link.pendingBytes} bytes waiting to be sent (max ${this.maxOutboundBytes}); wait for 'drain'`,
-      );
-    }
-    const out = this.link.out;
-    const target = out.reserve(need);
-    out.commit(writeDataFrame(target, out.used, msgid, id, aux, 0, subject, hdr, payload), 1);
-    this.link.schedule();
-  }
-
-  private control(id: number, msgid: number, body: Uint8Array, what: string): Promise<unknown> {
-    if (this._state === 'closed') return Promise.reject(new ClosedError(`bus client ${this.name} is closed`));
-    this.link.stage(msgid, body);
-    return this.controls.add(id, this.nextGen(), what, this.requestTimeoutMs);
+  private assertOpen(): void {
+    if (this._state === 'closed') throw new ClosedError(`bus client ${this.name} is closed`);
   }
 
   /** Generation of the socket the next staged frame will be written to. */
@@ -378,45 +292,25 @@ export class BusClient extends EventEmitter {
     return this.link.hasSocket ? this.link.gen : this.link.gen + 1;
   }
 
-  private subFrame(s: Subscription): Uint8Array {
-    return Control.sub.encode({ sid: s.sid, subject: s.subject, queue: s.queueName, exact: s.exact });
-  }
-
-  private serveFrame(r: BusResponder): Uint8Array {
-    return Control.serve.encode({ sid: r.sid, topic: r.topic, queue: r.queue, concurrency: r.concurrency });
-  }
-
-  private dropSub(s: Subscription): void {
-    if (!this.subs.delete(s.sid)) return;
-    if (this.link.isConnected && this._state !== 'closed')
-      this.link.stage(BusMsgId.Unsub, Control.unsub.encode({ sid: s.sid }));
-  }
-
-  private dropResponder(r: BusResponder): void {
-    if (!this.responders.delete(r.sid)) return;
-    if (this.byTopic.get(r.topic) === r) this.byTopic.delete(r.topic);
-    if (this.link.isConnected && this._state !== 'closed')
-      this.link.stage(BusMsgId.Unserve, Control.unserve.encode({ sid: r.sid }));
-  }
-
   /** A new socket connected: HELLO, then every subscription and served topic again (replay). */
   private opened(): void {
     this.link.stage(BusMsgId.Hello, this.hello);
-    for (const s of this.subs.values()) this.link.stage(BusMsgId.Sub, this.subFrame(s));
-    for (const r of this.responders.values()) this.link.stage(BusMsgId.Serve, this.serveFrame(r));
+    this.subs.replay();
+    this.responders.replay();
   }
 
   private onFrame(msgid: number, buf: Uint8Array, start: number, len: number): void {
     try {
       switch (msgid) {
         case BusMsgId.Msg:
-          return this.onMsg(buf, start, len);
+          return this.subs.onMsg(buf, start, len, this.fields);
         case BusMsgId.Rep:
           return this.onRep(buf, start, len);
         case BusMsgId.Req:
-          return this.onReq(buf, start, len);
+          return this.responders.onReq(buf, start, len, this.fields);
       }
       const body = buf.subarray(start, start + len);
+      if (this.controls.answer(msgid, body)) return;
       switch (msgid) {
         case BusMsgId.ProcName: {
           const m = Control.procName.decode(body);
@@ -430,16 +324,6 @@ export class BusClient extends EventEmitter {
           return this.onErr(Control.err.decode(body));
         case BusMsgId.Notice:
           return this.onNotice(body);
-        case BusMsgId.Pong:
-          return this.controls.take(Control.pong.decode(body).req_id)?.resolve(undefined);
-        case BusMsgId.TopicInfo: {
-          const m = Control.topicInfo.decode(body);
-          return this.controls.take(m.req_id)?.resolve(m);
-        }
-        case BusMsgId.ProcList: {
-          const m = Control.procList.decode(body);
-          return this.controls.take(m.req_id)?.resolve(m);
-        }
       }
     } catch (err) {
       this.asyncError(err);
@@ -452,12 +336,6 @@ export class BusClient extends EventEmitter {
       this.lastFromName = this.names.get(num) ?? '';
     }
     return this.lastFromName;
-  }
-
-  private onMsg(buf: Uint8Array, start: number, len: number): void {
-    const sub = this.subs.get(readU32(buf, start));
-    if (sub === undefined || !parseDataFrame(buf, start, len, this.fields)) return;
-    sub.push(new BusMsg(buf, this.fields, this.nameOf(readU32(buf, start + 4)), sub.subjects));
   }
 
   private onRep(buf: Uint8Array, start: number, len: number): void {
@@ -477,92 +355,6 @@ export class BusClient extends EventEmitter {
     else w.reject(replyError(status, w.what, msg));
   }
 
-  private onReq(buf: Uint8Array, start: number, len: number): void {
-    const f = this.fields;
-    if (!parseDataFrame(buf, start, len, f)) return;
-    const rid = readU32(buf, start);
-    const topic = this.topics.decode(buf, f.subjStart, f.subjLen);
-    const r = this.byTopic.get(topic);
-    const gen = this.link.gen;
-    if (r === undefined || !r.active) {
-      this.stageReply(rid, ReplyStatus.NO_RESPONDERS, undefined, `${this.name} no longer serves "${topic}"`);
-      return;
-    }
-    const msg = new BusMsg(buf, f, this.nameOf(readU32(buf, start + 4)), undefined, topic);
-    r.inFlight += 1;
-    let result: BusReply | Promise<BusReply>;
-    try {
-      result = r.handler(msg);
-    } catch (err) {
-      this.replyFailed(rid, gen, r, err);
-      return;
-    }
-    if (result instanceof Promise) {
-      result.then(
-        (v) => this.replied(rid, gen, r, v),
-        (err: unknown) => this.replyFailed(rid, gen, r, err),
-      );
-    } else {
-      this.replied(rid, gen, r, result);
-    }
-  }
-
-  private replied(rid: number, gen: number, r: BusResponder, v: BusReply): void {
-    r.done(true);
-    if (gen !== this.link.gen || !this.link.isConnected) return; // the bus forgot the request with the connection
-    let data: Uint8Array | string | undefined;
-    let headers: Record<string, string> | undefined;
-    if (v === undefined || v === null || typeof v === 'string' || v instanceof Uint8Array)
-      data = v ?? undefined;
-    else {
-      data = v.data;
-      headers = v.headers;
-    }
-    try {
-      this.stageReply(rid, ReplyStatus.OK, headers, data ?? EMPTY);
-    } catch (err) {
-      this.stageReply(
-        rid,
-        ReplyStatus.HANDLER_ERROR,
-        { [ERROR_CODE_HEADER]: (err as LarsError).code ?? 'Error' },
-        (err as Error).message,
-      );
-    }
-  }
-
-  private replyFailed(rid: number, gen: number, r: BusResponder, err: unknown): void {
-    r.done(false);
-    if (gen !== this.link.gen || !this.link.isConnected) return;
-    const code = isLarsError(err) ? err.code : err instanceof Error ? err.name : 'Error';
-    const message = err instanceof Error ? err.message : String(err);
-    this.stageReply(rid, ReplyStatus.HANDLER_ERROR, { [ERROR_CODE_HEADER]: code }, message);
-  }
-
-  private stageReply(
-    rid: number,
-    status: number,
-    headers: Record<string, string> | undefined,
-    data: Uint8Array | string,
-  ): void {
-    const payload = typeof data === 'string' ? Buffer.from(data) : data;
-    let hdr: Uint8Array | undefined;
-    if (headers) {
-      const h = encodeHeaders(headers);
-      if (typeof h === 'string') throw new InvalidArgumentError(h);
-      hdr = h;
-    }
-    const maxPayload = this._session?.maxPayload;
-    if (maxPayload !== undefined && payload.length > maxPayload)
-      throw new ProtocolError(
-        ErrorCode.MESSAGE_TOO_LARGE,
-        `reply of ${payload.length} bytes is over max_payload ${maxPayload}`,
-      );
-    const out = this.link.out;
-    const target = out.reserve(dataFrameLength(0, hdr?.length ?? 0, payload.length));
-    out.commit(writeDataFrame(target, out.used, BusMsgId.Rep, rid, 0, status, '', hdr, payload), 1);
-    this.link.schedule();
-  }
-
   private helloOk(body: Uint8Array): void {
     const m = Control.helloOk.decode(body);
     this._session = {
@@ -576,6 +368,7 @@ export class BusClient extends EventEmitter {
       pid: m.creds_known ? m.pid : undefined,
       uid: m.creds_known ? m.uid : undefined,
     };
+    this.out.maxPayload = m.max_payload;
     this.lastError = undefined;
     this.backoff?.reset();
     if (this.connectTimer) clearTimeout(this.connectTimer);
@@ -587,32 +380,21 @@ export class BusClient extends EventEmitter {
   }
 
   private onErr(m: Err): void {
-    const err = busError(m);
+    const err = errFrameError(m);
     switch (m.op) {
       case BusMsgId.Hello:
         this.lastError = err;
         if (this.firstReady) this.shutdownLater(err);
         return;
-      case BusMsgId.Sub: {
-        const s = this.subs.get(m.id);
-        if (s) {
-          this.subs.delete(m.id);
-          s.end(err);
-        }
-        return;
-      }
-      case BusMsgId.Serve: {
-        const r = this.responders.get(m.id);
-        if (r) {
-          r.markStopped();
-          this.dropResponder(r);
-        }
+      case BusMsgId.Sub:
+        return this.subs.refused(m.id, err);
+      case BusMsgId.Serve:
+        this.responders.refused(m.id);
         return this.asyncError(err);
-      }
       case BusMsgId.QueryTopic:
       case BusMsgId.QueryProc:
       case BusMsgId.Ping:
-        return this.controls.fail(m.id, err);
+        return this.controls.pending.fail(m.id, err);
       case 0:
         this.lastError = err;
         if (err.code === ErrorCode.MAX_CONNECTIONS && this.firstReady) this.shutdownLater(err);
@@ -625,19 +407,13 @@ export class BusClient extends EventEmitter {
   private onNotice(body: Uint8Array): void {
     const m = Control.notice.decode(body);
     if (m.kind === NoticeKind.SLOW_CONSUMER) {
-      this.emit('slowConsumer', { dropped: Number(m.dropped), where: 'bus', message: m.message });
+      const e: SlowConsumerEvent = { dropped: Number(m.dropped), where: 'bus', message: m.message };
+      this.emit('slowConsumer', e);
     } else if (m.kind === NoticeKind.LAME_DUCK) {
       this.emit('lameDuck', m.message);
     } else if (m.kind === NoticeKind.TAKEN_OVER) {
       this.takenOver = true;
       this.lastError = new BusError(ErrorCode.BUS_NAME_IN_USE, m.message);
-    }
-  }
-
-  private written(): void {
-    if (this.needDrain && this.link.pendingBytes <= this.maxOutboundBytes / 2) {
-      this.needDrain = false;
-      this.emit('drain');
     }
   }
 
@@ -649,7 +425,7 @@ export class BusClient extends EventEmitter {
       `connection to the bus at ${this.socketPath} closed${why ? `: ${why.message}` : ''}`,
     );
     this.requests.failAll(lost, gen);
-    this.controls.failAll(lost, gen);
+    this.controls.pending.failAll(lost, gen);
     if (this._state === 'closed') return;
     if (this.takenOver) return this.shutdownLater(this.lastError ?? lost);
     if (this.backoff === undefined && this._state === 'ready') return this.shutdownLater(lost);
@@ -672,14 +448,13 @@ export class BusClient extends EventEmitter {
   private startHeartbeat(ms: number): void {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     const every = Math.max(5, Math.floor(ms / 2));
-    const body = new Uint8Array(0);
     this.heartbeatTimer = setInterval(() => {
       if (
         this._state === 'ready' &&
         this.link.isConnected &&
         performance.now() - this.link.lastSentMs >= every
       )
-        this.link.stage(BusMsgId.Heartbeat, body);
+        this.link.stage(BusMsgId.Heartbeat, EMPTY);
     }, every);
     this.heartbeatTimer.unref();
   }
@@ -718,70 +493,14 @@ export class BusClient extends EventEmitter {
     this.firstReady?.reject(err);
     this.firstReady = undefined;
     this.requests.failAll(err);
-    this.controls.failAll(err);
-    for (const s of this.subs.values()) s.end(graceful ? undefined : isLarsError(err) ? err : undefined);
-    this.subs.clear();
-    for (const r of this.responders.values()) r.markStopped();
+    this.controls.pending.failAll(err);
+    this.subs.endAll(graceful || !isLarsError(err) ? undefined : err);
+    this.responders.stopAll();
     if (graceful && this.link.isConnected) {
       this.link.stage(BusMsgId.Unregister, EMPTY);
       await this.link.end(CLOSE_LINGER_MS);
     } else {
       this.link.destroy();
     }
-  }
-}
-
-function busError(m: Err): LarsError {
-  const code = Object.values(ErrorCode).includes(m.code as ErrorCode)
-    ? (m.code as ErrorCode)
-    : ErrorCode.INVALID_ARGUMENT;
-  switch (code) {
-    case ErrorCode.BUS_NAME_IN_USE:
-    case ErrorCode.BUS_NOT_REGISTERED:
-    case ErrorCode.BUS_LIMIT:
-    case ErrorCode.BUS_NO_RESPONDERS:
-    case ErrorCode.BUS_OVERLOADED:
-    case ErrorCode.BUS_HANDLER:
-      return new BusError(code, m.message, m.subject);
-    case ErrorCode.MAX_CONNECTIONS:
-    case ErrorCode.SLOW_PEER:
-      return new ConnectionError(code, m.message);
-    case ErrorCode.CLOSED:
-      return new ClosedError(m.message);
-    default:
-      return new LarsError(code, m.message);
-  }
-}
-
-/** The error a non-OK reply stands for; it names the topic (P2). */
-function replyError(status: number, topic: string, msg: BusMsg): LarsError {
-  const detail = msg.string();
-  switch (status) {
-    case ReplyStatus.NO_RESPONDERS:
-      return new BusError(
-        ErrorCode.BUS_NO_RESPONDERS,
-        `no responders for "${topic}"${detail ? `: ${detail}` : ''}`,
-        topic,
-      );
-    case ReplyStatus.OVERLOADED:
-      return new BusError(
-        ErrorCode.BUS_OVERLOADED,
-        `every server of "${topic}" is busy${detail ? `: ${detail}` : ''}`,
-        topic,
-      );
-    case ReplyStatus.CLOSED:
-      return new ClosedError(`request to "${topic}" failed: ${detail || 'the responder closed'}`);
-    case ReplyStatus.HANDLER_ERROR:
-      return new BusError(
-        ErrorCode.BUS_HANDLER,
-        `the responder of "${topic}" failed: ${msg.headers[ERROR_CODE_HEADER] ?? 'Error'}: ${detail}`,
-        topic,
-      );
-    case ReplyStatus.TOO_LARGE:
-      return new ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, detail);
-    case ReplyStatus.NOT_REGISTERED:
-      return new BusError(ErrorCode.BUS_NOT_REGISTERED, detail, topic);
-    default:
-      return new InvalidArgumentError(`request to "${topic}" refused: ${detail}`);
   }
 }
