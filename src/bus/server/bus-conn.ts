@@ -131,7 +131,7 @@ export class BusConn {
     if (!w) return;
     this.inflightMsgs -= w.msgs;
     this.out.recycle(w.buf);
-    if (this.episodeStartMs >= 0) this.engine.maybeEndEpisode(this);
+    if (this.episodeStartMs >= 0) this.engine.slow.maybeEnd(this);
   }
 
   private onClose(): void {

@@ -7,13 +7,12 @@ import {
   LarsError,
   ProtocolError,
   TimeoutError,
-  type ConnectionError,
 } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log/logger.js';
 import { Control, NoticeKind } from '../wire/control.js';
 import { ReplyStatus, statusReplyLength, writeStatusReply } from '../wire/data-frame.js';
 import { BusMsgId, busMsgIdName } from '../wire/msg-id.js';
-import { slowPeerError, type BusConn } from './bus-conn.js';
+import type { BusConn } from './bus-conn.js';
 import { BusStats } from './bus-stats.js';
 import { handleControl } from './control-ops.js';
 import { handlePub, handleRep, handleReq } from './data-path.js';
@@ -21,6 +20,7 @@ import type { Proc } from './proc.js';
 import { ProcTable } from './proc-table.js';
 import { Router, type PendingRequest, type ServeReg } from './router.js';
 import type { BusSettings } from './settings.js';
+import { SlowConsumers } from './slow-consumers.js';
 import { Sublist } from './sublist.js';
 import type { BusSub } from './subscription.js';
 
@@ -51,6 +51,8 @@ export class BusEngine {
   readonly log: Logger;
   readonly now: () => number;
   readonly requestSeconds: Histogram;
+  /** The slow-consumer policy (drops, episodes with one notice each, cuts at the write deadline). */
+  readonly slow: SlowConsumers;
   /** Set by lameDuck(): publishes are dropped (counted `closing`), requests fail with CLOSED. */
   lameDuck = false;
   /** `canTake(reg)`: the server's connection has room (bound once, used by Router.pick). */
@@ -62,7 +64,6 @@ export class BusEngine {
   private dirty: BusConn[] = [];
   private spareDirty: BusConn[] = [];
   private flushScheduled = false;
-  private readonly slowConns = new Set<BusConn>();
   private readonly flushAll = (): void => this.runFlush();
 
   constructor(options: BusEngineOptions) {
@@ -75,6 +76,7 @@ export class BusEngine {
       buckets: REQUEST_BUCKETS,
       registers: [],
     });
+    this.slow = new SlowConsumers(this.settings, this.stats, this.log, this.now);
     this.procs = new ProcTable({
       offlineMs: this.settings.offlineMs,
       killMs: this.settings.killMs,
@@ -135,7 +137,7 @@ export class BusEngine {
 
   connectionClosed(conn: BusConn, reason: Error | undefined, lostMsgs: number): void {
     this.conns.delete(conn);
-    this.slowConns.delete(conn);
+    this.slow.forget(conn);
     this.stats.dropped.disconnect += lostMsgs;
     const proc = conn.proc;
     conn.proc = undefined;
@@ -186,40 +188,6 @@ export class BusEngine {
     const target = out.reserve(statusReplyLength(detail));
     out.commit(writeStatusReply(target, out.used, id, status, detail), 1);
     this.markDirty(conn);
-  }
-
-  // ---- slow consumers (DESIGN §9: no drop is silent) -------------------------------------------
-
-  slowDrop(conn: BusConn, proc: Proc): void {
-    this.stats.dropped.slow_consumer += 1;
-    proc.dropped += 1;
-    if (conn.episodeStartMs < 0) {
-      conn.episodeStartMs = this.now();
-      conn.episodeDropped = 0;
-      this.stats.slowConsumerEpisodes += 1;
-      this.slowConns.add(conn);
-    }
-    conn.episodeDropped += 1;
-  }
-
-  /** Ends an episode once the queue has drained to half its limits: one notice with the count. */
-  maybeEndEpisode(conn: BusConn): void {
-    const s = this.settings;
-    if (conn.pendingMsgs > s.maxPendingMsgs / 2 || conn.pendingBytes > s.maxPendingBytes / 2) return;
-    const dropped = conn.episodeDropped;
-    const ms = Math.round(this.now() - conn.episodeStartMs);
-    conn.episodeStartMs = -1;
-    conn.episodeDropped = 0;
-    this.slowConns.delete(conn);
-    this.log.warn({ proc: conn.proc?.name, conn: conn.id, dropped, ms }, 'slow consumer: messages dropped');
-    conn.sendControl(
-      BusMsgId.Notice,
-      Control.notice.encode({
-        kind: NoticeKind.SLOW_CONSUMER,
-        dropped,
-        message: `${dropped} messages for this connection were dropped in ${ms} ms: its queue in the bus was full`,
-      }),
-    );
   }
 
   // ---- requests ----------------------------------------------------------------------------------
@@ -291,18 +259,7 @@ export class BusEngine {
       this.router.finish(p);
       this.stats.requests.timeout += 1;
     }
-    for (const conn of [...this.slowConns]) {
-      if (now - conn.episodeStartMs >= this.settings.writeDeadlineMs) this.cutSlow(conn);
-      else this.maybeEndEpisode(conn);
-    }
-  }
-
-  private cutSlow(conn: BusConn): void {
-    this.slowConns.delete(conn);
-    this.stats.slowConsumerDisconnects += 1;
-    const err: ConnectionError = slowPeerError(conn, this.settings.writeDeadlineMs);
-    this.log.warn({ proc: conn.proc?.name, conn: conn.id, dropped: conn.episodeDropped }, err.message);
-    conn.destroy(err);
+    this.slow.sweep(now);
   }
 
   /** A proc left the table: release what it held (DESIGN §9 killme / replacement). */

@@ -180,7 +180,7 @@ export function deliver(
   }
   const need = HEADER_LEN + len;
   if (bounded && !engine.hasRoom(conn, need)) {
-    engine.slowDrop(conn, dest);
+    engine.slow.drop(conn, dest);
     return false;
   }
   if (!conn.known.has(from.num)) engine.introduce(conn, from);
