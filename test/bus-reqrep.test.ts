@@ -162,4 +162,36 @@ describe('bus request/reply', () => {
     expect((await failure(caller.request('svc.x', ''))).code).toBe(ErrorCode.BUS_NO_RESPONDERS);
     expect(r.handled).toBe(1);
   });
+
+  it('drain() stops serving, lets the running handler reply, then closes; close() sends what was published', async () => {
+    const bus = await startBus();
+    const server = await client(bus, 'srv');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    server.serve('svc.slow', async () => {
+      await gate;
+      return 'finished';
+    });
+    await server.flush();
+    const caller = await client(bus, 'ui');
+    const pending = caller.request('svc.slow', 'x');
+    await waitFor(() => bus.svc.engine.router.pending.size === 1, 5_000, 'relayed');
+    const drained = server.drain();
+    await waitFor(() => bus.svc.engine.router.servers('svc.slow').length === 0, 5_000, 'unserved');
+    expect((await failure(caller.request('svc.slow', 'y'))).code).toBe(ErrorCode.BUS_NO_RESPONDERS);
+    release();
+    expect((await pending).string()).toBe('finished');
+    await drained;
+    expect(server.state).toBe('closed');
+
+    const got: string[] = [];
+    const listener = await client(bus, 'listener');
+    listener.subscribe('last', { callback: (m) => got.push(m.string()) });
+    await listener.flush();
+    const shortLived = await client(bus, 'short');
+    shortLived.publish('last', 'words');
+    await shortLived.close();
+    await waitFor(() => got.length === 1, 5_000, 'published before close delivered');
+    expect(got).toEqual(['words']);
+  });
 });

@@ -27,7 +27,8 @@ export class Responders {
   ) {}
 
   add(topic: string, handler: BusHandler, opts: ServeOptions): BusResponder {
-    if (this.byTopic.has(topic)) throw new InvalidArgumentError(`this client already serves "${topic}"`);
+    if (this.byTopic.get(topic)?.active)
+      throw new InvalidArgumentError(`this client already serves "${topic}"`);
     const c = opts.concurrency ?? 0;
     if (!Number.isInteger(c) || c < 0 || c > 65_535)
       throw new InvalidArgumentError(`concurrency must be an integer 1-65535, got ${c}`);
@@ -50,6 +51,8 @@ export class Responders {
   }
 
   replay(): void {
+    // A new session: stopped topics are gone for good (the bus relays nothing more for them).
+    for (const [topic, r] of this.byTopic) if (!this.bySid.has(r.sid)) this.byTopic.delete(topic);
     for (const r of this.bySid.values()) this.host.link.stage(BusMsgId.Serve, frame(r));
   }
 
@@ -59,6 +62,7 @@ export class Responders {
     if (!r) return undefined;
     r.markStopped();
     this.drop(r);
+    if (this.byTopic.get(r.topic) === r) this.byTopic.delete(r.topic);
     return r;
   }
 
@@ -70,9 +74,10 @@ export class Responders {
     if (!parseDataFrame(buf, start, len, f)) return;
     const rid = readU32(buf, start);
     const topic = this.topics.decode(buf, f.subjStart, f.subjLen);
+    // A stopped topic still answers the requests the bus relayed before it read our UNSERVE.
     const r = this.byTopic.get(topic);
     const gen = this.host.link.gen;
-    if (r === undefined || !r.active) {
+    if (r === undefined) {
       this.reply(rid, ReplyStatus.NO_RESPONDERS, undefined, `${this.clientName} no longer serves "${topic}"`);
       return;
     }
@@ -138,7 +143,6 @@ export class Responders {
 
   private drop(r: BusResponder): void {
     if (!this.bySid.delete(r.sid)) return;
-    if (this.byTopic.get(r.topic) === r) this.byTopic.delete(r.topic);
     if (this.host.link.isConnected)
       this.host.link.stage(BusMsgId.Unserve, Control.unserve.encode({ sid: r.sid }));
   }
