@@ -3,7 +3,14 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', 'node_modules/**', 'src/protocol/generated/**', 'lars-data/**', 'test-artifacts/**'],
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'src/protocol/generated/**',
+      'src/bus/generated/**',
+      'lars-data/**',
+      'test-artifacts/**',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -59,6 +66,43 @@ export default tseslint.config(
                 'fastify',
               ],
               message: 'The SDK imports nothing from server or database code.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // 'lars/bus' (the bus client) and what it is built from: no daemon, server or database code.
+    files: ['src/bus/index.ts', 'src/bus/client/**/*.ts', 'src/bus/wire/**/*.ts', 'src/bus/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '**/server/**',
+                '**/store/**',
+                '**/dns/**',
+                '**/agent/**',
+                '**/reporter/**',
+                '**/web/**',
+                '**/cli/**',
+                '**/supervisor/**',
+                '**/service/**',
+                '**/net/tcp-*',
+                '**/net/udp-*',
+                '**/net/index.js',
+                'kysely',
+                'pg',
+                'mysql2',
+                'better-sqlite3',
+                'fastify',
+                'prom-client',
+              ],
+              message:
+                "The bus client ('lars/bus') imports nothing from the daemon, servers or database code.",
             },
           ],
         },

@@ -52,6 +52,18 @@ export const ErrorCode = {
   FORBIDDEN: 'LARS_ERR_FORBIDDEN',
   /** Too many attempts (e.g. failed logins); retry after `retryAfterS` seconds. */
   RATE_LIMITED: 'LARS_ERR_RATE_LIMITED',
+  /** Bus: no normal server serves the requested topic (the message names it). */
+  BUS_NO_RESPONDERS: 'LARS_ERR_BUS_NO_RESPONDERS',
+  /** Bus: a live proc already holds the requested name (connect with `takeover` to replace it). */
+  BUS_NAME_IN_USE: 'LARS_ERR_BUS_NAME_IN_USE',
+  /** Bus: an operation arrived before the connection registered (HELLO), or after it unregistered. */
+  BUS_NOT_REGISTERED: 'LARS_ERR_BUS_NOT_REGISTERED',
+  /** Bus: every server of the topic is at its in-flight (concurrency) limit. */
+  BUS_OVERLOADED: 'LARS_ERR_BUS_OVERLOADED',
+  /** Bus: the responder's handler failed; the message carries the responder's error. */
+  BUS_HANDLER: 'LARS_ERR_BUS_HANDLER',
+  /** Bus: a per-connection limit (subscriptions, served topics) was reached. */
+  BUS_LIMIT: 'LARS_ERR_BUS_LIMIT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -193,6 +205,29 @@ export class RateLimitError extends LarsError {
   constructor(message: string, retryAfterS: number) {
     super(ErrorCode.RATE_LIMITED, message);
     this.retryAfterS = retryAfterS;
+  }
+}
+
+/**
+ * Errors of the same-host message bus (DESIGN §9) that name a subject: no responders, overloaded,
+ * a failed handler. `subject` is the topic or subject concerned ('' when none).
+ */
+export class BusError extends LarsError {
+  readonly subject: string;
+
+  constructor(
+    code:
+      | typeof ErrorCode.BUS_NO_RESPONDERS
+      | typeof ErrorCode.BUS_NAME_IN_USE
+      | typeof ErrorCode.BUS_NOT_REGISTERED
+      | typeof ErrorCode.BUS_OVERLOADED
+      | typeof ErrorCode.BUS_HANDLER
+      | typeof ErrorCode.BUS_LIMIT,
+    message: string,
+    subject = '',
+  ) {
+    super(code, message);
+    this.subject = subject;
   }
 }
 

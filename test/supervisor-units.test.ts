@@ -159,6 +159,7 @@ describe('service table', () => {
     p.command('dns').option('--host <h>').option('--port <p>').option('--http-port <p>');
     p.command('agent').option('--dns <d>');
     p.command('web').option('--host <h>').option('--port <p>').option('--db <u>');
+    p.command('bus').option('--socket <p>').option('--http-port <p>');
     if (withReporter) p.command('reporter').option('--db <u>');
     return p;
   }
@@ -168,7 +169,7 @@ describe('service table', () => {
     const settings = { ...supervisorSettings(config), dnsHandoff: handoff };
     const prog = program(withReporter);
     const book = new PortBook();
-    const runsHere = (name: 'dns' | 'reporter' | 'web' | 'agent') =>
+    const runsHere = (name: 'bus' | 'dns' | 'reporter' | 'web' | 'agent') =>
       commandAvailable(prog, name) && settings.workers[name] > 0;
     return {
       config,
@@ -177,7 +178,7 @@ describe('service table', () => {
       settings,
       dataDir: '/var/lib/lars',
       dbUrl: 'sqlite:/var/lib/lars/lars.db',
-      ports: await resolveStackPorts(config, fileSections, runsHere, book),
+      ports: await resolveStackPorts(config, fileSections, runsHere, book, '/var/lib/lars'),
       runsHere,
       hasOption: (c, f) => commandHasOption(prog, c, f),
       book,
@@ -187,7 +188,7 @@ describe('service table', () => {
   it('launches each service with the stack ports; one entry per service', async () => {
     const ctx = await context(true);
     const byName = Object.fromEntries(SERVICES.map((s) => [s.name, s]));
-    expect(Object.keys(byName)).toEqual(['dns', 'reporter', 'web', 'agent']);
+    expect(Object.keys(byName)).toEqual(['bus', 'dns', 'reporter', 'web', 'agent']);
     const dns = await byName.dns!.launch(ctx, 0);
     expect(dns.args.slice(0, 7)).toEqual([
       'dns',
@@ -225,6 +226,16 @@ describe('service table', () => {
       'sqlite:/var/lib/lars/lars.db',
     ]);
     expect(reporter.readyPort).toBe(7779);
+    const bus = await byName.bus!.launch(ctx, 0);
+    expect(bus.args.slice(0, 5)).toEqual([
+      'bus',
+      '--config',
+      '/etc/lars.ini',
+      '--socket',
+      '/var/lib/lars/bus/bus.sock',
+    ]);
+    expect(bus.args[5]).toBe('--http-port');
+    expect(bus.healthUrl).toBe(`http://127.0.0.1:${bus.args[6]}/healthz`);
     const web = await byName.web!.launch(ctx, 0);
     expect(web.args).toEqual([
       'web',

@@ -64,6 +64,17 @@ export const processIo: CliIo = {
   err: (line) => void process.stderr.write(`${line}\n`),
 };
 
+/** Aligned plain-text rows (columns padded, two spaces apart) for the human output of list commands. */
+export function textTable(header: readonly string[], cells: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: readonly string[]) =>
+    c
+      .map((v, i) => v.padEnd(widths[i] as number))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...cells.map(line)];
+}
+
 /** Parses `HOST:PORT` (IPv4 or host name) with messages naming the flag. */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
   const i = value.lastIndexOf(':');

@@ -20,6 +20,17 @@ import {
   DEFAULT_UPDATE_TIMEOUT_S,
   DEFAULT_WINDOW_ERR_RATE,
 } from '../agent/lb-config.js';
+import {
+  DEFAULT_BUS_HEARTBEAT_MS,
+  DEFAULT_BUS_LINGER_MS,
+  DEFAULT_BUS_MAX_CONNS,
+  DEFAULT_BUS_MAX_PAYLOAD,
+  DEFAULT_BUS_MAX_PENDING_BYTES,
+  DEFAULT_BUS_MAX_PENDING_MSGS,
+  DEFAULT_BUS_MAX_SUBS_PER_CONN,
+  DEFAULT_BUS_OFFLINE_MS,
+  DEFAULT_BUS_WRITE_DEADLINE_MS,
+} from '../bus/defaults.js';
 
 export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
 
@@ -78,6 +89,7 @@ export const DEFAULT_DNS_WORKERS = 2;
 export const DEFAULT_REPORTER_WORKERS = 1;
 export const DEFAULT_WEB_WORKERS = 1;
 export const DEFAULT_AGENT_WORKERS = 1;
+export const DEFAULT_BUS_WORKERS = 1;
 export const DEFAULT_RESTART_MAX = 5;
 export const DEFAULT_RESTART_WINDOW_S = 60;
 export const DEFAULT_RESTART_DELAY_S = 0.1;
@@ -306,6 +318,12 @@ export const SCHEMA = {
       0,
       1,
     ),
+    bus_workers: int(
+      DEFAULT_BUS_WORKERS,
+      'lars up: run the same-host message bus (1) or not (0); one process owns every connection, so never more',
+      0,
+      1,
+    ),
     dns_handoff: {
       type: 'bool',
       default: false,
@@ -341,6 +359,73 @@ export const SCHEMA = {
       'seconds a starting worker has to report ready before it counts as failed',
       { gt: 0, max: 3600 },
     ),
+  },
+  bus: {
+    socket: str(
+      '',
+      'Unix socket of the same-host bus (empty = <data-dir>/bus/bus.sock; directory 0700, socket 0600)',
+    ),
+    offline_ms: int(
+      DEFAULT_BUS_OFFLINE_MS,
+      'a proc not heard from (any frame or heartbeat) for this long is offline',
+      100,
+      3_600_000,
+    ),
+    kill_ms: int(
+      0,
+      'a proc not heard from for this long is removed with its subscriptions and served topics (0 = 3 x offline_ms)',
+      0,
+      86_400_000,
+    ),
+    heartbeat_ms: int(
+      DEFAULT_BUS_HEARTBEAT_MS,
+      'how often quiet clients send a heartbeat (at most offline_ms / 3)',
+      10,
+      600_000,
+    ),
+    max_pending_msgs: int(
+      DEFAULT_BUS_MAX_PENDING_MSGS,
+      'messages queued in the bus for one connection before further messages for it are dropped (counted, with a notice)',
+      1,
+      100_000_000,
+    ),
+    max_pending_bytes: int(
+      DEFAULT_BUS_MAX_PENDING_BYTES,
+      'bytes queued in the bus for one connection before further messages for it are dropped (counted, with a notice)',
+      4096,
+      4 * 1024 * 1024 * 1024,
+    ),
+    write_deadline_ms: int(
+      DEFAULT_BUS_WRITE_DEADLINE_MS,
+      'a connection that keeps dropping messages (queue full) for this long is cut (LARS_ERR_SLOW_PEER)',
+      100,
+      3_600_000,
+    ),
+    max_payload: int(
+      DEFAULT_BUS_MAX_PAYLOAD,
+      'largest message payload in bytes (frames may be 4 KiB larger for subject and headers)',
+      1024,
+      64 * 1024 * 1024,
+    ),
+    max_subs_per_conn: int(
+      DEFAULT_BUS_MAX_SUBS_PER_CONN,
+      'subscriptions plus served topics one connection may hold',
+      1,
+      1_000_000,
+    ),
+    max_conns: int(
+      DEFAULT_BUS_MAX_CONNS,
+      'client connections; more are refused (LARS_ERR_MAX_CONNECTIONS)',
+      1,
+      100_000,
+    ),
+    linger_ms: int(
+      DEFAULT_BUS_LINGER_MS,
+      'at shutdown, how long queued messages may take to reach their clients before connections are closed',
+      0,
+      60_000,
+    ),
+    http_port: port(0, 'port of the health/metrics/procs HTTP endpoint on 127.0.0.1 (0 = any free port)'),
   },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 

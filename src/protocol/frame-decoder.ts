@@ -2,23 +2,40 @@ import type { ProtocolError } from '../errors.js';
 import { checkBodyLength, HEADER_LEN, MAX_BODY_LEN, type Frame } from './frame.js';
 
 /**
- * Streaming frame decoder for TCP: a pure state machine, no I/O. Feed it bytes in any split or
- * coalescing; it returns the complete frames. A header whose msglen is negative or larger than
- * 65527 is rejected as soon as the header is complete: the decoder then records `failure` and
- * ignores all further input (the caller closes the connection).
+ * Receives each complete frame: its body is `buf[start, start + len)`. `buf` is the pushed chunk
+ * (no copy) when the frame lies wholly inside it, else a buffer of the frame's own. The visitor
+ * must not throw (a throw leaves the rest of the chunk undecoded) and must copy what it keeps.
+ */
+export type FrameVisitor = (msgid: number, buf: Uint8Array, start: number, len: number) => void;
+
+export interface FrameDecoderOptions {
+  /** Largest accepted body. Default 65527 (DESIGN §2); the bus allows more for its payloads. */
+  maxBodyLen?: number;
+}
+
+/**
+ * Streaming frame decoder for stream sockets: a pure state machine, no I/O. Feed it bytes in any
+ * split or coalescing; it returns (push) or visits (visit) the complete frames. A header whose msglen
+ * is negative or larger than the limit is rejected as soon as the header is complete: the decoder
+ * then records `failure` and ignores all further input (the caller closes the connection).
  *
- * Memory is bounded: at most one partial frame (8 + 65527 bytes) is buffered.
+ * Memory is bounded: at most one partial frame (8 + maxBodyLen) is buffered.
  *
- * Bodies of frames that lie wholly inside one pushed chunk are views into that chunk (no copy);
- * a frame split across chunks is assembled into its own buffer.
+ * visit() allocates nothing for frames that lie wholly inside one chunk (the hot path of the bus);
+ * push() returns Frame objects whose bodies are views into the chunk when they can be.
  */
 export class FrameDecoder {
+  readonly maxBodyLen: number;
   private header = Buffer.alloc(HEADER_LEN);
   private headerFill = 0;
   private body: Buffer | undefined;
   private bodyFill = 0;
   private msgid = 0;
   private _failure: ProtocolError | undefined;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.maxBodyLen = options.maxBodyLen ?? MAX_BODY_LEN;
+  }
 
   /** The protocol violation that stopped the decoder, if any. */
   get failure(): ProtocolError | undefined {
@@ -32,7 +49,18 @@ export class FrameDecoder {
 
   push(chunk: Uint8Array): Frame[] {
     const frames: Frame[] = [];
-    if (this._failure) return frames;
+    this.visit(chunk, (msgid, buf, start, len) => {
+      frames.push({
+        msgid,
+        body: start === 0 && len === buf.length ? buf : buf.subarray(start, start + len),
+      });
+    });
+    return frames;
+  }
+
+  /** Calls `visitor` for each frame completed by `chunk`, in order. */
+  visit(chunk: Uint8Array, visitor: FrameVisitor): void {
+    if (this._failure) return;
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
@@ -41,11 +69,12 @@ export class FrameDecoder {
         if (this.headerFill === 0 && len - pos >= HEADER_LEN) {
           const msgid = readInt32LE(chunk, pos);
           const msglen = readInt32LE(chunk, pos + 4);
-          if (!this.accept(msgid, msglen)) return frames;
+          if (!this.accept(msgid, msglen)) return;
           pos += HEADER_LEN;
           if (len - pos >= msglen) {
-            frames.push({ msgid, body: chunk.subarray(pos, pos + msglen) });
+            const start = pos;
             pos += msglen;
+            visitor(msgid, chunk, start, msglen);
             continue;
           }
           this.startBody(msgid, msglen);
@@ -59,9 +88,9 @@ export class FrameDecoder {
         const msgid = this.header.readInt32LE(0);
         const msglen = this.header.readInt32LE(4);
         this.headerFill = 0;
-        if (!this.accept(msgid, msglen)) return frames;
+        if (!this.accept(msgid, msglen)) return;
         if (msglen === 0) {
-          frames.push({ msgid, body: EMPTY });
+          visitor(msgid, EMPTY, 0, 0);
           continue;
         }
         this.startBody(msgid, msglen);
@@ -73,12 +102,11 @@ export class FrameDecoder {
       this.bodyFill += take;
       pos += take;
       if (this.bodyFill === body.length) {
-        frames.push({ msgid: this.msgid, body });
         this.body = undefined;
         this.bodyFill = 0;
+        visitor(this.msgid, body, 0, body.length);
       }
     }
-    return frames;
   }
 
   /** Forgets any partial frame and any failure (e.g. when a client reconnects). */
@@ -90,7 +118,7 @@ export class FrameDecoder {
   }
 
   private accept(msgid: number, msglen: number): boolean {
-    const bad = checkBodyLength(msgid, msglen);
+    const bad = checkBodyLength(msgid, msglen, this.maxBodyLen);
     if (bad) {
       this._failure = bad;
       this.headerFill = 0;
@@ -102,14 +130,14 @@ export class FrameDecoder {
   }
 
   private startBody(msgid: number, msglen: number): void {
-    // msglen <= MAX_BODY_LEN was checked in accept(): the allocation is bounded.
+    // msglen <= maxBodyLen was checked in accept(): the allocation is bounded.
     this.msgid = msgid;
-    this.body = Buffer.allocUnsafe(Math.min(msglen, MAX_BODY_LEN));
+    this.body = Buffer.allocUnsafe(Math.min(msglen, this.maxBodyLen));
     this.bodyFill = 0;
   }
 }
 
-const EMPTY = new Uint8Array(0);
+const EMPTY = Buffer.alloc(0);
 
 function readInt32LE(b: Uint8Array, off: number): number {
   return (

@@ -26,18 +26,25 @@ export function encodeFrame(msgid: number, body: Uint8Array): Buffer {
   return out;
 }
 
-/** Checks a header's msglen; returns the ProtocolError to raise, or undefined when valid. */
-export function checkBodyLength(msgid: number, msglen: number): ProtocolError | undefined {
+/**
+ * Checks a header's msglen against `maxBodyLen` (the Lars limit unless a protocol built on the same
+ * header, such as the bus, allows more); returns the ProtocolError to raise, or undefined when valid.
+ */
+export function checkBodyLength(
+  msgid: number,
+  msglen: number,
+  maxBodyLen: number = MAX_BODY_LEN,
+): ProtocolError | undefined {
   if (msglen < 0) {
     return new ProtocolError(
       ErrorCode.FRAME_NEGATIVE_LENGTH,
       `frame header (msgid ${msgid}) announces a negative body length ${msglen}`,
     );
   }
-  if (msglen > MAX_BODY_LEN) {
+  if (msglen > maxBodyLen) {
     return new ProtocolError(
       ErrorCode.FRAME_TOO_LARGE,
-      `frame header (msgid ${msgid}) announces ${msglen} body bytes, more than the ${MAX_BODY_LEN} allowed`,
+      `frame header (msgid ${msgid}) announces ${msglen} body bytes, more than the ${maxBodyLen} allowed`,
     );
   }
   return undefined;

@@ -8,7 +8,7 @@ export {
   checkBodyLength,
   type Frame,
 } from './frame.js';
-export { FrameDecoder } from './frame-decoder.js';
+export { FrameDecoder, type FrameDecoderOptions, type FrameVisitor } from './frame-decoder.js';
 export { agentPortIndex } from './agent-port.js';
 export { encodeRouteBody, MAX_DATAGRAM_BODY_LEN } from './route-body.js';
 export {

@@ -1,14 +1,16 @@
 import type { Command } from 'commander';
+import { busSocketIn } from '../bus/socket-path.js';
 import { SCHEMA, type Config } from '../config/index.js';
 import { SUPERVISOR_ENV } from './child-ipc.js';
 import type { PortBook } from './ports.js';
 import type { SupervisorSettings } from './settings.js';
 
-export type ServiceName = 'dns' | 'reporter' | 'web' | 'agent';
+export type ServiceName = 'bus' | 'dns' | 'reporter' | 'web' | 'agent';
 
 /** Where a service can be reached, for the `lars up` banner and `lars status`. */
 export interface Endpoint {
-  proto: 'tcp' | 'udp' | 'http';
+  /** 'unix': a Unix socket; `host` is its path and `port` is 0. */
+  proto: 'tcp' | 'udp' | 'http' | 'unix';
   host: string;
   port: number;
 }
@@ -19,6 +21,7 @@ export interface StackPorts {
   reporter: { host: string; port: number; httpPort: number | undefined; enabled: boolean };
   web: { host: string; port: number };
   agent: { host: string; ports: number[]; httpPort: number };
+  bus: { socket: string; httpPort: number };
 }
 
 /** Everything a launch needs; rebuilt on every (re)load of the configuration. */
@@ -242,17 +245,53 @@ const agent: ServiceSpec = {
 };
 
 /**
- * The service table, in start order: dns before the agent (which connects to it at once), the
- * reporter before the agent (its statistics), the console beside them.
+ * The same-host message bus (issue 13): one process owns every connection, on a Unix socket in the
+ * data directory (or `[bus] socket`), with its admin HTTP port for /healthz.
  */
-export const SERVICES: readonly ServiceSpec[] = [dns, reporter, web, agent];
+const bus: ServiceSpec = {
+  name: 'bus',
+  command: 'bus',
+  readyMessage: true,
+  workers: (s) => s.workers.bus,
+  listen: (ctx) => [{ proto: 'unix', host: ctx.ports.bus.socket, port: 0 }],
+  async launch(ctx, slot) {
+    const p = ctx.ports.bus;
+    const c = common(ctx, 'bus', slot);
+    return {
+      // --replace: on SIGHUP the new bus takes the socket path over while the old one still
+      // serves; the old one is then stopped (lame duck), and its clients reconnect to the new one.
+      args: ['bus', ...c.args, '--socket', p.socket, '--http-port', String(p.httpPort), '--replace'],
+      env: c.env,
+      ports: { http: p.httpPort },
+      healthUrl: healthUrl('127.0.0.1', p.httpPort),
+      readyPort: undefined,
+    };
+  },
+};
+
+/**
+ * The service table, in start order: the bus first (local processes may start using it at once; it
+ * needs no database), dns before the agent (which connects to it at once), the reporter before the
+ * agent (its statistics), the console beside them.
+ */
+export const SERVICES: readonly ServiceSpec[] = [bus, dns, reporter, web, agent];
 
 /**
  * Stop order on SIGINT/SIGTERM: the agent first (it flushes its statistics to a reporter that is
- * still up and writes its route cache), then dns and the console, the reporter last (it flushes its
- * queues to the database).
+ * still up and writes its route cache), then dns and the console, the reporter (it flushes its
+ * queues to the database), the bus last (it tells its clients and lingers for queued messages).
  */
-export const STOP_GROUPS: readonly (readonly ServiceName[])[] = [['agent'], ['dns', 'web'], ['reporter']];
+export const STOP_GROUPS: readonly (readonly ServiceName[])[] = [
+  ['agent'],
+  ['dns', 'web'],
+  ['reporter'],
+  ['bus'],
+];
+
+/** The bus socket of a stack: `[bus] socket`, else DIR/bus/bus.sock (see busSocketIn). */
+export function stackBusSocket(config: Config, dataDir: string): string {
+  return config.bus.socket || busSocketIn(dataDir);
+}
 
 /** Whether this build registers `command` (reporter and web arrive with their own issues). */
 export function commandAvailable(program: Command, command: string): boolean {
@@ -273,6 +312,7 @@ export async function resolveStackPorts(
   fileSections: ReadonlySet<string>,
   runsHere: (name: ServiceName) => boolean,
   book: PortBook,
+  dataDir: string,
 ): Promise<StackPorts> {
   const dnsHost = config.dnsserver.ip;
   const dnsPort = runsHere('dns')
@@ -320,6 +360,12 @@ export async function resolveStackPorts(
       httpPort: agentHere
         ? await book.resolve('agent.http_port', 'tcp', agentHost, config.agent.http_port)
         : config.agent.http_port,
+    },
+    bus: {
+      socket: stackBusSocket(config, dataDir),
+      httpPort: runsHere('bus')
+        ? await book.resolve('bus.http_port', 'tcp', '127.0.0.1', config.bus.http_port)
+        : config.bus.http_port,
     },
   };
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 
 /** The `[supervisor]` section in the units the master works with (ms), frozen. */
 export interface SupervisorSettings {
-  readonly workers: Readonly<Record<'dns' | 'reporter' | 'web' | 'agent', number>>;
+  readonly workers: Readonly<Record<'bus' | 'dns' | 'reporter' | 'web' | 'agent', number>>;
   readonly dnsHandoff: boolean;
   readonly restartMax: number;
   readonly restartWindowMs: number;
@@ -16,6 +16,7 @@ export function supervisorSettings(config: Config): SupervisorSettings {
   const s = config.supervisor;
   return Object.freeze({
     workers: Object.freeze({
+      bus: s.bus_workers,
       dns: s.dns_workers,
       reporter: s.reporter_workers,
       web: s.web_workers,

@@ -106,8 +106,11 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
     live ? 'ok' : 'not running',
   ]);
   for (const svc of s.services) {
+    const unix = svc.listen.filter((e) => e.proto === 'unix').map((e) => `unix ${e.host}`);
     if (svc.processes.length === 0) {
-      const listen = svc.listen.map((e) => `${e.proto} ${e.port}`).join(', ');
+      const listen = svc.listen
+        .map((e) => (e.proto === 'unix' ? `unix ${e.host}` : `${e.proto} ${e.port}`))
+        .join(', ');
       rows.push([
         svc.name,
         '-',
@@ -126,7 +129,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
         p.role,
         svc.state === 'failed' ? `${p.state} (service failed)` : p.state,
         String(svc.restarts),
-        portsText(p.ports),
+        [portsText(p.ports), ...unix].filter(Boolean).join(', '),
         p.health?.status ?? '-',
       ]);
     }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ipToNumber, numberToIp, parsePort } from '../../protocol/ip.js';
 import type { DnsNotifier, OpenStoreOptions, RouteRow, Store } from '../../store/index.js';
 import { parseInt32 } from '../../store/validate.js';
-import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
+import { processIo, resolveDbUrl, textTable, withDbOption, type CliIo } from '../options.js';
 
 /**
  * `lars route add|rm|ls`: edit and show routes in the database. Every edit bumps the route version;
@@ -111,13 +111,7 @@ function table(rows: RouteRow[]): string[] {
     numberToIp(r.ip),
     String(r.port),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
-  const line = (c: string[]) =>
-    c
-      .map((v, i) => v.padEnd(widths[i] as number))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...cells.map(line)];
+  return textTable(header, cells);
 }
 
 export async function runRouteLs(

@@ -142,9 +142,11 @@ function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
     const where =
       svc.name === 'web' && first
         ? `http://${first.host}:${first.port}/`
-        : svc.name === 'agent'
-          ? `udp ${first?.host}:${svc.listen.map((e) => e.port).join(',')}`
-          : `tcp ${first?.host}:${first?.port}`;
+        : first?.proto === 'unix'
+          ? `unix ${first.host}`
+          : svc.name === 'agent'
+            ? `udp ${first?.host}:${svc.listen.map((e) => e.port).join(',')}`
+            : `tcp ${first?.host}:${first?.port}`;
     const n = svc.workers.wanted;
     const mode =
       svc.name === 'dns' ? (s.master.dnsHandoff ? ', handoff by the master' : ', shared socket') : '';

@@ -1,0 +1,53 @@
+// The bus wire layer: pure encoding and decoding, no I/O (STYLE §1). Client and daemon import from here.
+export { BusMsgId, BUS_PROTOCOL_VERSION, busMsgIdName, isDataMsgId } from './msg-id.js';
+export {
+  checkName,
+  checkSubject,
+  checkSubscription,
+  MAX_NAME_BYTES,
+  MAX_SUBJECT_BYTES,
+  MAX_SUBJECT_TOKENS,
+  tokens,
+} from './subject.js';
+export {
+  copyBytes,
+  DATA_MIN_BODY,
+  DataFields,
+  dataFrameLength,
+  DataOffset,
+  decodeHeaders,
+  encodeHeaders,
+  parseDataFrame,
+  PayloadKind,
+  readU32,
+  ReplyStatus,
+  SHM_HANDLE_BYTES,
+  statusReplyLength,
+  writeDataFrame,
+  writeForward,
+  writeStatusReply,
+  writeU32,
+} from './data-frame.js';
+export {
+  Control,
+  NoticeKind,
+  type ControlCodec,
+  type Err,
+  type Hello,
+  type HelloOk,
+  type Notice,
+  type Ping,
+  type Pong,
+  type ProcList,
+  type ProcName,
+  type QueryProc,
+  type QueryTopic,
+  type Serve,
+  type Sub,
+  type TopicInfo,
+  type Unserve,
+  type Unsub,
+  type WireProcInfo,
+  type WireTopicServer,
+} from './control.js';
+export { OutBuffer } from './out-buffer.js';
