@@ -1,0 +1,75 @@
+import { classOfBlock, type ClassLayout } from '../pool-layout.js';
+import type { HolderEntry, HoldersReport } from '../reports.js';
+import type { ShmCore } from './shm-core.js';
+
+/** Most processes a HOLDERS reply lists (largest first): keeps the reply inside one frame. */
+export const MAX_HOLDERS_LISTED = 200;
+
+/**
+ * Who holds what, per process and class: the answer pool users lack elsewhere (iceoryx "running out
+ * of chunks" with no way to tell who holds them). Walks every holding: called on demand (CLI,
+ * metrics scrape, error messages), never on the hot path.
+ */
+export function holdersReport(core: ShmCore): HoldersReport {
+  const { layout } = core;
+  const holders: HolderEntry[] = [];
+  for (const proc of core.procs.values()) {
+    const perClass = new Array<number>(layout.classes.length).fill(0);
+    let blocks = 0;
+    let bytes = 0;
+    for (const peer of proc.peers) {
+      blocks += peer.held.size;
+      bytes += peer.heldBytes;
+      for (const block of peer.held.keys()) perClass[classOfBlock(layout, block)!.index]! += 1;
+    }
+    holders.push({
+      pid: proc.pid,
+      name: proc.name,
+      connections: proc.peers.size,
+      blocks,
+      bytes,
+      classes: layout.classes
+        .map((c) => ({ size: c.size, blocks: perClass[c.index]! }))
+        .filter((c) => c.blocks > 0),
+      sent: { batches: proc.sentBatches, bytes: proc.sentBytes },
+    });
+  }
+  holders.sort((a, b) => b.bytes + b.sent.bytes - (a.bytes + a.sent.bytes) || a.pid - b.pid);
+  const inBatches = { batches: 0, blocks: 0, bytes: 0 };
+  for (const b of core.batches.all()) {
+    inBatches.batches += 1;
+    inBatches.blocks += b.blocks.length;
+    inBatches.bytes += b.bytes;
+  }
+  return { generation: core.options.generation, holders: holders.slice(0, MAX_HOLDERS_LISTED), inBatches };
+}
+
+/** "top holders: pid 12 (node) 40 blocks, pid 34 (x) 3 blocks; 2 blocks in 1 unreceived batch". */
+export function topHoldersText(core: ShmCore, cls: ClassLayout, n = 3): string {
+  const counts: { pid: number; name: string; blocks: number }[] = [];
+  for (const proc of core.procs.values()) {
+    let blocks = 0;
+    for (const peer of proc.peers)
+      for (const block of peer.held.keys()) if (classOfBlock(core.layout, block) === cls) blocks += 1;
+    if (blocks > 0) counts.push({ pid: proc.pid, name: proc.name, blocks });
+  }
+  counts.sort((a, b) => b.blocks - a.blocks || a.pid - b.pid);
+  let inBatches = 0;
+  let batches = 0;
+  for (const b of core.batches.all()) {
+    const k = b.blocks.filter((block) => classOfBlock(core.layout, block) === cls).length;
+    if (k > 0) {
+      inBatches += k;
+      batches += 1;
+    }
+  }
+  const top = counts
+    .slice(0, n)
+    .map((c) => `pid ${c.pid} (${c.name}) ${c.blocks} block${c.blocks === 1 ? '' : 's'}`);
+  const parts = [top.length > 0 ? `top holders: ${top.join(', ')}` : 'no process holds any'];
+  if (inBatches > 0)
+    parts.push(
+      `${inBatches} block${inBatches === 1 ? '' : 's'} in ${batches} unreceived batch${batches === 1 ? '' : 'es'}`,
+    );
+  return parts.join('; ');
+}
