@@ -8,7 +8,8 @@ import type { SizeClass } from './size-classes.js';
  * Pure arithmetic and byte layout, no I/O.
  *
  * Header (little-endian): magic "LARSSHM1", u32 layout version, u32 generation, f64 pool size,
- * u32 class count, then per class u32 size, u32 count, f64 offset. Clients check magic, version and
+ * u32 daemon pid, u32 class count, then per class u32 size, u32 count, f64 offset. The pid lets a
+ * starting daemon remove segments whose daemon died without cleaning up (killed with -9). Clients check magic, version and
  * generation against the daemon's HELLO before they trust a mapping.
  */
 export const HEADER_BYTES = 4096;
@@ -68,15 +69,21 @@ export function blockOffset(cls: ClassLayout, block: number): number {
   return cls.offset + (block - cls.firstBlock) * cls.size;
 }
 
-export function writeHeader(layout: PoolLayout, generation: number, out: Uint8Array): void {
+export function writeHeader(
+  layout: PoolLayout,
+  generation: number,
+  out: Uint8Array,
+  daemonPid = process.pid,
+): void {
   const b = Buffer.from(out.buffer, out.byteOffset, HEADER_BYTES);
   b.fill(0);
   b.write(MAGIC, 0, 'latin1');
   b.writeUInt32LE(LAYOUT_VERSION, 8);
   b.writeUInt32LE(generation >>> 0, 12);
   b.writeDoubleLE(layout.size, 16);
-  b.writeUInt32LE(layout.classes.length, 24);
-  let at = 28;
+  b.writeUInt32LE(daemonPid, 24);
+  b.writeUInt32LE(layout.classes.length, 28);
+  let at = 32;
   for (const c of layout.classes) {
     b.writeUInt32LE(c.size, at);
     b.writeUInt32LE(c.count, at + 4);
@@ -98,7 +105,15 @@ export function checkHeader(header: Uint8Array, layout: PoolLayout, generation: 
   if (b.readUInt32LE(12) !== generation >>> 0)
     fail(`generation ${b.readUInt32LE(12)}, expected ${generation}`);
   if (b.readDoubleLE(16) !== layout.size) fail(`size ${b.readDoubleLE(16)}, expected ${layout.size}`);
-  if (b.readUInt32LE(24) !== layout.classes.length) fail('class table differs');
+  if (b.readUInt32LE(28) !== layout.classes.length) fail('class table differs');
+}
+
+/** The daemon pid recorded in a header, or undefined when the bytes are not a Lars pool header. */
+export function headerDaemonPid(header: Uint8Array): number | undefined {
+  if (header.byteLength < 32) return undefined;
+  const b = Buffer.from(header.buffer, header.byteOffset, 32);
+  if (b.toString('latin1', 0, 8) !== MAGIC) return undefined;
+  return b.readUInt32LE(24);
 }
 
 /**

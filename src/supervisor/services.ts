@@ -1,15 +1,18 @@
 import type { Command } from 'commander';
+import { join } from 'node:path';
 import { SCHEMA, type Config } from '../config/index.js';
 import { SUPERVISOR_ENV } from './child-ipc.js';
 import type { PortBook } from './ports.js';
 import type { SupervisorSettings } from './settings.js';
 
-export type ServiceName = 'dns' | 'reporter' | 'web' | 'agent';
+export type ServiceName = 'shm' | 'dns' | 'reporter' | 'web' | 'agent';
 
 /** Where a service can be reached, for the `lars up` banner and `lars status`. */
 export interface Endpoint {
-  proto: 'tcp' | 'udp' | 'http';
+  proto: 'tcp' | 'udp' | 'http' | 'unix';
+  /** The address, or for `unix` the socket path. */
   host: string;
+  /** 0 for `unix`. */
   port: number;
 }
 
@@ -19,6 +22,7 @@ export interface StackPorts {
   reporter: { host: string; port: number; httpPort: number | undefined; enabled: boolean };
   web: { host: string; port: number };
   agent: { host: string; ports: number[]; httpPort: number };
+  shm: { socket: string; host: string; httpPort: number };
 }
 
 /** Everything a launch needs; rebuilt on every (re)load of the configuration. */
@@ -64,6 +68,12 @@ export interface ServiceSpec {
   command: string;
   /** Sends READY over IPC (src/supervisor/child-ipc.ts) once serving; otherwise see readyPort. */
   readyMessage: boolean;
+  /**
+   * A reload (SIGHUP) keeps its running worker instead of replacing it: a second instance cannot run
+   * beside it, and replacing it would cost every client its state (shm: every buffer). Its settings
+   * apply when it next starts.
+   */
+  keepOnReload?: boolean;
   workers(settings: SupervisorSettings): number;
   listen(ctx: LaunchContext): Endpoint[];
   launch(ctx: LaunchContext, slot: number): Promise<WorkerLaunch>;
@@ -89,6 +99,8 @@ function common(
       // Every service resolves the database as --db > LARS_DB > [store] url: the stack shares one.
       LARS_DB: ctx.dbUrl,
       LARS_DATA_DIR: ctx.dataDir,
+      // Services that hand buffers around (the bus) find lars shm where the stack runs it.
+      ...(ctx.runsHere('shm') ? { LARS_SHM_SOCKET: ctx.ports.shm.socket } : {}),
     },
   };
 }
@@ -241,18 +253,45 @@ const agent: ServiceSpec = {
   },
 };
 
+/** The shared-memory manager: one process (it owns the pool and every reference count). */
+const shm: ServiceSpec = {
+  name: 'shm',
+  command: 'shm',
+  readyMessage: true,
+  keepOnReload: true,
+  workers: (s) => s.workers.shm,
+  listen: (ctx) => [{ proto: 'unix', host: ctx.ports.shm.socket, port: 0 }],
+  async launch(ctx, slot) {
+    const p = ctx.ports.shm;
+    const c = common(ctx, 'shm', slot);
+    return {
+      args: ['shm', ...c.args, '--socket', p.socket, '--http-port', String(p.httpPort)],
+      env: c.env,
+      ports: { http: p.httpPort },
+      healthUrl: healthUrl(p.host, p.httpPort),
+      readyPort: undefined,
+    };
+  },
+};
+
 /**
- * The service table, in start order: dns before the agent (which connects to it at once), the
- * reporter before the agent (its statistics), the console beside them.
+ * The service table, in start order: the shared-memory manager first (services that use it connect
+ * at start), dns before the agent (which connects to it at once), the reporter before the agent (its
+ * statistics), the console beside them.
  */
-export const SERVICES: readonly ServiceSpec[] = [dns, reporter, web, agent];
+export const SERVICES: readonly ServiceSpec[] = [shm, dns, reporter, web, agent];
 
 /**
  * Stop order on SIGINT/SIGTERM: the agent first (it flushes its statistics to a reporter that is
- * still up and writes its route cache), then dns and the console, the reporter last (it flushes its
- * queues to the database).
+ * still up and writes its route cache), then dns and the console, the reporter (it flushes its
+ * queues to the database), the shared-memory manager last (its clients are gone by then).
  */
-export const STOP_GROUPS: readonly (readonly ServiceName[])[] = [['agent'], ['dns', 'web'], ['reporter']];
+export const STOP_GROUPS: readonly (readonly ServiceName[])[] = [
+  ['agent'],
+  ['dns', 'web'],
+  ['reporter'],
+  ['shm'],
+];
 
 /** Whether this build registers `command` (reporter and web arrive with their own issues). */
 export function commandAvailable(program: Command, command: string): boolean {
@@ -273,6 +312,7 @@ export async function resolveStackPorts(
   fileSections: ReadonlySet<string>,
   runsHere: (name: ServiceName) => boolean,
   book: PortBook,
+  dataDir = './lars-data',
 ): Promise<StackPorts> {
   const dnsHost = config.dnsserver.ip;
   const dnsPort = runsHere('dns')
@@ -320,6 +360,13 @@ export async function resolveStackPorts(
       httpPort: agentHere
         ? await book.resolve('agent.http_port', 'tcp', agentHost, config.agent.http_port)
         : config.agent.http_port,
+    },
+    shm: {
+      socket: config.shm.socket || join(dataDir, 'shm', 'shm.sock'),
+      host: config.shm.ip,
+      httpPort: runsHere('shm')
+        ? await book.resolve('shm.http_port', 'tcp', config.shm.ip, config.shm.http_port)
+        : config.shm.http_port,
     },
   };
 }

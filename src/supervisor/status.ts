@@ -107,7 +107,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
   ]);
   for (const svc of s.services) {
     if (svc.processes.length === 0) {
-      const listen = svc.listen.map((e) => `${e.proto} ${e.port}`).join(', ');
+      const listen = svc.listen.map((e) => `${e.proto} ${e.proto === 'unix' ? e.host : e.port}`).join(', ');
       rows.push([
         svc.name,
         '-',
@@ -119,6 +119,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
       ]);
       continue;
     }
+    const sockets = svc.listen.filter((e) => e.proto === 'unix').map((e) => `unix ${e.host}`);
     for (const p of svc.processes) {
       rows.push([
         svc.name,
@@ -126,7 +127,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
         p.role,
         svc.state === 'failed' ? `${p.state} (service failed)` : p.state,
         String(svc.restarts),
-        portsText(p.ports),
+        [...sockets, portsText(p.ports)].filter(Boolean).join(', '),
         p.health?.status ?? '-',
       ]);
     }

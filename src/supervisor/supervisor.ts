@@ -297,7 +297,13 @@ export class Supervisor extends EventEmitter {
       settings,
       dataDir: this.opts.dataDir,
       dbUrl: this.opts.dbUrl,
-      ports: await resolveStackPorts(loaded.config, loaded.fileSections, runsHere, this.book),
+      ports: await resolveStackPorts(
+        loaded.config,
+        loaded.fileSections,
+        runsHere,
+        this.book,
+        this.opts.dataDir,
+      ),
       runsHere,
       hasOption: (command, flag) => commandHasOption(program, command, flag),
       book: this.book,
@@ -505,6 +511,13 @@ export class Supervisor extends EventEmitter {
       if (slot >= wanted) {
         rt.slots[slot] = undefined;
         if (old) await this.retire(old);
+        continue;
+      }
+      if (old && rt.spec.keepOnReload && old.state === 'running') {
+        this.log.info(
+          { service: rt.spec.name, pid: old.pid },
+          'reload: keeping the running worker (its settings apply when it next starts)',
+        );
         continue;
       }
       if (old && rt.spec.name === 'agent' && old.state === 'running') {

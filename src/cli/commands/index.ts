@@ -10,6 +10,7 @@ import { register as registerStatus } from './status.js';
 import { register as registerStop } from './stop.js';
 import { register as registerWeb } from './web.js';
 import { register as registerUser } from './user.js';
+import { register as registerShm } from './shm.js';
 
 /**
  * Each command family lives in its own file and exports `register(program)`. Add new families here.
@@ -26,6 +27,7 @@ const families: Array<(program: Command) => void> = [
   registerStop,
   registerWeb,
   registerUser,
+  registerShm,
 ];
 
 export function registerCommands(program: Command): void {

@@ -140,7 +140,9 @@ function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
         ? `http://${first.host}:${first.port}/`
         : svc.name === 'agent'
           ? `udp ${first?.host}:${svc.listen.map((e) => e.port).join(',')}`
-          : `tcp ${first?.host}:${first?.port}`;
+          : first?.proto === 'unix'
+            ? `unix ${first.host}`
+            : `tcp ${first?.host}:${first?.port}`;
     const n = svc.workers.wanted;
     const mode =
       svc.name === 'dns' ? (s.master.dnsHandoff ? ', handoff by the master' : ', shared socket') : '';

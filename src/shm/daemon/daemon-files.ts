@@ -1,11 +1,23 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { ErrorCode, ShmError } from '../../errors.js';
-import { segmentGeneration, segmentName } from '../pool-layout.js';
+import { headerDaemonPid, segmentGeneration, segmentName } from '../pool-layout.js';
+import { processExists } from './process-info.js';
 import { humanSize } from '../size-classes.js';
-import { SHM_DIR, unlinkSegment } from '../pool-segment.js';
+import { SHM_DIR, segmentPath, unlinkSegment } from '../pool-segment.js';
 
 /** sun_path is 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -66,6 +78,37 @@ export function nextGeneration(socketPath: string, uid: number): { generation: n
   const generation = (last % 0xfffffffe) + 1;
   writeFileSync(genFile, `${generation}\n`, { mode: 0o600 });
   return { generation, removed };
+}
+
+/**
+ * Removes pool segments of this uid whose daemon is dead (its pid, recorded in the header, no longer
+ * exists): what daemons killed with -9 on other sockets left behind. A segment whose daemon lives is
+ * never touched.
+ */
+export function sweepOrphanSegments(uid: number): string[] {
+  const removed: string[] = [];
+  const prefix = `lars-shm-${uid}-`;
+  for (const f of safeReaddir(SHM_DIR)) {
+    if (!f.startsWith(prefix)) continue;
+    const pid = readHeaderPid(segmentPath(`/${f}`));
+    if (pid !== undefined && pid > 0 && pid !== process.pid && !processExists(pid) && unlinkSegment(`/${f}`))
+      removed.push(f);
+  }
+  return removed;
+}
+
+function readHeaderPid(path: string): number | undefined {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const head = Buffer.alloc(32);
+      return readSync(fd, head, 0, 32, 0) === 32 ? headerDaemonPid(head) : undefined;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
 }
 
 function safeReaddir(dir: string): string[] {

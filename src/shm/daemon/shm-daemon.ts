@@ -17,7 +17,14 @@ import {
 import type { ShmMode } from '../reports.js';
 import { formatClasses, humanSize, type SizeClass } from '../size-classes.js';
 import { ShmMsg, type ReclaimReasonName } from '../wire-ids.js';
-import { checkShmSpace, nextGeneration, prepareSocketPath, segmentName, socketTag } from './daemon-files.js';
+import {
+  checkShmSpace,
+  nextGeneration,
+  prepareSocketPath,
+  segmentName,
+  socketTag,
+  sweepOrphanSegments,
+} from './daemon-files.js';
 import { ProofBook } from './peer-proof.js';
 import { processExists, processName } from './process-info.js';
 import { ShmCore } from './shm-core.js';
@@ -97,8 +104,18 @@ export class ShmDaemon extends EventEmitter {
     return this.core;
   }
 
+  /** Creates the pool and serves; on any failure what was created is removed again. */
   async start(): Promise<ShmDaemonInfo> {
     if (this.closing) throw new ClosedError('shm daemon is closed');
+    try {
+      return await this.open();
+    } catch (err) {
+      await this.destroy();
+      throw err;
+    }
+  }
+
+  private async open(): Promise<ShmDaemonInfo> {
     const o = this.options;
     const { mode, reason } = resolveMode(o.mode ?? 'auto');
     if (reason && o.mode !== 'file')
@@ -107,9 +124,13 @@ export class ShmDaemon extends EventEmitter {
     checkShmSpace(this.layout.size);
     const uid = process.getuid!();
     const { generation, removed } = nextGeneration(o.socketPath, uid);
-    if (removed.length) this.log.info({ removed }, 'unlinked segments of earlier generations');
+    removed.push(...sweepOrphanSegments(uid));
+    if (removed.length)
+      this.log.info({ removed }, 'unlinked segments of earlier generations and of dead daemons');
     const poolName = segmentName(uid, socketTag(o.socketPath), generation);
     this.segment = createSegment(poolName, this.layout.size, mode);
+    // process.exit() (e.g. an orphaned supervised child) skips close(): still remove the names.
+    process.on('exit', this.exitCleanup);
     const header = Buffer.alloc(HEADER_BYTES);
     writeHeader(this.layout, generation, header);
     this.segment.write(0, header);
@@ -200,7 +221,13 @@ export class ShmDaemon extends EventEmitter {
     return this.closing;
   }
 
+  private readonly exitCleanup = (): void => {
+    if (this.segment) unlinkSegment(this.segment.name);
+    rmSync(this.options.socketPath, { force: true });
+  };
+
   private async shutdown(stop: (s: TcpServer<ShmConnState>) => Promise<void>): Promise<void> {
+    process.off('exit', this.exitCleanup);
     if (this.server) await stop(this.server);
     await this.admin?.close();
     this.core?.close();
