@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
 import { ShmDaemon } from '../src/shm/daemon/index.js';
@@ -9,7 +10,7 @@ import { parseClasses } from '../src/shm/size-classes.js';
 import { decodeJsonPayload, decodeReply, encodeRequest } from '../src/shm/wire-codec.js';
 import { ShmMsg, ShmStatus } from '../src/shm/wire-ids.js';
 import { waitFor, waitForEvent } from './helpers/latch.js';
-import { shmModes, startDaemon, startPeer, TEST_CLASSES } from './helpers/shm.js';
+import { shmModes, shortTempDir, startDaemon, startPeer, TEST_CLASSES } from './helpers/shm.js';
 
 async function connect(socket: string, mode: 'addon' | 'file'): Promise<ShmClient> {
   const c = await ShmClient.connect({ socket, mode, reconnect: { initialMs: 20, maxMs: 200, jitter: 0.2 } });
@@ -96,6 +97,28 @@ describe.each(shmModes())('shm daemon (%s mode)', (mode) => {
     expect(segmentsOf(info.poolName)).toHaveLength(1);
     const c = await connect(socket, mode);
     expect(c.generation).toBe(info.generation);
+  });
+
+  it('a start that fails half-way removes what it created', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    onTestFinished(() => {
+      blocker.close();
+    });
+    const port = (blocker.address() as { port: number }).port;
+    const socket = join(shortTempDir(), 'shm.sock');
+    const before = readdirSync('/dev/shm').filter((f) => f.startsWith('lars-shm-'));
+    const d = new ShmDaemon({
+      socketPath: socket,
+      classes: parseClasses(TEST_CLASSES),
+      mode,
+      http: { host: '127.0.0.1', port },
+    });
+    await expect(d.start()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    expect(existsSync(socket)).toBe(false);
+    expect(readdirSync('/dev/shm').filter((f) => f.startsWith('lars-shm-') && !before.includes(f))).toEqual(
+      [],
+    );
   });
 
   it('recv by the wrong process is refused and the batch stays for its addressee', async () => {

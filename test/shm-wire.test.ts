@@ -4,6 +4,7 @@ import { ShmError } from '../src/errors.js';
 import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
 import { decodeHandle, encodeHandle } from '../src/shm/handle.js';
 import { checkHeader, HEADER_BYTES, layoutPool, writeHeader } from '../src/shm/pool-layout.js';
+import { SCRATCH_MAX_BYTES, SCRATCH_PER_SIZE, ScratchPool } from '../src/shm/scratch-pool.js';
 import { formatClasses, humanSize, parseClasses, parseSize } from '../src/shm/size-classes.js';
 import {
   decodeRecvPayload,
@@ -170,5 +171,23 @@ describe('shm size classes and pool layout', () => {
     expect(() => checkHeader(header, layout, 6, '/x')).toThrow(/generation 5, expected 6/);
     header[0] = 0;
     expect(() => checkHeader(header, layout, 5, '/x')).toThrow(/bad magic/);
+  });
+});
+
+describe('shm file-mode scratch pool', () => {
+  it('reuses buffers per size within its bounds', () => {
+    const pool = new ScratchPool();
+    const a = pool.take(4096);
+    pool.give(a);
+    // Identity checks as booleans: toBe on Buffers also deep-compares them (slow for 64 MiB).
+    expect(pool.take(4096) === a).toBe(true);
+    const many = Array.from({ length: SCRATCH_PER_SIZE + 2 }, () => pool.take(8192));
+    for (const b of many) pool.give(b);
+    const again = Array.from({ length: SCRATCH_PER_SIZE + 2 }, () => pool.take(8192));
+    expect(again.filter((b) => many.includes(b))).toHaveLength(SCRATCH_PER_SIZE);
+    for (const b of again) pool.give(b); // 4 kept: 32 KiB
+    const huge = pool.take(SCRATCH_MAX_BYTES);
+    pool.give(huge); // would pass the byte bound together with what is kept: not kept
+    expect(pool.take(SCRATCH_MAX_BYTES) === huge).toBe(false);
   });
 });

@@ -35,6 +35,8 @@ export interface PoolSegment {
   readonly memory: ArrayBuffer | undefined;
   /** addon: a view of [offset, offset+len); file: a fresh Buffer read from the file. */
   read(offset: number, len: number): Buffer;
+  /** Copies [offset, offset + out.length) into `out` (addon: memcpy; file: pread). */
+  readInto(offset: number, out: Buffer): void;
   /** Copies `data` to `offset` (addon: into the mapping; file: pwrite). */
   write(offset: number, data: Uint8Array): void;
   /** Unmaps (every view becomes empty) or closes the file. Idempotent. */
@@ -132,6 +134,7 @@ function addonSegment(name: string, memory: ArrayBuffer): PoolSegment {
       return mapped;
     },
     read: (offset, len) => Buffer.from(mem(), offset, len),
+    readInto: (offset, out) => void out.set(new Uint8Array(mem(), offset, out.length)),
     write: (offset, data) => new Uint8Array(mem(), offset, data.byteLength).set(data),
     close() {
       if (mapped) loadNative()!.unmap(mapped);
@@ -151,15 +154,19 @@ function fileSegment(name: string, size: number, fd: number): PoolSegment {
     mode: 'file',
     memory: undefined,
     read(offset, len) {
-      check();
       const out = Buffer.allocUnsafe(len);
+      this.readInto(offset, out);
+      return out;
+    },
+    readInto(offset, out) {
+      check();
+      const len = out.length;
       let done = 0;
       while (done < len) {
         const n = readSync(fd, out, done, len - done, offset + done);
         if (n === 0) throw new ShmError(ErrorCode.SHM_POOL, `segment ${name} ends before ${offset + len}`);
         done += n;
       }
-      return out;
     },
     write(offset, data) {
       check();

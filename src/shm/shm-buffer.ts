@@ -1,9 +1,12 @@
 import { ClosedError, ErrorCode, ShmError } from '../errors.js';
 import type { ShmHandle } from './handle.js';
 import type { PoolSegment } from './pool-segment.js';
+import type { ScratchPool } from './scratch-pool.js';
 
 /** What a buffer needs from the client that owns it. */
 export interface BufferOwner {
+  /** File mode: process memory for bytes() (a whole block's worth), and its return. */
+  readonly scratch: ScratchPool;
   /** Sends FREE for this buffer's reference. */
   freeBuffer(buf: ShmBuffer): Promise<void>;
   /** Forgets the buffer (no longer held). */
@@ -15,16 +18,18 @@ type BufferState = 'held' | 'released' | 'sent' | 'stale' | 'closed';
 /**
  * One reference to one block of the pool, held by this client (`alloc`, `recv`, `addref` each give
  * a new one). `bytes()` is a zero-copy `Buffer` view of the block in addon mode; in file mode it is
- * a copy read from /dev/shm on first use, written back by `send()` (or `flush()`).
+ * a copy read from /dev/shm on first use (into reused process memory), written back by `send()` (or
+ * `flush()`).
  *
  * After `release()`, after it was sent, after the daemon restarted (stale) or the client closed,
- * `bytes()` throws. A view obtained before stays a view of the block: do not use it after release
- * (another process may own the block by then). Views become empty when the client unmaps the pool
- * (close, reconnect to a new daemon generation).
+ * `bytes()` throws. A view obtained before must not be used after that: in addon mode it still
+ * shows the block, which another process may own by then; in file mode its memory is reused for
+ * another buffer. Addon views become empty when the client unmaps the pool (close, reconnect).
  */
 export class ShmBuffer {
   private state: BufferState = 'held';
   private cache: Buffer | undefined;
+  private scratchBuf: Buffer | undefined;
   private releasing: Promise<void> | undefined;
 
   /** @internal Created by ShmClient. */
@@ -33,6 +38,8 @@ export class ShmBuffer {
     readonly handle: ShmHandle,
     private readonly segment: PoolSegment,
     private readonly offset: number,
+    /** Size of the block's class (file mode: the scratch buffer size). */
+    private readonly capacity: number,
     /** File mode: a fresh allocation need not be read (its content is unspecified anyway). */
     private readonly fresh: boolean,
   ) {}
@@ -74,7 +81,7 @@ export class ShmBuffer {
       return this.releasing;
     }
     this.state = 'released';
-    this.cache = undefined;
+    this.drop();
     this.owner.forget(this);
     this.releasing = this.owner.freeBuffer(this);
     return this.releasing;
@@ -83,21 +90,26 @@ export class ShmBuffer {
   /** @internal The reference moved into a batch (send). */
   markSent(): void {
     if (this.state !== 'held') return;
-    this.flush();
     this.state = 'sent';
-    this.cache = undefined;
+    this.drop();
     this.owner.forget(this);
   }
 
   /** @internal The connection that held it is gone (daemon restart): the daemon released it. */
   markStale(): void {
     if (this.state === 'held') this.state = 'stale';
-    this.cache = undefined;
+    this.drop();
   }
 
   /** @internal The client closed. */
   markClosed(): void {
     if (this.state === 'held') this.state = 'closed';
+    this.drop();
+  }
+
+  private drop(): void {
+    if (this.scratchBuf) this.owner.scratch.give(this.scratchBuf);
+    this.scratchBuf = undefined;
     this.cache = undefined;
   }
 

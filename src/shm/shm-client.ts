@@ -7,6 +7,7 @@ import type { ShmHandle } from './handle.js';
 import { blockOffset, classOfBlock, MAX_ALIGN } from './pool-layout.js';
 import { resolveMode, type ShmModeSetting } from './pool-segment.js';
 import type { HoldersReport, ReclaimResult, ShmMode, ShmStat } from './reports.js';
+import { ScratchPool } from './scratch-pool.js';
 import { ShmBuffer, type BufferOwner } from './shm-buffer.js';
 import { defaultShmSocket, SHM_MODE_ENV } from './socket-path.js';
 import {
@@ -50,6 +51,8 @@ export class ShmClient extends EventEmitter implements BufferOwner {
   readonly mode: ShmMode;
   /** Why this client runs in file mode, when it does. */
   readonly modeReason: string | undefined;
+  /** @internal File mode: reused process memory for ShmBuffer.bytes(). */
+  readonly scratch = new ScratchPool();
   private session: ShmSession | undefined;
   private _state: ShmClientState = 'connecting';
   private readonly held = new Set<ShmBuffer>();
@@ -231,7 +234,14 @@ export class ShmClient extends EventEmitter implements BufferOwner {
     const cls = classOfBlock(s.layout, h.block);
     if (!cls || h.len > cls.size)
       throw new ShmError(ErrorCode.SHM_INVALID_ARGUMENT, `daemon sent an invalid handle (block ${h.block})`);
-    const buf = new ShmBuffer(this, h, s.segment, blockOffset(cls, h.block), fresh && this.mode === 'file');
+    const buf = new ShmBuffer(
+      this,
+      h,
+      s.segment,
+      blockOffset(cls, h.block),
+      cls.size,
+      fresh && this.mode === 'file',
+    );
     this.held.add(buf);
     return buf;
   }
@@ -309,6 +319,7 @@ export class ShmClient extends EventEmitter implements BufferOwner {
 
   private shutdown(): void {
     this.setState('closed');
+    this.scratch.clear();
     if (this.redialTimer) clearTimeout(this.redialTimer);
     this.redialTimer = undefined;
     for (const w of this.waiters.splice(0)) w.reject(new ClosedError('the shm client is closed'));

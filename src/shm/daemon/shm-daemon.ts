@@ -92,6 +92,8 @@ export class ShmDaemon extends EventEmitter {
   private info: ShmDaemonInfo | undefined;
   private refusedPeers = 0;
   private closing: Promise<void> | undefined;
+  /** Set once our socket exists at socketPath: only then is it ours to remove. */
+  private ownsSocket = false;
 
   constructor(private readonly options: ShmDaemonOptions) {
     super();
@@ -157,6 +159,7 @@ export class ShmDaemon extends EventEmitter {
     const previousUmask = process.umask(0o177); // the socket is born 0600
     try {
       await this.server.listen();
+      this.ownsSocket = true;
     } finally {
       process.umask(previousUmask);
     }
@@ -223,7 +226,7 @@ export class ShmDaemon extends EventEmitter {
 
   private readonly exitCleanup = (): void => {
     if (this.segment) unlinkSegment(this.segment.name);
-    rmSync(this.options.socketPath, { force: true });
+    if (this.ownsSocket) rmSync(this.options.socketPath, { force: true });
   };
 
   private async shutdown(stop: (s: TcpServer<ShmConnState>) => Promise<void>): Promise<void> {
@@ -236,7 +239,7 @@ export class ShmDaemon extends EventEmitter {
       this.segment.close();
       unlinkSegment(this.segment.name);
     }
-    rmSync(this.options.socketPath, { force: true });
+    if (this.ownsSocket) rmSync(this.options.socketPath, { force: true });
     this.log.info({}, 'shm daemon stopped');
   }
 
