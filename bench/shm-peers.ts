@@ -67,6 +67,8 @@ async function runDaemon(): Promise<void> {
       tellParent({
         type: 'rss',
         rss: process.memoryUsage().rss,
+        heap: process.memoryUsage().heapUsed,
+        mem: process.memoryUsage(),
         free,
         inBatches,
         total: core.layout.blocks,

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { ShmClient } from '../src/shm/index.js';
 import { formatSize, parseSize } from '../src/shm/size-classes.js';
 import { ShmStatus } from '../src/shm/wire-ids.js';
+import { SHM_NODE_FLAGS } from '../src/supervisor/services.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { combineRuns, Histogram } from './lib/histogram.js';
 import { forkRole, machineLine, nextMessage, stopChild, type BenchMessage } from './lib/proc.js';
@@ -50,7 +51,12 @@ process.stdout.write(
     .map((l) => l.toFixed(2))
     .join(' ')}\n`,
 );
-const daemon = forkRole(PEERS, ['--role', 'daemon', '--socket', socket, '--notice', notice], ['--expose-gc']);
+// The daemon runs with the Node flags `lars up` gives it (SHM_NODE_FLAGS).
+const daemon = forkRole(
+  PEERS,
+  ['--role', 'daemon', '--socket', socket, '--notice', notice],
+  ['--expose-gc', ...SHM_NODE_FLAGS],
+);
 const ready = await nextMessage<BenchMessage & { mode: string; pid: number }>(daemon, 'ready', 15_000);
 process.stdout.write(
   `lars shm: pid ${ready.pid}, ${ready.mode} mode, classes 4KiB:4096,64KiB:512,1MiB:64,16MiB:8\n\n`,
@@ -188,13 +194,25 @@ function waitFor(child: typeof daemon, type: string, pid: number): Promise<Bench
 }
 
 async function rss(): Promise<
-  BenchMessage & { rss: number; free: number; inBatches: number; total: number; connections: number }
+  BenchMessage & {
+    rss: number;
+    heap: number;
+    free: number;
+    inBatches: number;
+    total: number;
+    connections: number;
+  }
 > {
   daemon.send({ type: 'rss' });
   return nextMessage(daemon, 'rss', 10_000);
 }
 
 async function fuzz(): Promise<void> {
+  // RSS is compared from a warm daemon (after a 10,000-command warm-up: JIT code, V8 young
+  // generation sized for the load), then after the 100,000 commands and after as many again: a
+  // leak grows with every round, a warm-up does not.
+  const cold = await rss();
+  await fuzzDaemon(socket, Math.min(10_000, fuzzCount));
   const before = await rss();
   const t0 = performance.now();
   const stats = await fuzzDaemon(socket, fuzzCount);
@@ -202,11 +220,16 @@ async function fuzz(): Promise<void> {
   // Let batches sent during the fuzz (ttl up to 50 ms) expire, then look.
   await new Promise((r) => setTimeout(r, 200));
   const after = await rss();
+  await fuzzDaemon(socket, fuzzCount);
+  await new Promise((r) => setTimeout(r, 200));
+  const again = await rss();
   const client = await ShmClient.connect({ socket });
   const buf = await client.alloc(4096);
   await buf.release();
   await client.close();
   const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const pct = (x: number, base: number): string =>
+    `${x >= base ? '+' : ''}${(((x - base) / base) * 100).toFixed(1)} %`;
   const names: Record<string, string> = Object.fromEntries(
     Object.entries(ShmStatus).map(([k, v]) => [String(v), k]),
   );
@@ -220,6 +243,9 @@ async function fuzz(): Promise<void> {
       `  error statuses ${errors}\n` +
       `  daemon alive and serving afterwards: yes; after the fuzz connections closed: ${after.free} of ${after.total} blocks free, ` +
       `${after.inBatches} in unreceived batches (waiting for their ttl), ${after.total - after.free - after.inBatches} unaccounted\n` +
-      `  daemon RSS after GC: before ${mb(before.rss)}, after ${mb(after.rss)} (${(((after.rss - before.rss) / before.rss) * 100).toFixed(1)} %, target <= +10 %)\n`,
+      `  daemon RSS after GC: cold ${mb(cold.rss)}, warm (after a 10,000-command warm-up) ${mb(before.rss)}, ` +
+      `after the ${stats.commands.toLocaleString('en-US')} ${mb(after.rss)} (${pct(after.rss, before.rss)}, target <= +10 %), ` +
+      `after as many again ${mb(again.rss)} (${pct(again.rss, before.rss)})\n` +
+      `  daemon V8 heap used after GC: warm ${mb(before.heap)}, after ${mb(after.heap)}, after as many again ${mb(again.heap)}\n`,
   );
 }

@@ -201,6 +201,7 @@ describe('service table', () => {
     ]);
     expect(shm.args[5]).toBe('--http-port');
     expect(shm.healthUrl).toBe(`http://127.0.0.1:${shm.ports.http}/healthz`);
+    expect(shm.nodeFlags).toEqual(['--max-semi-space-size=1']);
     expect(byName.shm!.listen(ctx)).toEqual([{ proto: 'unix', host: '/var/lib/lars/shm/shm.sock', port: 0 }]);
     expect(STOP_GROUPS.at(-1)).toEqual(['shm']);
     const dns = await byName.dns!.launch(ctx, 0);

@@ -56,7 +56,16 @@ export interface WorkerLaunch {
    * (node:cluster reports every listen of a worker to the master).
    */
   readyPort: number | undefined;
+  /** Extra Node flags for this worker's process. */
+  nodeFlags?: string[];
 }
+
+/**
+ * lars shm runs for the host's lifetime with a tiny live heap: a 1 MiB young generation keeps its
+ * RSS flat under any request mix (V8 otherwise grows the young generation under allocation pressure
+ * and keeps it: +30 % RSS after 600,000 fuzzed commands with an unchanged live heap; bench:shm).
+ */
+export const SHM_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
 /**
  * One row of the service table. Adding a service = one entry in SERVICES: its command, worker
@@ -270,6 +279,7 @@ const shm: ServiceSpec = {
       ports: { http: p.httpPort },
       healthUrl: healthUrl(p.host, p.httpPort),
       readyPort: undefined,
+      nodeFlags: [...SHM_NODE_FLAGS],
     };
   },
 };
