@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -120,6 +120,20 @@ describe.each(shmModes())('shm daemon (%s mode)', (mode) => {
       [],
     );
   });
+
+  it.skipIf(process.getuid!() !== 0)(
+    'refuses a socket directory that belongs to another user (needs root to set up)',
+    async () => {
+      const dir = join(shortTempDir(), 'theirs');
+      mkdirSync(dir, { mode: 0o755 });
+      chownSync(dir, 4242, 4242);
+      const d = new ShmDaemon({ socketPath: join(dir, 's.sock'), classes: parseClasses(TEST_CLASSES), mode });
+      await expect(d.start()).rejects.toMatchObject({
+        code: 'LARS_ERR_SHM_POOL',
+        message: `socket directory ${dir} belongs to uid 4242, not to this user`,
+      });
+    },
+  );
 
   it('recv by the wrong process is refused and the batch stays for its addressee', async () => {
     const { socket } = await startDaemon(mode);

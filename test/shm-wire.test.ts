@@ -1,8 +1,12 @@
 import fc from 'fast-check';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ShmError } from '../src/errors.js';
 import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
+import { holdersReply } from '../src/shm/daemon/holders.js';
 import { decodeHandle, encodeHandle } from '../src/shm/handle.js';
+import { defaultShmSocket, shmSocketFor } from '../src/shm/socket-path.js';
 import { checkHeader, HEADER_BYTES, layoutPool, writeHeader } from '../src/shm/pool-layout.js';
 import { SCRATCH_MAX_BYTES, SCRATCH_PER_SIZE, ScratchPool } from '../src/shm/scratch-pool.js';
 import { formatClasses, humanSize, parseClasses, parseSize } from '../src/shm/size-classes.js';
@@ -189,5 +193,38 @@ describe('shm file-mode scratch pool', () => {
     const huge = pool.take(SCRATCH_MAX_BYTES);
     pool.give(huge); // would pass the byte bound together with what is kept: not kept
     expect(pool.take(SCRATCH_MAX_BYTES) === huge).toBe(false);
+  });
+});
+
+describe('shm socket path and reply bounds', () => {
+  it('puts the socket of a long data directory under the temp directory, the same for everyone', () => {
+    expect(shmSocketFor('/var/lib/lars')).toBe('/var/lib/lars/shm/shm.sock');
+    const long = `/data/${'x'.repeat(100)}`;
+    const s = shmSocketFor(long);
+    expect(s.startsWith(join(tmpdir(), 'lars-shm-'))).toBe(true);
+    expect(Buffer.byteLength(s)).toBeLessThanOrEqual(107);
+    expect(shmSocketFor(long)).toBe(s);
+    expect(shmSocketFor(`${long}y`)).not.toBe(s);
+    expect(defaultShmSocket({ LARS_SHM_SOCKET: '/x/s.sock' })).toBe('/x/s.sock');
+    expect(defaultShmSocket({ LARS_DATA_DIR: '/d' })).toBe('/d/shm/shm.sock');
+  });
+
+  it('cuts a HOLDERS reply to one frame, keeping the largest holders', () => {
+    const holders = Array.from({ length: 2000 }, (_, i) => ({
+      pid: i + 1,
+      name: 'n'.repeat(15),
+      connections: 1,
+      blocks: 2000 - i,
+      bytes: (2000 - i) * 4096,
+      classes: [{ size: 4096, blocks: 2000 - i }],
+      sent: { batches: 0, bytes: 0 },
+    }));
+    const reply = holdersReply(9, { generation: 1, holders, inBatches: { batches: 0, blocks: 0, bytes: 0 } });
+    expect(reply.length).toBeLessThanOrEqual(65527);
+    const r = decodeReply(reply);
+    const report = JSON.parse(r.payload.toString()) as { holders: { pid: number }[]; truncated: boolean };
+    expect(report.truncated).toBe(true);
+    expect(report.holders[0]!.pid).toBe(1);
+    expect(report.holders.length).toBeLessThan(2000);
   });
 });

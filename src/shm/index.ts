@@ -16,5 +16,5 @@ export {
   DEFAULT_CLASSES_SPEC,
   type SizeClass,
 } from './size-classes.js';
-export { defaultShmSocket } from './socket-path.js';
+export { defaultShmSocket, shmSocketFor } from './socket-path.js';
 export { ShmError } from '../errors.js';

@@ -72,6 +72,8 @@ export interface HoldersReport {
   holders: HolderEntry[];
   /** Blocks referenced by batches in flight. */
   inBatches: { batches: number; blocks: number; bytes: number };
+  /** Set when the list was cut to fit one reply (the largest holders are kept). */
+  truncated?: boolean;
 }
 
 export interface ReclaimResult {

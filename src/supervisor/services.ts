@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { join } from 'node:path';
+import { shmSocketFor } from '../shm/socket-path.js';
 import { SCHEMA, type Config } from '../config/index.js';
 import { SUPERVISOR_ENV } from './child-ipc.js';
 import type { PortBook } from './ports.js';
@@ -372,7 +372,7 @@ export async function resolveStackPorts(
         : config.agent.http_port,
     },
     shm: {
-      socket: config.shm.socket || join(dataDir, 'shm', 'shm.sock'),
+      socket: config.shm.socket || shmSocketFor(dataDir),
       host: config.shm.ip,
       httpPort: runsHere('shm')
         ? await book.resolve('shm.http_port', 'tcp', config.shm.ip, config.shm.http_port)

@@ -49,6 +49,7 @@ export function formatHolders(r: HoldersReport): string {
   const b = r.inBatches;
   return [
     ...table(rows),
+    ...(r.truncated ? ['(only the largest holders are listed)'] : []),
     `in batches: ${b.blocks} blocks (${humanSize(b.bytes)}) in ${b.batches} batches`,
   ].join('\n');
 }

@@ -9,6 +9,7 @@ import {
   readSync,
   rmSync,
   statfsSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { connect } from 'node:net';
@@ -18,9 +19,7 @@ import { headerDaemonPid, segmentGeneration, segmentName } from '../pool-layout.
 import { processExists } from './process-info.js';
 import { humanSize } from '../size-classes.js';
 import { SHM_DIR, segmentPath, unlinkSegment } from '../pool-segment.js';
-
-/** sun_path is 108 bytes including the terminating NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
+import { MAX_SOCKET_PATH_BYTES } from '../socket-path.js';
 
 /** Short tag of a socket path: segments of one daemon (one socket) share it across restarts. */
 export function socketTag(socketPath: string): string {
@@ -38,7 +37,16 @@ export async function prepareSocketPath(path: string): Promise<void> {
       `socket path ${path} is ${Buffer.byteLength(path)} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket allows; use --socket with a shorter path`,
     );
   }
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Someone else's directory could swap our socket for theirs: only ours (or root's, e.g. /tmp).
+  const owner = statSync(dir).uid;
+  if (owner !== process.getuid!() && owner !== 0) {
+    throw new ShmError(
+      ErrorCode.SHM_POOL,
+      `socket directory ${dir} belongs to uid ${owner}, not to this user`,
+    );
+  }
   if (!existsSync(path)) return;
   const live = await new Promise<boolean>((res) => {
     const s = connect(path);

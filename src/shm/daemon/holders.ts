@@ -1,5 +1,7 @@
 import { classOfBlock, type ClassLayout } from '../pool-layout.js';
+import { MAX_BODY_LEN } from '../../protocol/frame.js';
 import type { HolderEntry, HoldersReport } from '../reports.js';
+import { encodeJsonReply } from '../wire-codec.js';
 import type { ShmCore } from './shm-core.js';
 
 /** Most processes a HOLDERS reply lists (largest first): keeps the reply inside one frame. */
@@ -72,4 +74,18 @@ export function topHoldersText(core: ShmCore, cls: ClassLayout, n = 3): string {
       `${inBatches} block${inBatches === 1 ? '' : 's'} in ${batches} unreceived batch${batches === 1 ? '' : 'es'}`,
     );
   return parts.join('; ');
+}
+
+/**
+ * The HOLDERS reply, largest holders first, cut to fit one frame (`truncated` then says so): a
+ * reply must never be too large to send.
+ */
+export function holdersReply(reqid: number, report: HoldersReport): Buffer {
+  let r = report;
+  let reply = encodeJsonReply(reqid, r);
+  while (reply.length > MAX_BODY_LEN && r.holders.length > 0) {
+    r = { ...r, holders: r.holders.slice(0, Math.floor(r.holders.length / 2)), truncated: true };
+    reply = encodeJsonReply(reqid, r);
+  }
+  return reply;
 }

@@ -1,6 +1,7 @@
 import { ErrorCode, ShmError } from '../../errors.js';
 import type { DispatchObserver, FrameDispatcher } from '../../net/dispatcher.js';
 import type { TcpConnection } from '../../net/tcp-connection.js';
+import { MAX_BODY_LEN } from '../../protocol/frame.js';
 import type { HelloInfo } from '../reports.js';
 import {
   decodeRequest,
@@ -23,6 +24,7 @@ import {
   ShmMsg,
   ShmStatus,
 } from '../wire-ids.js';
+import { holdersReply } from './holders.js';
 import type { ProofBook } from './peer-proof.js';
 import type { ShmPeer } from './peer.js';
 import type { ShmCore } from './shm-core.js';
@@ -78,6 +80,14 @@ export class ShmProtocol implements FrameDispatcher<ShmConnection> {
       this.stats.errors[code] = (this.stats.errors[code] ?? 0) + 1;
       reply = encodeErrorReply(reqid, codeStatus(code), (err as Error).message);
     }
+    if (reply.length > MAX_BODY_LEN) {
+      // Never a frame too large to send (that would throw out of the socket's data handler).
+      reply = encodeErrorReply(
+        reqid,
+        ShmStatus.INVALID_ARGUMENT,
+        `reply of ${reply.length} bytes does not fit one frame`,
+      );
+    }
     if (!conn.closed) conn.sendRaw(ShmMsg.REPLY, reply);
   }
 
@@ -121,7 +131,7 @@ export class ShmProtocol implements FrameDispatcher<ShmConnection> {
         return encodeJsonReply(reqid, core.stat(peer));
       case ShmMsg.HOLDERS:
         this.requireVerified(peer);
-        return encodeJsonReply(reqid, core.holders());
+        return holdersReply(reqid, core.holders());
       case ShmMsg.RECLAIM: {
         this.requireVerified(peer);
         const reason =
