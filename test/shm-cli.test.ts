@@ -1,10 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ShmClient } from '../src/shm/index.js';
 import { shmModes, shortTempDir, startPeer } from './helpers/shm.js';
 import { alive, CLI, CLI_BUILT, eventually, startStack } from './supervisor-harness.js';
+
+// Real processes (each TypeScript peer takes seconds to start on a loaded 2-core machine): more time.
+vi.setConfig({ testTimeout: 120_000 });
 
 /**
  * `lars shm` and its sub-commands as a user runs them (compiled CLI: `npm run build` first), and

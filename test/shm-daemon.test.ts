@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
 import { ShmDaemon } from '../src/shm/daemon/index.js';
 import { ShmClient } from '../src/shm/index.js';
@@ -11,6 +11,9 @@ import { decodeJsonPayload, decodeReply, encodeRequest } from '../src/shm/wire-c
 import { ShmMsg, ShmStatus } from '../src/shm/wire-ids.js';
 import { waitFor, waitForEvent } from './helpers/latch.js';
 import { shmModes, shortTempDir, startDaemon, startPeer, TEST_CLASSES } from './helpers/shm.js';
+
+// Real processes (each TypeScript peer takes seconds to start on a loaded 2-core machine): more time.
+vi.setConfig({ testTimeout: 120_000 });
 
 async function connect(socket: string, mode: 'addon' | 'file'): Promise<ShmClient> {
   const c = await ShmClient.connect({ socket, mode, reconnect: { initialMs: 20, maxMs: 200, jitter: 0.2 } });

@@ -2,11 +2,14 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { ShmClient, type ShmNotice } from '../src/shm/index.js';
 import { waitFor, waitForEvent } from './helpers/latch.js';
 import { pattern } from './helpers/shm-pattern.js';
 import { shmModes, startDaemon, startPeer } from './helpers/shm.js';
+
+// Real processes (each TypeScript peer takes seconds to start on a loaded 2-core machine): more time.
+vi.setConfig({ testTimeout: 120_000 });
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
