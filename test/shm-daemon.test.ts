@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
@@ -7,7 +7,12 @@ import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
 import { ShmDaemon } from '../src/shm/daemon/index.js';
 import { ShmClient } from '../src/shm/index.js';
 import { parseClasses } from '../src/shm/size-classes.js';
-import { decodeJsonPayload, decodeReply, encodeRequest } from '../src/shm/wire-codec.js';
+import {
+  decodeHandlesPayload,
+  decodeJsonPayload,
+  decodeReply,
+  encodeRequest,
+} from '../src/shm/wire-codec.js';
 import { ShmMsg, ShmStatus } from '../src/shm/wire-ids.js';
 import { waitFor, waitForEvent } from './helpers/latch.js';
 import { shmModes, shortTempDir, startDaemon, startPeer, TEST_CLASSES } from './helpers/shm.js';
@@ -178,33 +183,40 @@ describe.each(shmModes())('shm daemon (%s mode)', (mode) => {
   it('free of a block not held and double free are refused over the wire', async () => {
     const { socket } = await startDaemon(mode);
     const me = await connect(socket, mode);
-    const other = await startPeer(socket, mode);
     const buf = await me.alloc(4096);
-    // The other process learns the handle (e.g. through a side channel) and tries to free it.
-    const [theirs] = await other.call<number[]>('alloc', { size: 10 });
-    expect(theirs).toBeDefined();
+    // A second connection (of this same process) speaks the protocol by hand.
     const raw = await rawConnection(socket);
-    const hello = (reqid: number) =>
-      encodeFrame(ShmMsg.HELLO, encodeRequest(reqid, { cmd: ShmMsg.HELLO, version: 1, pid: process.pid }));
-    raw.s.write(hello(1));
-    await raw.replies();
-    if (mode === 'addon') {
-      // The raw connection is this process, but holds nothing: the client's block is not its own.
-      raw.s.write(encodeFrame(ShmMsg.FREE, encodeRequest(2, { cmd: ShmMsg.FREE, handles: [buf.handle] })));
-      expect((await raw.replies()).status).toBe(ShmStatus.NOT_HELD);
+    const send = (req: Parameters<typeof encodeRequest>[1], reqid: number) =>
+      raw.s.write(encodeFrame(req.cmd, encodeRequest(reqid, req)));
+    send({ cmd: ShmMsg.HELLO, version: 1, pid: process.pid }, 1);
+    const hello = decodeJsonPayload<{ verified: boolean; proofPath?: string }>((await raw.replies()).payload);
+    if (!hello.verified) {
+      // File mode: prove who we are as the client library does (hold the file open, send PROVE).
+      const fd = openSync(hello.proofPath!, 'r');
+      send({ cmd: ShmMsg.PROVE }, 2);
+      expect((await raw.replies()).status).toBe(ShmStatus.OK);
+      closeSync(fd);
     }
-    const handle = buf.handle;
+    // The block the client holds is not this connection's to free.
+    send({ cmd: ShmMsg.FREE, handles: [buf.handle] }, 3);
+    const notHeld = await raw.replies();
+    expect(notHeld.status).toBe(ShmStatus.NOT_HELD);
+    expect(notHeld.payload.toString()).toBe(`block ${buf.handle.block} is not held by this connection`);
+    // Its own block: the first free succeeds, the second is a double free.
+    send({ cmd: ShmMsg.ALLOC, size: 10, align: 0, count: 1 }, 4);
+    const [own] = decodeHandlesPayload((await raw.replies()).payload);
+    send({ cmd: ShmMsg.FREE, handles: [own!] }, 5);
+    expect((await raw.replies()).status).toBe(ShmStatus.OK);
+    send({ cmd: ShmMsg.FREE, handles: [own!] }, 6);
+    const twice = await raw.replies();
+    expect(twice.status).toBe(ShmStatus.NOT_HELD);
+    expect(twice.payload.toString()).toBe(
+      `block ${own!.block} is not held by this connection (it is free: double free?)`,
+    );
+    // The client library's release is idempotent: one FREE, then nothing.
     await buf.release();
-    await buf.release(); // the client library never sends a second FREE
-    const again = await (
-      me as unknown as { session: { link: { request: (r: unknown) => Promise<Buffer> } } }
-    ).session.link
-      .request({ cmd: ShmMsg.FREE, handles: [handle] })
-      .catch((e: Error) => e);
-    expect(again).toMatchObject({
-      code: 'LARS_ERR_SHM_NOT_HELD',
-      message: expect.stringMatching(/double free/),
-    });
+    await buf.release();
+    expect((await me.stat()).held.blocks).toBe(0);
   });
 
   it('survives fuzzed frames: random and mutated commands get error replies, bad framing closes only that connection', async () => {

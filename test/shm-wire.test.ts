@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ShmError } from '../src/errors.js';
 import { encodeFrame, FrameDecoder } from '../src/protocol/index.js';
-import { holdersReply } from '../src/shm/daemon/holders.js';
+import { holdersReply } from '../src/shm/daemon/core-reports.js';
 import { decodeHandle, encodeHandle } from '../src/shm/handle.js';
 import { defaultShmSocket, shmSocketFor } from '../src/shm/socket-path.js';
 import { checkHeader, HEADER_BYTES, layoutPool, writeHeader } from '../src/shm/pool-layout.js';

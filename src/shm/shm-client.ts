@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { ClosedError, ConnectionError, ErrorCode, ShmError } from '../errors.js';
+import { ErrorCode, ShmError } from '../errors.js';
 import { Backoff, type BackoffOptions } from '../net/backoff.js';
-import { ShmLink } from './client-link.js';
-import { dialSession, type ShmSession } from './client-session.js';
+import { SessionKeeper, type ShmClientState } from './client-keeper.js';
+import type { ShmSession } from './client-session.js';
 import type { ShmHandle } from './handle.js';
 import { blockOffset, classOfBlock, MAX_ALIGN } from './pool-layout.js';
 import { resolveMode, type ShmModeSetting } from './pool-segment.js';
@@ -16,13 +16,13 @@ import {
   decodeRecvPayload,
   decodeU32Payload,
   MAX_HANDLES_PER_FRAME,
-  type ShmNotice,
   type ShmRequest,
 } from './wire-codec.js';
 import { ReclaimReason, ShmMsg } from './wire-ids.js';
 
 export const DEFAULT_RECONNECT: Readonly<BackoffOptions> = { initialMs: 100, maxMs: 5_000, jitter: 0.2 };
 export const DEFAULT_CONNECT_WAIT_MS = 5_000;
+export type { ShmClientState };
 
 export interface ShmClientOptions {
   /** Daemon socket; default LARS_SHM_SOCKET or <LARS_DATA_DIR|./lars-data>/shm/shm.sock. */
@@ -34,8 +34,6 @@ export interface ShmClientOptions {
   /** How long a call waits for a (re)connection before it fails with NOT_CONNECTED. */
   connectWaitMs?: number;
 }
-
-export type ShmClientState = 'connecting' | 'ready' | 'reconnecting' | 'closed';
 
 /**
  * Client of `lars shm` (import { ShmClient } from 'lars/shm'). Maps the pool once per daemon
@@ -53,13 +51,8 @@ export class ShmClient extends EventEmitter implements BufferOwner {
   readonly modeReason: string | undefined;
   /** @internal File mode: reused process memory for ShmBuffer.bytes(). */
   readonly scratch = new ScratchPool();
-  private session: ShmSession | undefined;
-  private _state: ShmClientState = 'connecting';
   private readonly held = new Set<ShmBuffer>();
-  private readonly backoff: Backoff | undefined;
-  private readonly waitMs: number;
-  private waiters: { resolve: (s: ShmSession) => void; reject: (e: Error) => void }[] = [];
-  private redialTimer: NodeJS.Timeout | undefined;
+  private readonly keeper: SessionKeeper;
 
   private constructor(options: ShmClientOptions) {
     super();
@@ -69,30 +62,39 @@ export class ShmClient extends EventEmitter implements BufferOwner {
     );
     this.mode = m.mode;
     this.modeReason = m.reason;
-    this.backoff =
-      options.reconnect === false ? undefined : new Backoff(options.reconnect ?? DEFAULT_RECONNECT);
-    this.waitMs = options.connectWaitMs ?? DEFAULT_CONNECT_WAIT_MS;
+    this.keeper = new SessionKeeper({
+      socketPath: this.socketPath,
+      mode: this.mode,
+      backoff: options.reconnect === false ? undefined : new Backoff(options.reconnect ?? DEFAULT_RECONNECT),
+      waitMs: options.connectWaitMs ?? DEFAULT_CONNECT_WAIT_MS,
+      onState: (state) => this.emit('state', state),
+      onNotice: (n) => this.emit('notice', n),
+      onLost: () => {
+        // The daemon released everything this connection held.
+        for (const b of this.held) b.markStale();
+        this.held.clear();
+      },
+    });
   }
 
   /** Connects, identifies itself and maps the pool; rejects when the daemon cannot be reached. */
   static async connect(options: ShmClientOptions = {}): Promise<ShmClient> {
     const client = new ShmClient(options);
-    client.session = await client.dial();
-    client.setState('ready');
+    await client.keeper.open();
     return client;
   }
 
   get state(): ShmClientState {
-    return this._state;
+    return this.keeper.state;
   }
 
   /** This process's pid as the daemon knows it, and the pool generation it serves. */
   get pid(): number {
-    return this.session?.pid ?? 0;
+    return this.keeper.session?.pid ?? 0;
   }
 
   get generation(): number {
-    return this.session?.info.pool.generation ?? 0;
+    return this.keeper.session?.info.pool.generation ?? 0;
   }
 
   /** Allocates one block of at least `size` bytes (align: a power of two up to 4096). */
@@ -109,7 +111,7 @@ export class ShmClient extends EventEmitter implements BufferOwner {
       this.invalid(`align ${align} must be a power of two up to ${MAX_ALIGN}`);
     if (!Number.isInteger(count) || count < 1 || count > 0xffff)
       this.invalid(`count ${count} must be 1..65535`);
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     const handles = decodeHandlesPayload(await s.link.request({ cmd: ShmMsg.ALLOC, size, align, count }));
     return handles.map((h) => this.adopt(s, h, true));
   }
@@ -124,7 +126,7 @@ export class ShmClient extends EventEmitter implements BufferOwner {
     if (!Number.isInteger(options.to) || options.to <= 0) this.invalid(`to: ${options.to} is not a pid`);
     if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > 0xffffffff)
       this.invalid(`ttlMs ${ttlMs} must be a non-negative integer`);
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     for (const b of bufs) {
       b.check();
       b.flush();
@@ -139,7 +141,7 @@ export class ShmClient extends EventEmitter implements BufferOwner {
   async recv(batchId: number): Promise<ShmBuffer[]> {
     if (!Number.isInteger(batchId) || batchId < 1 || batchId > 0xffffffff)
       this.invalid(`batch id ${batchId} is not valid`);
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     const { handles } = decodeRecvPayload(await s.link.request({ cmd: ShmMsg.RECV, batchId }));
     return handles.map((h) => this.adopt(s, h, false));
   }
@@ -147,13 +149,13 @@ export class ShmClient extends EventEmitter implements BufferOwner {
   /** One more reference to the block of `buf`, as a buffer of its own (released separately). */
   async addref(buf: ShmBuffer): Promise<ShmBuffer> {
     buf.check();
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     await s.link.request({ cmd: ShmMsg.ADDREF, handles: [buf.handle] });
     return this.adopt(s, buf.handle, false);
   }
 
   async stat(): Promise<ShmStat> {
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     return {
       mode: this.mode,
       ...decodeJsonPayload<Omit<ShmStat, 'mode'>>(await s.link.request({ cmd: ShmMsg.STAT })),
@@ -162,7 +164,7 @@ export class ShmClient extends EventEmitter implements BufferOwner {
 
   /** Which process holds how much of which class. */
   async holders(): Promise<HoldersReport> {
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     return decodeJsonPayload<HoldersReport>(await s.link.request({ cmd: ShmMsg.HOLDERS }));
   }
 
@@ -170,15 +172,15 @@ export class ShmClient extends EventEmitter implements BufferOwner {
   async reclaim(pid: number, options: { reason?: 'manual' | 'killme' } = {}): Promise<ReclaimResult> {
     if (!Number.isInteger(pid) || pid <= 0) this.invalid(`pid ${pid} is not a pid`);
     const reason = options.reason === 'killme' ? ReclaimReason.KILLME : ReclaimReason.MANUAL;
-    const s = await this.ready();
+    const s = await this.keeper.ready();
     return decodeJsonPayload<ReclaimResult>(await s.link.request({ cmd: ShmMsg.RECLAIM, pid, reason }));
   }
 
   /** Releases what this client holds, closes the connection and unmaps the pool. Idempotent. */
   async close(): Promise<void> {
-    if (this._state === 'closed') return;
-    const s = this.session;
-    this.shutdown();
+    if (this.keeper.state === 'closed') return;
+    const s = this.keeper.close();
+    this.scratch.clear();
     if (!s) return;
     const handles = [...this.held].map((b) => b.handle);
     for (const b of this.held) b.markClosed();
@@ -194,9 +196,9 @@ export class ShmClient extends EventEmitter implements BufferOwner {
 
   /** Drops the connection at once (the daemon releases what it held) and unmaps the pool. */
   async destroy(): Promise<void> {
-    if (this._state === 'closed') return;
-    const s = this.session;
-    this.shutdown();
+    if (this.keeper.state === 'closed') return;
+    const s = this.keeper.close();
+    this.scratch.clear();
     for (const b of this.held) b.markClosed();
     this.held.clear();
     if (!s) return;
@@ -208,8 +210,8 @@ export class ShmClient extends EventEmitter implements BufferOwner {
 
   /** @internal */
   async freeBuffer(buf: ShmBuffer): Promise<void> {
-    const s = this.session;
-    if (!s || this._state !== 'ready' || buf.handle.pool !== s.info.pool.generation) return;
+    const s = this.keeper.session;
+    if (!s || this.keeper.state !== 'ready' || buf.handle.pool !== s.info.pool.generation) return;
     try {
       await s.link.request({ cmd: ShmMsg.FREE, handles: [buf.handle] });
     } catch (err) {
@@ -244,90 +246,5 @@ export class ShmClient extends EventEmitter implements BufferOwner {
     );
     this.held.add(buf);
     return buf;
-  }
-
-  private dial(): Promise<ShmSession> {
-    return dialSession(this.socketPath, this.mode, this.waitMs, {
-      onNotice: (n: ShmNotice) => this.emit('notice', n),
-      onClose: (link: ShmLink) => this.linkClosed(link),
-    });
-  }
-
-  /** The current session, waiting for a reconnection if one is under way. */
-  private ready(): Promise<ShmSession> {
-    if (this._state === 'ready' && this.session && !this.session.link.isClosed)
-      return Promise.resolve(this.session);
-    if (this._state === 'closed') return Promise.reject(new ClosedError('the shm client is closed'));
-    if (!this.backoff)
-      return Promise.reject(new ConnectionError(ErrorCode.NOT_CONNECTED, 'not connected to lars shm'));
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve: (s: ShmSession) => {
-          clearTimeout(timer);
-          resolve(s);
-        },
-        reject: (e: Error) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(
-          new ConnectionError(
-            ErrorCode.NOT_CONNECTED,
-            `lars shm at ${this.socketPath} not reachable within ${this.waitMs} ms`,
-          ),
-        );
-      }, this.waitMs);
-      timer.unref();
-      this.waiters.push(waiter);
-    });
-  }
-
-  private linkClosed(link: ShmLink): void {
-    const s = this.session;
-    if (!s || s.link !== link || this._state === 'closed') return;
-    for (const b of this.held) b.markStale();
-    this.held.clear();
-    s.segment.close();
-    this.session = undefined;
-    this.setState('reconnecting');
-    this.scheduleRedial();
-  }
-
-  private scheduleRedial(): void {
-    if (!this.backoff || this._state === 'closed') return;
-    this.redialTimer = setTimeout(() => {
-      this.redialTimer = undefined;
-      this.dial().then(
-        (s) => {
-          if (this._state === 'closed') {
-            void s.link.destroy().then(() => s.segment.close());
-            return;
-          }
-          this.backoff!.reset();
-          this.session = s;
-          this.setState('ready');
-          for (const w of this.waiters.splice(0)) w.resolve(s);
-        },
-        () => this.scheduleRedial(),
-      );
-    }, this.backoff.next());
-    this.redialTimer.unref();
-  }
-
-  private shutdown(): void {
-    this.setState('closed');
-    this.scratch.clear();
-    if (this.redialTimer) clearTimeout(this.redialTimer);
-    this.redialTimer = undefined;
-    for (const w of this.waiters.splice(0)) w.reject(new ClosedError('the shm client is closed'));
-  }
-
-  private setState(state: ShmClientState): void {
-    if (this._state === state) return;
-    this._state = state;
-    this.emit('state', state);
   }
 }

@@ -1,3 +1,4 @@
+import { ErrorCode, ShmError } from '../../errors.js';
 import type { ShmHandle } from '../handle.js';
 import type { BatchEndReason } from '../wire-ids.js';
 import type { ShmPeer } from './peer.js';
@@ -50,6 +51,20 @@ export class BatchBook {
   /** Why a batch that is no longer here ended, if it ended recently. */
   endReason(id: number): BatchEndReason | undefined {
     return this.ended.get(id);
+  }
+
+  /** The error for a recv of a batch that is not (or no longer) here. */
+  missing(id: number): ShmError {
+    const ended = this.ended.get(id);
+    if (!ended)
+      return new ShmError(ErrorCode.SHM_UNKNOWN_BATCH, `no batch ${id} (never sent, or already received)`);
+    const why =
+      ended === 'ttl'
+        ? 'its ttl ran out'
+        : ended === 'addressee-gone'
+          ? 'its addressee disconnected'
+          : 'its addressee was reclaimed';
+    return new ShmError(ErrorCode.SHM_EXPIRED, `batch ${id} was released before it was received: ${why}`);
   }
 
   addressedTo(pid: number): Batch[] {

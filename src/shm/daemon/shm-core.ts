@@ -1,13 +1,13 @@
 import { ErrorCode, ShmError } from '../../errors.js';
 import type { ShmHandle } from '../handle.js';
-import { classOfBlock, MAX_ALIGN, type ClassLayout, type PoolLayout } from '../pool-layout.js';
-import type { ClassStat, HoldersReport, ReclaimResult, ShmMode, ShmStat } from '../reports.js';
+import { classOfBlock, type ClassLayout, type PoolLayout } from '../pool-layout.js';
+import type { HoldersReport, ReclaimResult, ShmMode, ShmStat } from '../reports.js';
 import { formatSize } from '../size-classes.js';
-import { MAX_ALLOC_COUNT } from '../wire-codec.js';
 import type { BatchEndReason, ReclaimReasonName } from '../wire-ids.js';
 import { BatchBook, type Batch } from './batch-book.js';
 import { BlockTable } from './block-table.js';
-import { holdersReport, topHoldersText } from './holders.js';
+import { holdersReport, noMemoryText, statReport } from './core-reports.js';
+import { checkHeld, dropAll, hold, pickClass, unhold } from './holdings.js';
 import { ShmPeer, type PeerSink, type ProcRecord } from './peer.js';
 
 export interface ShmCoreOptions {
@@ -112,16 +112,22 @@ export class ShmCore {
 
   alloc(peer: ShmPeer, size: number, align: number, count: number): ShmHandle[] {
     this.requireVerified(peer);
-    const cls = this.classFor(size, align, count);
+    let cls: ClassLayout;
+    try {
+      cls = pickClass(this.layout, size, align, count);
+    } catch (err) {
+      this.counters.allocFailed.invalid += 1;
+      throw err;
+    }
     if (this.blocks.freeCount(cls.index) < count) {
       this.counters.allocFailed.no_memory += 1;
-      throw new ShmError(ErrorCode.SHM_NO_MEMORY, this.noMemoryText(cls, count));
+      throw new ShmError(ErrorCode.SHM_NO_MEMORY, noMemoryText(this, cls, count));
     }
     this.checkQuota(peer.pid, count * cls.size, 'allocating');
     const handles: ShmHandle[] = [];
     for (let i = 0; i < count; i++) {
       const block = this.blocks.take(cls.index, size);
-      this.hold(peer, block, cls);
+      hold(peer, block, cls);
       handles.push({ pool: this.options.generation, block, gen: this.blocks.gens[block]!, len: size });
     }
     this.counters.allocs += count;
@@ -130,16 +136,16 @@ export class ShmCore {
 
   free(peer: ShmPeer, handles: readonly ShmHandle[]): void {
     this.requireVerified(peer);
-    for (const [block, cls] of this.checkHeld(peer, handles)) {
-      this.unhold(peer, block, cls);
+    for (const [block, cls] of checkHeld(peer, handles, this.layout, this.blocks, this.options.generation)) {
+      unhold(peer, block, cls);
       this.blocks.dropRef(block, cls.index);
     }
   }
 
   addref(peer: ShmPeer, handles: readonly ShmHandle[]): void {
     this.requireVerified(peer);
-    for (const [block, cls] of this.checkHeld(peer, handles)) {
-      this.hold(peer, block, cls);
+    for (const [block, cls] of checkHeld(peer, handles, this.layout, this.blocks, this.options.generation)) {
+      hold(peer, block, cls);
       this.blocks.addRef(block);
     }
   }
@@ -159,10 +165,10 @@ export class ShmCore {
         `pid ${peer.pid} has ${proc.sentBatches} batches in flight, the limit is ${maxBatchesPerProc} ([shm] max_batches_per_proc)`,
       );
     }
-    const moved = this.checkHeld(peer, handles);
+    const moved = checkHeld(peer, handles, this.layout, this.blocks, this.options.generation);
     let bytes = 0;
     for (const [block, cls] of moved) {
-      this.unhold(peer, block, cls);
+      unhold(peer, block, cls);
       bytes += cls.size;
     }
     const batch: Batch = {
@@ -188,25 +194,7 @@ export class ShmCore {
   recv(peer: ShmPeer, batchId: number): { fromPid: number; handles: ShmHandle[] } {
     this.requireVerified(peer);
     const batch = this.batches.get(batchId);
-    if (!batch) {
-      const ended = this.batches.endReason(batchId);
-      if (ended) {
-        const why =
-          ended === 'ttl'
-            ? 'its ttl ran out'
-            : ended === 'addressee-gone'
-              ? 'its addressee disconnected'
-              : 'its addressee was reclaimed';
-        throw new ShmError(
-          ErrorCode.SHM_EXPIRED,
-          `batch ${batchId} was released before it was received: ${why}`,
-        );
-      }
-      throw new ShmError(
-        ErrorCode.SHM_UNKNOWN_BATCH,
-        `no batch ${batchId} (never sent, or already received)`,
-      );
-    }
+    if (!batch) throw this.batches.missing(batchId);
     if (batch.to !== peer.pid) {
       throw new ShmError(
         ErrorCode.SHM_NOT_ADDRESSEE,
@@ -214,7 +202,7 @@ export class ShmCore {
       );
     }
     this.checkQuota(peer.pid, batch.bytes, 'receiving');
-    for (const block of batch.blocks) this.hold(peer, block, classOfBlock(this.layout, block)!);
+    for (const block of batch.blocks) hold(peer, block, classOfBlock(this.layout, block)!);
     this.batches.remove(batch);
     this.batchDone(batch);
     this.counters.batchesReceived += 1;
@@ -222,20 +210,7 @@ export class ShmCore {
   }
 
   stat(peer: ShmPeer): Omit<ShmStat, 'mode'> {
-    const classes: ClassStat[] = this.layout.classes.map((c) => {
-      const free = this.blocks.freeCount(c.index);
-      return { size: c.size, total: c.count, free, used: c.count - free };
-    });
-    return {
-      daemonMode: this.options.mode,
-      generation: this.options.generation,
-      pool: { name: this.options.poolName, size: this.layout.size },
-      classes,
-      held: { blocks: peer.held.size, bytes: peer.heldBytes },
-      batches: { inflight: this.batches.size, expired: this.counters.batchesExpired },
-      connections: this.peers.size,
-      processes: this.procs.size,
-    };
+    return statReport(this, peer);
   }
 
   holders(): HoldersReport {
@@ -281,26 +256,6 @@ export class ShmCore {
     throw new ShmError(ErrorCode.SHM_INVALID_ARGUMENT, message);
   }
 
-  /** The smallest class that fits size and alignment (no spill into larger classes: deterministic). */
-  private classFor(size: number, align: number, count: number): ClassLayout {
-    const fail = (m: string): never => {
-      this.counters.allocFailed.invalid += 1;
-      this.invalid(m);
-    };
-    if (!Number.isInteger(count) || count < 1 || count > MAX_ALLOC_COUNT)
-      fail(`count ${count} must be 1..${MAX_ALLOC_COUNT}`);
-    if (align !== 0 && (align > MAX_ALIGN || (align & (align - 1)) !== 0)) {
-      fail(`align ${align} must be a power of two up to ${MAX_ALIGN}`);
-    }
-    const classes = this.layout.classes;
-    const largest = classes[classes.length - 1]!;
-    if (size < 1 || size > largest.size)
-      fail(`size ${size} must be 1..${largest.size} (largest class ${formatSize(largest.size)})`);
-    const cls = classes.find((c) => c.size >= size && c.align >= align);
-    if (!cls) return fail(`no class holds ${size} bytes aligned to ${align}`);
-    return cls;
-  }
-
   private checkQuota(pid: number, more: number, doing: string): void {
     const proc = this.procs.get(pid)!;
     let held = 0;
@@ -315,69 +270,13 @@ export class ShmCore {
     );
   }
 
-  /**
-   * Validates handles against what `peer` holds (duplicates need as many references) and returns
-   * [block, class] per handle. Nothing is changed, so a failure leaves every holding as it was.
-   */
-  private checkHeld(peer: ShmPeer, handles: readonly ShmHandle[]): [number, ClassLayout][] {
-    const out: [number, ClassLayout][] = [];
-    const need = new Map<number, number>();
-    for (const h of handles) {
-      if (h.pool !== this.options.generation) {
-        throw new ShmError(
-          ErrorCode.SHM_STALE,
-          `handle of pool generation ${h.pool}; the daemon runs generation ${this.options.generation} (it restarted)`,
-        );
-      }
-      const cls = classOfBlock(this.layout, h.block);
-      if (!cls) this.invalid(`no block ${h.block} in this pool (${this.layout.blocks} blocks)`);
-      if (this.blocks.gens[h.block] !== h.gen) {
-        throw new ShmError(
-          ErrorCode.SHM_STALE,
-          `block ${h.block} was released and allocated again since this handle was issued`,
-        );
-      }
-      const n = (need.get(h.block) ?? 0) + 1;
-      need.set(h.block, n);
-      if (n > (peer.held.get(h.block) ?? 0)) {
-        const free = this.blocks.refs[h.block] === 0;
-        throw new ShmError(
-          ErrorCode.SHM_NOT_HELD,
-          `block ${h.block} is not held by this connection${free ? ' (it is free: double free?)' : n > 1 ? ` ${n} times` : ''}`,
-        );
-      }
-      out.push([h.block, cls]);
-    }
-    return out;
-  }
-
-  private hold(peer: ShmPeer, block: number, cls: ClassLayout): void {
-    const n = peer.held.get(block) ?? 0;
-    if (n === 0) peer.heldBytes += cls.size;
-    peer.held.set(block, n + 1);
-  }
-
-  private unhold(peer: ShmPeer, block: number, cls: ClassLayout): void {
-    const n = peer.held.get(block)!;
-    if (n === 1) {
-      peer.held.delete(block);
-      peer.heldBytes -= cls.size;
-    } else peer.held.set(block, n - 1);
-  }
-
   private releaseAll(peer: ShmPeer, reason: ReclaimReasonName): void {
-    let freedBytes = 0;
     const blocks = peer.held.size;
     const heldBytes = peer.heldBytes;
-    for (const [block, n] of peer.held) {
-      const cls = classOfBlock(this.layout, block)!;
-      for (let i = 0; i < n; i++) if (this.blocks.dropRef(block, cls.index)) freedBytes += cls.size;
-    }
-    peer.held.clear();
-    peer.heldBytes = 0;
-    this.counters.reclaimedBytes[reason] += freedBytes;
-    if (peer.verified && (blocks > 0 || reason !== 'disconnect'))
+    this.counters.reclaimedBytes[reason] += dropAll(peer, this.layout, this.blocks);
+    if (peer.verified && (blocks > 0 || reason !== 'disconnect')) {
       this.onRelease?.({ pid: peer.pid, reason, blocks, bytes: heldBytes });
+    }
   }
 
   /** Ends a batch without a recv: references dropped, sender told. */
@@ -412,14 +311,5 @@ export class ShmCore {
 
   private dropIdleProc(proc: ProcRecord): void {
     if (proc.peers.size === 0 && proc.sentBatches === 0) this.procs.delete(proc.pid);
-  }
-
-  /** The NO_MEMORY message: the class, how full it is, who holds most of it (iceoryx users' missing answer). */
-  private noMemoryText(cls: ClassLayout, count: number): string {
-    const free = this.blocks.freeCount(cls.index);
-    return (
-      `no ${count === 1 ? 'free block' : `${count} free blocks`} in class ${formatSize(cls.size)} ` +
-      `(${cls.count} blocks, ${free} free); ${topHoldersText(this, cls)}`
-    );
   }
 }

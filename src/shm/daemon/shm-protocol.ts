@@ -24,7 +24,7 @@ import {
   ShmMsg,
   ShmStatus,
 } from '../wire-ids.js';
-import { holdersReply } from './holders.js';
+import { holdersReply } from './core-reports.js';
 import type { ProofBook } from './peer-proof.js';
 import type { ShmPeer } from './peer.js';
 import type { ShmCore } from './shm-core.js';

@@ -1,8 +1,15 @@
 import { classOfBlock, type ClassLayout } from '../pool-layout.js';
 import { MAX_BODY_LEN } from '../../protocol/frame.js';
-import type { HolderEntry, HoldersReport } from '../reports.js';
+import { formatSize } from '../size-classes.js';
+import type { ClassStat, HolderEntry, HoldersReport, ShmStat } from '../reports.js';
+import type { ShmPeer } from './peer.js';
 import { encodeJsonReply } from '../wire-codec.js';
 import type { ShmCore } from './shm-core.js';
+
+/**
+ * Reports about the daemon's state (STAT, HOLDERS, the NO_MEMORY message), built on demand (CLI,
+ * metrics scrape, error replies), never on the hot path.
+ */
 
 /** Most processes a HOLDERS reply lists (largest first): keeps the reply inside one frame. */
 export const MAX_HOLDERS_LISTED = 200;
@@ -88,4 +95,32 @@ export function holdersReply(reqid: number, report: HoldersReport): Buffer {
     reply = encodeJsonReply(reqid, r);
   }
   return reply;
+}
+
+/** The NO_MEMORY message: the class, how full it is, who holds most of it (iceoryx users' missing answer). */
+export function noMemoryText(core: ShmCore, cls: ClassLayout, count: number): string {
+  const free = core.blocks.freeCount(cls.index);
+  return (
+    `no ${count === 1 ? 'free block' : `${count} free blocks`} in class ${formatSize(cls.size)} ` +
+    `(${cls.count} blocks, ${free} free); ${topHoldersText(core, cls)}`
+  );
+}
+
+/** STAT: the pool per class, and what the calling connection holds. */
+export function statReport(core: ShmCore, peer: ShmPeer): Omit<ShmStat, 'mode'> {
+  const classes: ClassStat[] = core.layout.classes.map((c) => {
+    const free = core.blocks.freeCount(c.index);
+    return { size: c.size, total: c.count, free, used: c.count - free };
+  });
+  const o = core.options;
+  return {
+    daemonMode: o.mode,
+    generation: o.generation,
+    pool: { name: o.poolName, size: core.layout.size },
+    classes,
+    held: { blocks: peer.held.size, bytes: peer.heldBytes },
+    batches: { inflight: core.batches.size, expired: core.counters.batchesExpired },
+    connections: core.connections,
+    processes: core.procs.size,
+  };
 }
