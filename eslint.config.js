@@ -45,6 +45,40 @@ export default tseslint.config(
     },
   },
   {
+    // lars/shm: the client side of the shared-memory manager (the daemon lives in src/shm/daemon).
+    files: ['src/shm/**/*.ts'],
+    ignores: ['src/shm/daemon/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '**/daemon/**',
+                '**/store/**',
+                '**/dns/**',
+                '**/agent/**',
+                '**/reporter/**',
+                '**/web/**',
+                '**/cli/**',
+                '**/service/**',
+                '**/supervisor/**',
+                'kysely',
+                'pg',
+                'mysql2',
+                'better-sqlite3',
+                'fastify',
+                'prom-client',
+              ],
+              message: 'The shm client imports nothing from the daemon, servers or databases.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/api/**/*.ts'],
     rules: {
       'no-restricted-imports': [

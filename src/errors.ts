@@ -64,6 +64,28 @@ export const ErrorCode = {
   BUS_HANDLER: 'LARS_ERR_BUS_HANDLER',
   /** Bus: a per-connection limit (subscriptions, served topics) was reached. */
   BUS_LIMIT: 'LARS_ERR_BUS_LIMIT',
+  /** shm: the class that fits the request has no free block; the message names the class and the top holders. */
+  SHM_NO_MEMORY: 'LARS_ERR_SHM_NO_MEMORY',
+  /** shm: the process would hold more than its share of the pool ([shm] quota_percent) or too many batches. */
+  SHM_QUOTA: 'LARS_ERR_SHM_QUOTA',
+  /** shm: free/send/addref of a block this connection does not hold (never allocated, already freed, sent). */
+  SHM_NOT_HELD: 'LARS_ERR_SHM_NOT_HELD',
+  /** shm: a handle of a former daemon generation or of a former use of the block. */
+  SHM_STALE: 'LARS_ERR_SHM_STALE',
+  /** shm: no batch with this id (never sent, or already received). */
+  SHM_UNKNOWN_BATCH: 'LARS_ERR_SHM_UNKNOWN_BATCH',
+  /** shm: recv of a batch addressed to another process. */
+  SHM_NOT_ADDRESSEE: 'LARS_ERR_SHM_NOT_ADDRESSEE',
+  /** shm: the batch was not received within its ttl (or its addressee went away) and was released. */
+  SHM_EXPIRED: 'LARS_ERR_SHM_EXPIRED',
+  /** shm: a request's arguments are invalid (size, alignment, count, ttl, pid, malformed body). */
+  SHM_INVALID_ARGUMENT: 'LARS_ERR_SHM_INVALID_ARGUMENT',
+  /** shm: the daemon does not know the command. */
+  SHM_UNKNOWN_COMMAND: 'LARS_ERR_SHM_UNKNOWN_COMMAND',
+  /** shm: the daemon could not establish the caller's process identity (file mode proof missing or wrong). */
+  SHM_NOT_VERIFIED: 'LARS_ERR_SHM_NOT_VERIFIED',
+  /** shm: the pool cannot be created or mapped (/dev/shm too small, segment error, socket path). */
+  SHM_POOL: 'LARS_ERR_SHM_POOL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -228,6 +250,27 @@ export class BusError extends LarsError {
   ) {
     super(code, message);
     this.subject = subject;
+  }
+}
+
+/** Codes of the shared-memory manager's replies (src/shm). */
+export type ShmErrorCode =
+  | typeof ErrorCode.SHM_NO_MEMORY
+  | typeof ErrorCode.SHM_QUOTA
+  | typeof ErrorCode.SHM_NOT_HELD
+  | typeof ErrorCode.SHM_STALE
+  | typeof ErrorCode.SHM_UNKNOWN_BATCH
+  | typeof ErrorCode.SHM_NOT_ADDRESSEE
+  | typeof ErrorCode.SHM_EXPIRED
+  | typeof ErrorCode.SHM_INVALID_ARGUMENT
+  | typeof ErrorCode.SHM_UNKNOWN_COMMAND
+  | typeof ErrorCode.SHM_NOT_VERIFIED
+  | typeof ErrorCode.SHM_POOL;
+
+/** A failed shared-memory operation: the daemon's reply, or a check the client makes first. */
+export class ShmError extends LarsError {
+  constructor(code: ShmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

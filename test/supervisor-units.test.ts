@@ -12,7 +12,9 @@ import {
   commandHasOption,
   resolveStackPorts,
   SERVICES,
+  STOP_GROUPS,
   type LaunchContext,
+  type ServiceName,
 } from '../src/supervisor/services.js';
 import { supervisorSettings } from '../src/supervisor/settings.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -161,6 +163,7 @@ describe('service table', () => {
     p.command('web').option('--host <h>').option('--port <p>').option('--db <u>');
     p.command('bus').option('--socket <p>').option('--http-port <p>');
     if (withReporter) p.command('reporter').option('--db <u>');
+    p.command('shm').option('--socket <s>').option('--http-port <p>');
     return p;
   }
 
@@ -169,8 +172,7 @@ describe('service table', () => {
     const settings = { ...supervisorSettings(config), dnsHandoff: handoff };
     const prog = program(withReporter);
     const book = new PortBook();
-    const runsHere = (name: 'bus' | 'dns' | 'reporter' | 'web' | 'agent') =>
-      commandAvailable(prog, name) && settings.workers[name] > 0;
+    const runsHere = (name: ServiceName) => commandAvailable(prog, name) && settings.workers[name] > 0;
     return {
       config,
       fileSections,
@@ -188,7 +190,21 @@ describe('service table', () => {
   it('launches each service with the stack ports; one entry per service', async () => {
     const ctx = await context(true);
     const byName = Object.fromEntries(SERVICES.map((s) => [s.name, s]));
-    expect(Object.keys(byName)).toEqual(['bus', 'dns', 'reporter', 'web', 'agent']);
+    expect(Object.keys(byName)).toEqual(['shm', 'bus', 'dns', 'reporter', 'web', 'agent']);
+    // The shared-memory manager first; the services find it through LARS_SHM_SOCKET.
+    const shm = await byName.shm!.launch(ctx, 0);
+    expect(shm.args.slice(0, 5)).toEqual([
+      'shm',
+      '--config',
+      '/etc/lars.ini',
+      '--socket',
+      '/var/lib/lars/shm/shm.sock',
+    ]);
+    expect(shm.args[5]).toBe('--http-port');
+    expect(shm.healthUrl).toBe(`http://127.0.0.1:${shm.ports.http}/healthz`);
+    expect(shm.nodeFlags).toEqual(['--max-semi-space-size=1']);
+    expect(byName.shm!.listen(ctx)).toEqual([{ proto: 'unix', host: '/var/lib/lars/shm/shm.sock', port: 0 }]);
+    expect(STOP_GROUPS.at(-1)).toEqual(['shm']);
     const dns = await byName.dns!.launch(ctx, 0);
     expect(dns.args.slice(0, 7)).toEqual([
       'dns',
@@ -200,6 +216,7 @@ describe('service table', () => {
       '7778',
     ]);
     expect(dns.env).toMatchObject({
+      LARS_SHM_SOCKET: '/var/lib/lars/shm/shm.sock',
       LARSUP_SERVICE: 'dns',
       LARSUP_SLOT: '0',
       LARS_DB: 'sqlite:/var/lib/lars/lars.db',

@@ -184,7 +184,7 @@ suite('lars up supervisor', () => {
   it('SIGKILL of the master leaves no process behind (within 5 s on an idle machine)', async () => {
     const stack = await startStack({ supervisor: { dns_workers: 2 } });
     const pids = await stack.workerPids();
-    expect(pids.length).toBe(4); // dns x 2, agent, bus
+    expect(pids.length).toBe(5); // 2 dns, the agent, the bus, lars shm
     process.kill(stack.pid, 'SIGKILL');
     await stack.exited;
     await eventually(() => (pids.every((p) => !alive(p)) ? true : undefined), 5_000, 'children gone');

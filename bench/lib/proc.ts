@@ -14,9 +14,16 @@ export interface BenchMessage {
   [key: string]: unknown;
 }
 
-/** Forks `script` with `args`; stdout/stderr are inherited so children can report failures. */
-export function forkRole(script: string, args: readonly string[]): ChildProcess {
-  const child = fork(script, [...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** Forks `script` with `args` (and node flags `execArgv`); stdout/stderr are inherited so children can report failures. */
+export function forkRole(
+  script: string,
+  args: readonly string[],
+  execArgv: readonly string[] = [],
+): ChildProcess {
+  const child = fork(script, [...args], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    ...(execArgv.length ? { execArgv: [...execArgv] } : {}),
+  });
   // A bench parent that dies must not leave busy children behind.
   const kill = (): void => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -31,6 +31,7 @@ import {
   DEFAULT_BUS_OFFLINE_MS,
   DEFAULT_BUS_WRITE_DEADLINE_MS,
 } from '../bus/defaults.js';
+import { DEFAULT_CLASSES_SPEC } from '../shm/size-classes.js';
 
 export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
 
@@ -96,6 +97,15 @@ export const DEFAULT_RESTART_DELAY_S = 0.1;
 export const DEFAULT_RESTART_DELAY_MAX_S = 10;
 export const DEFAULT_DRAIN_TIMEOUT_S = 10;
 export const DEFAULT_START_TIMEOUT_S = 30;
+export const DEFAULT_SHM_WORKERS = 1;
+
+// [shm] (`lars shm`, issue 12).
+export const DEFAULT_SHM_CLASSES = DEFAULT_CLASSES_SPEC;
+export const DEFAULT_SHM_QUOTA_PERCENT = 25;
+export const DEFAULT_SHM_MAX_BATCHES_PER_PROC = 1024;
+export const DEFAULT_SHM_BATCH_TTL_S = 30;
+export const DEFAULT_SHM_MAX_BATCH_TTL_S = 600;
+export const DEFAULT_SHM_MAX_CONNS = 1024;
 
 const int = (d: number, description: string, min?: number, max?: number): IntSpec => ({
   type: 'int',
@@ -312,6 +322,12 @@ export const SCHEMA = {
       0,
       64,
     ),
+    shm_workers: int(
+      DEFAULT_SHM_WORKERS,
+      'lars up: run the shared-memory manager (1) or not (0); started before and stopped after the other services',
+      0,
+      1,
+    ),
     agent_workers: int(
       DEFAULT_AGENT_WORKERS,
       'lars up: run the agent (1) or not (0); one process owns all per-route state, so never more',
@@ -426,6 +442,49 @@ export const SCHEMA = {
       60_000,
     ),
     http_port: port(0, 'port of the health/metrics/procs HTTP endpoint on 127.0.0.1 (0 = any free port)'),
+  },
+  shm: {
+    socket: str('', 'Unix socket of lars shm (empty = <data-dir>/shm/shm.sock); clients use the same key'),
+    classes: str(
+      DEFAULT_SHM_CLASSES,
+      'size classes SIZE:COUNT,... (sizes multiples of 64 bytes); the pool is their sum plus a 4 KiB header',
+    ),
+    mode: str(
+      'auto',
+      'auto (native addon when it loads, else /dev/shm file mode), addon (fail without the addon) or file',
+    ),
+    quota_percent: int(
+      DEFAULT_SHM_QUOTA_PERCENT,
+      'share of the pool one process may hold, counting batches it sent that are not yet received',
+      1,
+      100,
+    ),
+    max_batches_per_proc: int(
+      DEFAULT_SHM_MAX_BATCHES_PER_PROC,
+      'batches one process may have in flight (sent, not yet received)',
+      1,
+      1_000_000,
+    ),
+    batch_ttl: num(
+      DEFAULT_SHM_BATCH_TTL_S,
+      'seconds a batch waits for its recv when the sender gives no ttl',
+      {
+        gt: 0,
+        max: 86_400,
+      },
+    ),
+    max_batch_ttl: num(DEFAULT_SHM_MAX_BATCH_TTL_S, 'largest ttl in seconds a sender may ask for', {
+      gt: 0,
+      max: 86_400,
+    }),
+    max_conns: int(
+      DEFAULT_SHM_MAX_CONNS,
+      'simultaneous client connections; more are refused and counted',
+      1,
+      1_000_000,
+    ),
+    ip: host(DEFAULT_HOST, 'address of the health/metrics HTTP endpoint'),
+    http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
   },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { ErrorCode, ProtocolError } from '../errors.js';
-import { HEADER_LEN, MAX_BODY_LEN } from '../protocol/index.js';
+import { HEADER_LEN, MAX_BODY_LEN } from '../protocol/frame.js';
 
 /** First size of the per-socket staging buffer; it grows on demand (bounded by the outbound cap). */
 const INITIAL_STAGING_BYTES = 16 * 1024;

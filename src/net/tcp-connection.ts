@@ -70,7 +70,8 @@ export class TcpConnection<S = Record<string, unknown>> implements Transport {
   private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly socket: Socket,
+    /** The accepted socket (e.g. for SO_PEERCRED on a Unix socket); do not read or write it directly. */
+    readonly socket: Socket,
     private readonly owner: ConnectionOwner<S>,
     id: number,
   ) {

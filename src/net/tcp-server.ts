@@ -21,6 +21,11 @@ export interface TcpServerOptions<S> {
   host: string;
   /** 0 picks a free port; listen() resolves with the real one. */
   port: number;
+  /**
+   * Listen on this Unix-domain socket path instead of host/port (same framing and policies; the
+   * caller creates the directory and sets permissions). listen() resolves with { host: path, port: 0 }.
+   */
+  path?: string;
   /** Connections beyond this are refused (closed at once) and counted. */
   maxConnections: number;
   /** Per-connection outbound cap in bytes; see the slow-peer policy in tcp-connection.ts. */
@@ -156,7 +161,11 @@ export class TcpServer<S = Record<string, unknown>> {
         reject(err);
       };
       server.once('error', onListenError);
-      server.listen({ host: this.options.host, port: this.options.port }, () => {
+      const target =
+        this.options.path !== undefined
+          ? { path: this.options.path }
+          : { host: this.options.host, port: this.options.port };
+      server.listen(target, () => {
         server.off('error', onListenError);
         // Accept errors (EMFILE, ...) must not crash the process: log them, keep serving.
         server.on('error', (err) => this.logger.error({ err }, 'tcp server error'));
@@ -167,7 +176,7 @@ export class TcpServer<S = Record<string, unknown>> {
           return;
         }
         this.state = 'listening';
-        const addr = this.address()!;
+        const addr = this.address() ?? { host: this.options.path ?? '', port: 0 };
         this.logger.info({ host: addr.host, port: addr.port }, 'tcp server listening');
         resolve(addr);
       });

@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 
 /** The `[supervisor]` section in the units the master works with (ms), frozen. */
 export interface SupervisorSettings {
-  readonly workers: Readonly<Record<'bus' | 'dns' | 'reporter' | 'web' | 'agent', number>>;
+  readonly workers: Readonly<Record<'bus' | 'dns' | 'reporter' | 'web' | 'agent' | 'shm', number>>;
   readonly dnsHandoff: boolean;
   readonly restartMax: number;
   readonly restartWindowMs: number;
@@ -21,6 +21,7 @@ export function supervisorSettings(config: Config): SupervisorSettings {
       reporter: s.reporter_workers,
       web: s.web_workers,
       agent: s.agent_workers,
+      shm: s.shm_workers,
     }),
     dnsHandoff: s.dns_handoff,
     restartMax: s.restart_max,

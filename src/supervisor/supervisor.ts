@@ -513,6 +513,13 @@ export class Supervisor extends EventEmitter {
         if (old) await this.retire(old);
         continue;
       }
+      if (old && rt.spec.keepOnReload && old.state === 'running') {
+        this.log.info(
+          { service: rt.spec.name, pid: old.pid },
+          'reload: keeping the running worker (its settings apply when it next starts)',
+        );
+        continue;
+      }
       if (old && rt.spec.name === 'agent' && old.state === 'running') {
         const flushed = await old.flushCache(CACHE_FLUSH_TIMEOUT_MS);
         if (!flushed)

@@ -69,7 +69,12 @@ export class ManagedWorker extends EventEmitter {
       exec: CLI_SCRIPT,
       args: opts.launch.args,
       // Debugger flags of the master would make every child fight for the inspector port.
-      execArgv: [...process.execArgv.filter((a) => !a.startsWith('--inspect')), '--import', CHILD_HOOK_URL],
+      execArgv: [
+        ...process.execArgv.filter((a) => !a.startsWith('--inspect')),
+        ...(opts.launch.nodeFlags ?? []),
+        '--import',
+        CHILD_HOOK_URL,
+      ],
       silent: true,
     });
     this.worker = cluster.fork(opts.launch.env);

@@ -11,6 +11,7 @@ import { register as registerStop } from './stop.js';
 import { register as registerWeb } from './web.js';
 import { register as registerUser } from './user.js';
 import { register as registerBus } from './bus.js';
+import { register as registerShm } from './shm.js';
 
 /**
  * Each command family lives in its own file and exports `register(program)`. Add new families here.
@@ -28,6 +29,7 @@ const families: Array<(program: Command) => void> = [
   registerWeb,
   registerUser,
   registerBus,
+  registerShm,
 ];
 
 export function registerCommands(program: Command): void {
