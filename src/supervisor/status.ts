@@ -129,7 +129,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
         p.role,
         svc.state === 'failed' ? `${p.state} (service failed)` : p.state,
         String(svc.restarts),
-        [portsText(p.ports), ...unix].filter(Boolean).join(', '),
+        [...unix, portsText(p.ports)].filter(Boolean).join(', '),
         p.health?.status ?? '-',
       ]);
     }
