@@ -37,4 +37,8 @@ export {
   type GetHostRequest,
   type GetHostResponse,
   type ReportRequest,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Lease,
+  type LeaseBatch,
 } from './messages.js';
