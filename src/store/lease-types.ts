@@ -1,14 +1,14 @@
 /**
- * Shapes and limits of self-registration leases and host weights (issue 15), shared by the store,
- * dns, the agent, the SDK, the CLI and the console. No I/O here: the SDK may import it.
+ * Shapes of self-registration leases and host weights (issue 15) as the store, dns, the CLI and
+ * the console handle them. (The limits live in protocol/lease-limits.ts, shared with the SDK.)
  */
 
-/** Default seconds a registration lives without a renewal. */
-export const DEFAULT_LEASE_TTL_S = 10;
-export const MIN_LEASE_TTL_S = 1;
-export const MAX_LEASE_TTL_S = 3600;
-/** Largest weight a host may carry (smooth weighted round robin costs O(hosts), not O(weight)). */
-export const MAX_WEIGHT = 10_000;
+export {
+  DEFAULT_LEASE_TTL_S,
+  MIN_LEASE_TTL_S,
+  MAX_LEASE_TTL_S,
+  MAX_WEIGHT,
+} from '../protocol/lease-limits.js';
 
 /** (modid, cmdid, ip, port): a lease's key, the same as its RouteData row's. `ip` is unsigned. */
 export interface LeaseKey {
