@@ -2,7 +2,12 @@ import { MAX_BODY_LEN } from '../protocol/frame.js';
 import { encodeMessage, type Lease, type LeaseBatch, type RegisterRequest } from '../protocol/messages.js';
 import { MsgId } from '../protocol/msg-id.js';
 import { RetCode } from '../protocol/retcode.js';
-import { DEFAULT_LEASE_TTL_S, MAX_LEASE_TTL_S, MAX_WEIGHT, MIN_LEASE_TTL_S } from '../protocol/lease-limits.js';
+import {
+  DEFAULT_LEASE_TTL_S,
+  MAX_LEASE_TTL_S,
+  MAX_WEIGHT,
+  MIN_LEASE_TTL_S,
+} from '../protocol/lease-limits.js';
 
 /**
  * The agent's registry of local instances (issue 15). Pure: no I/O, no timers; the clock and the

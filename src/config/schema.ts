@@ -293,7 +293,7 @@ export const SCHEMA = {
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
     name: str(
       '',
-      'self-registration: this agent\'s name, shown as the owner of its registrations (empty = <caller ip>:<first port>)',
+      "self-registration: this agent's name, shown as the owner of its registrations (empty = <caller ip>:<first port>)",
     ),
     max_registrations: int(
       DEFAULT_MAX_REGISTRATIONS,
