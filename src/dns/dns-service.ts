@@ -55,6 +55,11 @@ export interface DnsServiceOptions {
   leaseBrakeMaxMs?: number;
   /** Milliseconds between lease expiry sweeps. Default 250. */
   leaseSweepMs?: number;
+  /**
+   * Poll at once (here and in the other instances) after a lease write that changed routes.
+   * Default true; false leaves registrations to the regular polls (benchmarks compare both).
+   */
+  leaseImmediatePoll?: boolean;
   logger?: Logger;
 }
 
@@ -301,7 +306,7 @@ export class DnsService {
    * trigger one more after it.
    */
   private leasesChanged(): void {
-    if (this.state !== 'running') return;
+    if (this.state !== 'running' || this.opts.leaseImmediatePoll === false) return;
     void this.sync.pollNow();
     if (this.notifying) {
       this.notifyAgain = true;
