@@ -261,6 +261,8 @@ async function latencyRounds(url: string, rounds: number, agents: number): Promi
         await polling.until(has(p3));
       }),
     );
+    // Not right after the poll that showed the registration: a random phase, as in real life.
+    await new Promise((r) => setTimeout(r, Math.random() * 1000));
     m['deregister (polling only)']!.push(
       await timed(async () => {
         await reg!.deregister();
