@@ -41,7 +41,6 @@ const CMDID = 7;
 const BASE_PORT = 5000;
 const args = parseArgs(process.argv.slice(2));
 
-
 // ---------------------------------------------------------------- children
 
 async function runDns(): Promise<void> {
