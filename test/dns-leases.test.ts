@@ -15,6 +15,9 @@ import { startTestDns } from './helpers/dns.js';
 import { waitFor, waitForAsync } from './helpers/latch.js';
 import { unusedPort } from './helpers/ports.js';
 import { RawRouteClient, type RawRoute } from './helpers/raw-route-client.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+import { openStore } from '../src/store/index.js';
+import { freshDatabase } from './helpers/databases.js';
 
 // The route service's side of self-registration (issue 15): LeaseBatch frames from agents become
 // RouteData rows that original agents see appear and disappear, weights, expiry, protection.
@@ -224,5 +227,48 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       expect(second.dns.leaseStats.expired).toBe(1);
       expect((await store.listLeases()).map((x) => x.port)).toEqual([9001]);
     });
+
+    // (A SQLite file cannot be taken away from an open handle the same way.)
+    it.skipIf(b.kind === 'sqlite')(
+      'after its database comes back, an instance expires nothing for a ttl: renewals lost meanwhile are not held against leases',
+      async () => {
+        const database = await freshDatabase(b);
+        const target = new URL(database.url);
+        const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port) });
+        onTestFinished(() => proxy.close());
+        const viaProxy = new URL(database.url);
+        viaProxy.port = String(proxy.port);
+        const store = await openStore(viaProxy.toString());
+        onTestFinished(() => store.close());
+        await store.migrate();
+        const direct = await openStore(database.url);
+        onTestFinished(() => direct.close());
+        const { dns, port } = await startTestDns(store, {
+          register: false,
+          leaseGraceMs: 500,
+          leaseSweepMs: 50,
+        });
+        const agent = new AgentLink(port);
+        agent.send({ agent: 'a', renew: [lease(9001, { ttl_s: 1 })], remove: [] });
+        await waitForAsync(async () => (await direct.listLeases()).length === 1);
+
+        proxy.pause();
+        // Renewals sent while the database is away are lost; the sweeps fail too.
+        agent.send({ agent: 'a', renew: [lease(9001, { ttl_s: 1 })], remove: [] });
+        const [l] = await direct.listLeases();
+        await waitFor(() => Date.now() > l!.expiresAt + 300 && dns.leaseStats.sweepFailures >= 2, 5_000);
+        proxy.resume();
+        await waitFor(() => dns.health().leaseBrake === false && dns.leaseStats.sweepFailures >= 2);
+        const back = Date.now();
+        // The lease is past its expiry by the stored clock, yet for ttl + grace after the database
+        // came back this instance keeps it: its agent had no way to renew it.
+        await waitFor(() => Date.now() > back + 800, 3_000);
+        expect((await direct.listLeases()).map((x) => x.port)).toEqual([9001]);
+        expect(dns.leaseStats.expired).toBe(0);
+        // Not renewed after all: it goes once the guard's window has passed.
+        await waitForAsync(async () => (await direct.listLeases()).length === 0, 5_000);
+        expect(Date.now() - back).toBeGreaterThanOrEqual(1_000);
+      },
+    );
   });
 });

@@ -72,6 +72,8 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private failing = false;
+  /** Failed database accesses in a row (writes and sweeps); see noteFailure. */
+  private failuresInRow = 0;
   private closed = false;
   readonly stats = {
     batches: 0,
@@ -220,6 +222,7 @@ export class LeaseKeeper {
       this.failing = false;
       this.log.info({}, 'lease writes succeed again');
     }
+    this.failuresInRow = 0;
     this.guard.dbOk(this.now());
     if (res.added || res.removed || res.updated)
       this.trace?.(`leases of ${agent}: +${res.added} -${res.removed} ~${res.updated} =${res.renewed}`);
@@ -232,7 +235,7 @@ export class LeaseKeeper {
    */
   private writeFailed(agent: string, p: Pending, err: unknown): void {
     this.stats.writeFailures++;
-    this.guard.dbFailed();
+    this.noteFailure();
     if (!this.failing) {
       this.failing = true;
       this.log.error({ err, agent }, 'could not write leases; no lease expires until writes succeed again');
@@ -249,6 +252,15 @@ export class LeaseKeeper {
     this.retryTimer.unref();
   }
 
+  /**
+   * One failed access (a SQLite lock held a moment too long by another process, say) loses at most
+   * one batch, which its agent sends again within ttl/3: only a second failure in a row counts as
+   * the database being unreachable for the protection rules.
+   */
+  private noteFailure(): void {
+    if (++this.failuresInRow >= 2) this.guard.dbFailed();
+  }
+
   /** One expiry sweep (no overlap): candidates, the guard's decision, the conditional delete. */
   async sweep(): Promise<void> {
     if (this.sweeping || this.closed) return;
@@ -260,6 +272,7 @@ export class LeaseKeeper {
     this.sweeping = true;
     try {
       const candidates = await this.opts.store.expiringLeases(now, maxTtl, EXPIRE_LIMIT);
+      this.failuresInRow = 0;
       this.guard.dbOk(now);
       if (down || candidates.length === 0) return;
       const agents = await this.opts.store.leaseAgents();
@@ -284,7 +297,7 @@ export class LeaseKeeper {
       if (res.routes.length > 0) this.opts.onChanged();
     } catch (err) {
       this.stats.sweepFailures++;
-      this.guard.dbFailed();
+      this.noteFailure();
       this.log.warn({ err }, 'lease expiry sweep failed');
     } finally {
       this.sweeping = false;
