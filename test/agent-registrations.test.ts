@@ -124,6 +124,23 @@ describe('LocalRegistry', () => {
     expect(reg.batches('agent-x')).toEqual([]);
   });
 
+  it('a change batch carries only what changed since the last batch; a full one everything', () => {
+    const { reg } = setup();
+    reg.register(req(9001));
+    reg.register(req(9002));
+    expect(reg.batches('a', false)[0]!.renew.map((l) => l.host!.port)).toEqual([9001, 9002]);
+    expect(reg.batches('a', false)).toEqual([]);
+    reg.register(req(9001)); // a plain renewal changes nothing
+    reg.register(req(9003));
+    reg.register(req(9002, {}, 4));
+    expect(reg.batches('a', false)[0]!.renew.map((l) => l.host!.port)).toEqual([9003, 9002]);
+    reg.deregister(req(9003));
+    expect(reg.batches('a', false)).toEqual([
+      { agent: 'a', renew: [], remove: [expect.objectContaining({ modid: 3, cmdid: 4 })] },
+    ]);
+    expect(reg.batches('a')[0]!.renew.map((l) => l.host!.port)).toEqual([9001, 9002]);
+  });
+
   it('1,000 registrations make one frame; more are split into frames within the limit', () => {
     const { reg } = setup({ max: 100_000 });
     for (let i = 0; i < 1_000; i++)

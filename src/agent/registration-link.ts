@@ -24,8 +24,8 @@ export const DEFAULT_REGISTRATION_COALESCE_MS = 5;
 
 /**
  * Carries the agent's local registrations to dns over the existing dns link (issue 15): one
- * LeaseBatch per interval (a third of the shortest ttl) with every registration, sent at once
- * (coalesced over a few ms) when one is added, changed or removed, and in full right after the link
+ * LeaseBatch per interval (a third of the shortest ttl) with every registration; the changes (new,
+ * changed, removed) at once, coalesced over a few ms; everything again right after the link
  * (re)connects. While the link is down nothing is built, so nothing stale piles up in its queue.
  */
 export class RegistrationLink {
@@ -54,14 +54,14 @@ export class RegistrationLink {
     if (this.soon || this.closed) return;
     this.soon = setTimeout(() => {
       this.soon = undefined;
-      this.flush();
+      this.flush(false);
     }, this.opts.coalesceMs ?? DEFAULT_REGISTRATION_COALESCE_MS);
     this.soon.unref();
   }
 
   /** The dns link (re)connected: everything goes out again now. */
   reconnected(): void {
-    this.flush();
+    this.flush(true);
   }
 
   /** Stops the timers. Registrations are not withdrawn: their processes re-register with the next agent. */
@@ -75,17 +75,15 @@ export class RegistrationLink {
   private check(): void {
     const reg = this.opts.registry;
     const gone = reg.sweep() + reg.checkProcesses();
-    if (gone > 0) {
-      this.flush();
-      return;
-    }
     const ttl = reg.minTtlMs;
-    if (ttl !== undefined && this.opts.now() - this.lastSentMs >= ttl / 3) this.flush();
+    const due = ttl !== undefined && this.opts.now() - this.lastSentMs >= ttl / 3;
+    if (due || gone > 0 || reg.pendingRemovals > 0) this.flush(due);
   }
 
-  private flush(): void {
+  /** Sends a full batch (every registration) or a change batch (what changed since the last one). */
+  private flush(full: boolean): void {
     if (this.closed || !this.opts.connected()) return;
-    const batches = this.opts.registry.batches(this.agentName);
+    const batches = this.opts.registry.batches(this.agentName, full);
     if (batches.length === 0) return;
     try {
       for (const b of batches) this.opts.send(b);
@@ -94,7 +92,7 @@ export class RegistrationLink {
       this.log.warn({ err }, 'could not send registrations to dns');
       return;
     }
-    this.lastSentMs = this.opts.now();
+    if (full) this.lastSentMs = this.opts.now();
     this.stats.batches++;
     this.stats.frames += batches.length;
   }

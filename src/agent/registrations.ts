@@ -18,6 +18,8 @@ import {
  *   not renewed within its ttl lapses.
  * - When the registering process can be seen (same pid namespace, same start time: not a reused
  *   pid), checkProcesses() notices its death at once: a crash is gone in ~250 ms, not a ttl.
+ * - A change (new registration, new weight or ttl, removal) goes out at once in a batch of just
+ *   the changes; every interval a full batch renews all of them.
  * - Every removal is carried to dns in the next REMOVAL_REPEATS batches (a frame lost with a
  *   dropped link must not leave the host in the route until the lease's ttl).
  */
@@ -72,6 +74,8 @@ export class LocalRegistry {
   private readonly entries = new Map<string, Entry>();
   /** Removed registrations still to tell dns about: key -> batches left. */
   private readonly removals = new Map<string, { lease: Lease; left: number }>();
+  /** Registrations new or changed since the last batch (what a change batch carries). */
+  private readonly dirty = new Set<string>();
   private readonly opts: RegistryOptions;
   readonly stats = { registered: 0, renewed: 0, refused: 0, deregistered: 0, lapsed: 0, exited: 0 };
 
@@ -143,17 +147,24 @@ export class LocalRegistry {
       };
       this.entries.set(key, e);
       this.removals.delete(key);
+      this.dirty.add(key);
       this.stats.registered++;
       changed = true;
     } else {
       changed = e.weight !== weight || e.ttlMs !== ttlS * 1000;
+      if (changed) this.dirty.add(key);
       e.weight = weight;
       e.ttlMs = ttlS * 1000;
       e.lastSeenMs = now;
       this.stats.renewed++;
     }
+    // A renewal from the process already watched needs no new look at /proc.
+    const same = e.pid !== 0 && e.pid === req.pid && e.start === req.pid_start;
     const watch =
-      req.pid > 0 && req.pid_start > 0 && (this.opts.canWatch?.(req.pid, req.pid_start, req.pid_ns) ?? false);
+      same ||
+      (req.pid > 0 &&
+        req.pid_start > 0 &&
+        (this.opts.canWatch?.(req.pid, req.pid_start, req.pid_ns) ?? false));
     e.pid = watch ? req.pid : 0;
     e.start = watch ? req.pid_start : 0;
     return {
@@ -201,12 +212,21 @@ export class LocalRegistry {
   }
 
   /**
-   * LeaseBatch frames carrying every registration and the pending removals (each frame within
-   * the frame limit). Call when the batch is actually sent: it counts the removals down.
+   * LeaseBatch frames carrying the registrations and the pending removals (each frame within the
+   * frame limit): every registration when `full` (the interval's renewal, after a reconnect), only
+   * those new or changed since the last batch otherwise (a burst of registrations costs dns one
+   * lease each, not the whole registry each time). Call when the batch is actually sent: it counts
+   * the removals down.
    */
-  batches(agent: string): LeaseBatch[] {
+  batches(agent: string, full = true): LeaseBatch[] {
     const renew: Lease[] = [];
-    for (const e of this.entries.values()) renew.push(toLease(e));
+    if (full) for (const e of this.entries.values()) renew.push(toLease(e));
+    else
+      for (const key of this.dirty) {
+        const e = this.entries.get(key);
+        if (e) renew.push(toLease(e));
+      }
+    this.dirty.clear();
     let remove = [...this.removals.values()].map((r) => r.lease);
     for (const [key, r] of this.removals) if (--r.left <= 0) this.removals.delete(key);
     const out: LeaseBatch[] = [];
@@ -227,6 +247,7 @@ export class LocalRegistry {
     const e = this.entries.get(key);
     if (!e) return false;
     this.entries.delete(key);
+    this.dirty.delete(key);
     this.removals.set(key, { lease: toLease(e), left: REMOVAL_REPEATS });
     this.stats[reason]++;
     return true;
