@@ -92,3 +92,36 @@ describe('agent on several threads', () => {
     expect(new RouteCache(join(cacheDir, 'routes.json'), () => []).load().routes).toHaveLength(6);
   });
 });
+
+describe('agent on several threads: self-registration', () => {
+  it('registrations through any port live in one shard: one lease batch per interval', async () => {
+    const { store } = await freshStore(sqlite);
+    const dns = await startTestDns(store, { register: false });
+    const agent = new ThreadedAgent({
+      threads: 2,
+      host: '127.0.0.1',
+      ports: [0, 0, 0],
+      dns: { host: '127.0.0.1', port: dns.port },
+      reporter: undefined,
+      lb: DEFAULT_LOAD_BALANCE_CONFIG,
+      reportIntervalS: 1,
+      cacheDir: undefined,
+      callerIp: ipToWire('127.0.0.1'),
+      workerScript: new URL('./fixtures/agent-worker.mjs', import.meta.url),
+      logLevel: 'silent',
+    });
+    const { ports } = await agent.start();
+    onTestFinished(() => agent.destroy());
+    // Each client uses one port only: registrations arriving at shard 1's port are forwarded.
+    for (const [i, p] of ports.entries()) {
+      const one = new LarsClient({ host: '127.0.0.1', ports: [p] });
+      onTestFinished(() => one.close());
+      const reg = await one.register({ modid: 8, cmdid: 1, port: 7000 + i, ttlS: 3 });
+      expect(reg.port).toBe(7000 + i);
+    }
+    await waitFor(() => dns.dns.snapshot.hosts(8, 1).length === 3, 5_000);
+    const leases = await store.listLeases();
+    expect(new Set(leases.map((l) => l.agent))).toEqual(new Set([`127.0.0.1:${ports[0]}`]));
+    await waitFor(() => agent.health().registrations === 3, 5_000);
+  });
+});

@@ -89,16 +89,25 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       io.stdout.length = 0;
       await runRouteLs(undefined, undefined, { db: url }, deps);
       expect(io.stdout[0]).toMatch(/^version \d+$/);
-      expect(io.stdout[1]).toMatch(/^ID\s+MODID\s+CMDID\s+IP\s+PORT$/);
-      expect(io.stdout[2]).toMatch(/^\d+\s+1\s+1\s+192\.168\.1\.177\s+7777$/);
-      expect(io.stdout[3]).toMatch(/^\d+\s+1\s+2\s+255\.255\.255\.255\s+80$/);
+      expect(io.stdout[1]).toMatch(/^ID\s+MODID\s+CMDID\s+IP\s+PORT\s+WEIGHT\s+ORIGIN\s+OWNER\s+EXPIRES$/);
+      expect(io.stdout[2]).toMatch(/^\d+\s+1\s+1\s+192\.168\.1\.177\s+7777\s+1\s+manual\s+-\s+-$/);
+      expect(io.stdout[3]).toMatch(/^\d+\s+1\s+2\s+255\.255\.255\.255\s+80\s+1\s+manual\s+-\s+-$/);
       expect(io.stdout[4]).toBe('2 hosts');
 
       io.stdout.length = 0;
       await runRouteLs('1', '2', { db: url, json: true }, deps);
       const json = JSON.parse(io.stdout[0]!) as { version: number; routes: unknown[] };
       expect(json.routes).toEqual([
-        { id: expect.any(Number), modid: 1, cmdid: 2, ip: '255.255.255.255', ipNumber: 4294967295, port: 80 },
+        {
+          id: expect.any(Number),
+          modid: 1,
+          cmdid: 2,
+          ip: '255.255.255.255',
+          ipNumber: 4294967295,
+          port: 80,
+          weight: 1,
+          origin: 'manual',
+        },
       ]);
 
       await runRouteRm({ modid: '1', cmdid: '1', ip: '192.168.1.177', port: '7777' }, { db: url }, deps);
@@ -207,7 +216,16 @@ describe.skipIf(!CLI_BUILT)(`compiled CLI${CLI_BUILT ? '' : ' (skipped: run `npm
     const ls = await lars(['route', 'ls', '--json'], { LARS_DB: db });
     expect(ls.code).toBe(0);
     expect(JSON.parse(ls.stdout).routes).toEqual([
-      { id: 1, modid: 1, cmdid: 1, ip: '192.168.1.177', ipNumber: 3232235953, port: 7777 },
+      {
+        id: 1,
+        modid: 1,
+        cmdid: 1,
+        ip: '192.168.1.177',
+        ipNumber: 3232235953,
+        port: 7777,
+        weight: 1,
+        origin: 'manual',
+      },
     ]);
 
     const rm = await lars(['route', 'rm', '1', '1', '192.168.1.177', '7777', '--db', db]);

@@ -94,13 +94,71 @@ describe('message codecs', () => {
       [MsgId.GetHostResponse]: { seq: 7, modid: 5, cmdid: 6, retcode: 3, host: undefined },
       [MsgId.ReportRequest]: { modid: 1, cmdid: 1, host: { ip: 2, port: 3 }, retcode: 1, timecost_ms: 1234 },
       [MsgId.ApiGetRouteRequest]: { modid: 0, cmdid: 0 },
-      [MsgId.ApiGetRouteResponse]: { modid: 9, cmdid: 9, host: [] },
+      [MsgId.ApiGetRouteResponse]: { modid: 9, cmdid: 9, host: [{ ip: 5, port: 6, weight: 3 }] },
+      [MsgId.RegisterRequest]: {
+        seq: 1,
+        modid: -1,
+        cmdid: 2,
+        host: { ip: -1062731343, port: 7777, weight: 3 },
+        ttl_s: 10,
+        pid: 4242,
+        pid_start: 2 ** 40 + 7,
+        pid_ns: 4026531836,
+      },
+      [MsgId.RegisterResponse]: {
+        seq: 1,
+        retcode: 2,
+        host: { ip: 1, port: 2 },
+        ttl_s: 10,
+        reason: 'too many registrations',
+        watched: true,
+      },
+      [MsgId.DeregisterRequest]: {
+        seq: 2,
+        modid: 1,
+        cmdid: 2,
+        host: { ip: 1, port: 2 },
+        ttl_s: 0,
+        pid: 0,
+        pid_start: 0,
+        pid_ns: 0,
+      },
+      [MsgId.DeregisterResponse]: {
+        seq: 2,
+        retcode: 0,
+        host: undefined,
+        ttl_s: 0,
+        reason: '',
+        watched: false,
+      },
+      [MsgId.LeaseBatch]: {
+        agent: '10.0.0.1:8888',
+        renew: [{ modid: 1, cmdid: 2, host: { ip: -5, port: 80, weight: 2 }, ttl_s: 10 }],
+        remove: [{ modid: 1, cmdid: 3, host: { ip: 6, port: 81 }, ttl_s: 0 }],
+      },
     } as const;
     for (const [id, msg] of Object.entries(samples)) {
       const msgid = Number(id) as keyof typeof codecs;
       const decoded = decodeMessage(msgid, encodeMessage(msgid, msg as never));
       expect(decoded, `msgid ${id}`).toEqual(msg);
     }
+  });
+
+  it('weight (HostInfo field 3) is absent when 0, so all-weight-1 routes encode as before', () => {
+    const plain = encodeMessage(MsgId.GetRouteResponse, { modid: 1, cmdid: 1, host: [{ ip: 1, port: 2 }] });
+    const zero = encodeMessage(MsgId.GetRouteResponse, {
+      modid: 1,
+      cmdid: 1,
+      host: [{ ip: 1, port: 2, weight: 0 }],
+    });
+    expect(Buffer.from(zero)).toEqual(Buffer.from(plain));
+    // An original peer's decoder skips field 3 of HostInfo: 0x18 0x03 is "field 3, varint 3".
+    const weighted = encodeMessage(MsgId.GetRouteResponse, {
+      modid: 0,
+      cmdid: 0,
+      host: [{ ip: 1, port: 2, weight: 3 }],
+    });
+    expect(Buffer.from(weighted).toString('hex')).toBe('1a06080110021803');
   });
 
   it('is wire-compatible with hand-built protobuf bytes', () => {
@@ -141,6 +199,8 @@ describe('message codecs', () => {
     const hosts = Array.from({ length: 5000 }, (_, i) => ({
       ip: ipToWire(`200.0.${i >> 8}.${i & 255}`),
       port: 1 + i,
+      // Some hosts carry a weight (field 3): the size estimate must count it.
+      ...(i % 3 === 0 ? { weight: 1 + (i % 500) } : {}),
     }));
     const small = encodeRouteBody(1, 2, hosts.slice(0, 10), MAX_DATAGRAM_BODY_LEN);
     expect(small.truncated).toBe(false);

@@ -460,7 +460,17 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       const listed = await c.req('GET', '/api/routes?modid=5&cmdid=6', auth);
       expect(listed.json).toMatchObject({ version: v1, total: 1 });
       expect(listed.json.hosts).toEqual([
-        { id: add.json.id, modid: 5, cmdid: 6, ip: '192.168.1.177', port: 7777 },
+        {
+          id: add.json.id,
+          modid: 5,
+          cmdid: 6,
+          ip: '192.168.1.177',
+          port: 7777,
+          weight: 1,
+          origin: 'manual',
+          manualWeight: null,
+          lease: null,
+        },
       ]);
 
       // Edit within the route: one change row.
@@ -520,6 +530,60 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       expect((await c.req('DELETE', '/api/modids/5', auth)).status).toBe(404);
       expect(await h.store.getVersion()).toBe(v4);
       expect(h.notifies()).toBe(4);
+    });
+
+    it('weights (add, edit, clear) and registered hosts with their lease (issue 15)', async () => {
+      const h = await startWeb(b);
+      const { token } = await loggedIn(h);
+      const auth = { headers: bearer(token), cookies: false };
+      const c = h.client;
+      const add = await c.req('POST', '/api/routes', {
+        ...auth,
+        body: { modid: 8, cmdid: 1, ip: '10.0.0.1', port: 80, weight: '3' },
+      });
+      expect(add.status).toBe(201);
+      expect(await h.store.getRouteWeights(8, 1)).toEqual([
+        { modid: 8, cmdid: 1, ip: 167772161, port: 80, weight: 3 },
+      ]);
+      const bad = await c.req('PUT', `/api/routes/${add.json.id}`, { ...auth, body: { weight: 0 } });
+      expect(bad.status).toBe(400);
+      expect(bad.json.error.message).toMatch(/^weight: /);
+      const same = await c.req('PUT', `/api/routes/${add.json.id}`, { ...auth, body: { weight: 3 } });
+      expect(same.json).toMatchObject({ changed: false, version: add.json.version });
+      const edit = await c.req('PUT', `/api/routes/${add.json.id}`, { ...auth, body: { weight: 5 } });
+      expect(edit.json.changed).toBe(true);
+      expect(edit.json.version).toBeGreaterThan(add.json.version);
+      expect((await c.req('GET', `/api/routes/${add.json.id}`, auth)).json).toMatchObject({
+        weight: 5,
+        manualWeight: 5,
+        origin: 'manual',
+        lease: null,
+      });
+      const clear = await c.req('PUT', `/api/routes/${add.json.id}`, { ...auth, body: { weight: null } });
+      expect(clear.json.changed).toBe(true);
+      expect(await h.store.getRouteWeights(8, 1)).toEqual([]);
+
+      const now = Date.now();
+      await h.store.renewLeases({
+        agent: '10.0.0.9:8888',
+        renew: [{ modid: 8, cmdid: 1, ip: 167772162, port: 81, weight: 2, ttlMs: 10_000 }],
+        remove: [],
+        nowMs: now,
+        dnsId: 'dns-x',
+      });
+      const listed = await c.req('GET', '/api/routes?modid=8', auth);
+      expect(listed.json.now).toEqual(expect.any(Number));
+      expect(listed.json.hosts[1]).toEqual({
+        id: expect.any(Number),
+        modid: 8,
+        cmdid: 1,
+        ip: '10.0.0.2',
+        port: 81,
+        weight: 2,
+        origin: 'registered',
+        manualWeight: null,
+        lease: { agent: '10.0.0.9:8888', expiresAt: now + 10_000, renewedAt: now, ttlS: 10, weight: 2 },
+      });
     });
 
     it('asks registered dns instances for an immediate poll by default, and shows their agents on the dashboard', async () => {

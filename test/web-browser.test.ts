@@ -283,6 +283,31 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(title, () => {
     expect(await page.locator('#changes tr').first().textContent()).toContain(String(version4));
     await page.screenshot({ path: join(ARTIFACTS, 'web-changes.png'), fullPage: true });
 
+    // Issue 15: a registered host shows its origin, owner agent and lease expiry; weights are edited.
+    await store.renewLeases({
+      agent: '10.0.0.9:8888',
+      renew: [{ modid: 1, cmdid: 2, ip: ipToNumber('10.0.0.7'), port: 9000, weight: 2, ttlMs: 10_000 }],
+      remove: [],
+      nowMs: Date.now(),
+      dnsId: 'dns-test',
+    });
+    await page.goto(`${url}/routes?modid=1&cmdid=2`);
+    const registered = page.locator('#hosts tr', { hasText: '10.0.0.7' });
+    await expect.poll(() => registered.textContent()).toContain('registered');
+    expect(await registered.textContent()).toMatch(
+      /9000\s*2\s*registered\s*10\.0\.0\.9:8888\s*expires in (9|10) s/,
+    );
+    await page.locator('#hosts tr', { hasText: '10.0.0.1' }).getByRole('button', { name: 'Edit' }).click();
+    await page.locator('#hosts tr.editing input[name="weight"]').fill('3');
+    await page.locator('#hosts tr.editing').getByRole('button', { name: 'Save' }).click();
+    await expect
+      .poll(async () => (await store.getRouteWeights(1, 2)).map((w) => w.weight).sort())
+      .toEqual([2, 3]);
+    await expect
+      .poll(() => page.locator('#hosts tr', { hasText: '10.0.0.1' }).textContent())
+      .toMatch(/8081\s*3\s*manual/);
+    await page.screenshot({ path: join(ARTIFACTS, 'web-routes-registered.png'), fullPage: true });
+
     // Logging out ends the session.
     await page.click('#logout');
     await page.waitForURL(/\/login$/);

@@ -182,7 +182,8 @@ export class AgentCore {
     entry.stale = false;
     const r = entry.lb.updateRoute(msg.host, now);
     if (wasStale) this.log.info({ modid: msg.modid, cmdid: msg.cmdid }, 'cached route confirmed by dns');
-    if (r.added || r.removed || wasStale) this.links.routeChanged?.(msg.modid, msg.cmdid, entry.lb.hosts());
+    if (r.added || r.removed || r.reweighted || wasStale)
+      this.links.routeChanged?.(msg.modid, msg.cmdid, entry.lb.hosts());
     this.trace?.(`route ${key} updated: +${r.added} -${r.removed} =${r.kept}`);
   }
 

@@ -11,11 +11,17 @@ import {
   MAX_DATAGRAM_BODY_LEN,
   MsgId,
   msgIdName,
+  RetCode,
+  wireToIp,
   type GetHostRequest,
   type GetRouteRequest,
   type HostInfo,
+  type RegisterRequest,
   type ReportRequest,
 } from '../protocol/index.js';
+import { pidNamespace, procStat, processAlive } from '../api/process-identity.js';
+import { RegistrationLink } from './registration-link.js';
+import { LocalRegistry } from './registrations.js';
 import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
@@ -58,12 +64,19 @@ export interface AgentServiceOptions {
   shard?: ShardLink;
   /** Every route change (hosts, or undefined when removed), e.g. for a cache kept elsewhere. */
   onRouteChanged?: (modid: number, cmdid: number, hosts: readonly HostInfo[] | undefined) => void;
+  /**
+   * Self-registration (issue 15): this agent's name, the owner of its leases at dns. Default
+   * `<caller ip>:<first API port>`.
+   */
+  name?: string;
+  /** Local registrations this agent holds at most (more are refused). Default 10,000. */
+  maxRegistrations?: number;
 }
 
 /** A request for a route this shard does not own, on its way to the owner. */
 export interface ForwardedRequest {
-  kind: 'gethost' | 'report' | 'getroute';
-  msg: GetHostRequest | ReportRequest | GetRouteRequest;
+  kind: 'gethost' | 'report' | 'getroute' | 'register' | 'deregister';
+  msg: GetHostRequest | ReportRequest | GetRouteRequest | RegisterRequest;
   /** Index (in this shard's port list) of the endpoint that received it: the reply leaves there. */
   endpoint: number;
   address: string;
@@ -73,6 +86,8 @@ export interface ForwardedRequest {
 /** How a shard thread reaches its siblings: every route has exactly one owner of its state. */
 export interface ShardLink {
   owns(modid: number, cmdid: number): boolean;
+  /** One shard (the first) holds every local registration, so dns gets one batch per interval. */
+  ownsRegistrations: boolean;
   forward(req: ForwardedRequest): void;
 }
 
@@ -99,6 +114,8 @@ export class AgentService {
   private readonly reporter: TcpClient | undefined;
   private readonly cache: RouteCache | undefined;
   private readonly http: AdminHttp | undefined;
+  private readonly localRegs: LocalRegistry;
+  private readonly registrations: RegistrationLink;
   private tickTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
@@ -125,6 +142,7 @@ export class AgentService {
       onConnect: () => {
         this.log.info({ dns: options.dns }, 'connected to dns');
         this.core.dnsReconnected();
+        this.registrations.reconnected();
       },
       onDisconnect: (_c, reason) =>
         this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting'),
@@ -170,6 +188,24 @@ export class AgentService {
       },
     });
 
+    const now = options.now ?? (() => performance.now());
+    const ownNs = pidNamespace('self');
+    this.localRegs = new LocalRegistry({
+      callerIp: options.callerIp >>> 0,
+      ...(options.maxRegistrations !== undefined ? { maxRegistrations: options.maxRegistrations } : {}),
+      now,
+      // Watched only when this agent sees the very same process (same namespace, same start).
+      canWatch: (pid, start, ns) => ns !== 0 && ns === ownNs && procStat(pid)?.start === start,
+      alive: processAlive,
+    });
+    this.registrations = new RegistrationLink({
+      registry: this.localRegs,
+      connected: () => this.dns.connected,
+      send: (batch) => this.dns.send(MsgId.LeaseBatch, batch),
+      now,
+      logger: this.log,
+    });
+
     this.cache =
       options.cacheDir !== undefined
         ? new RouteCache(join(options.cacheDir, 'routes.json'), () => this.core.knownRoutes())
@@ -213,8 +249,11 @@ export class AgentService {
       const addr = await ep.bind();
       this.boundPorts.push(addr.port);
     }
+    // The owner name of this agent's leases: stable across restarts on the same ports.
+    this.registrations.agentName = this.opts.name ?? `${wireToIp(this.opts.callerIp)}:${this.boundPorts[0]}`;
     this.dns.start();
     this.reporter?.start();
+    this.registrations.start();
     this.tickTimer = setInterval(() => this.core.tick(), this.opts.tickMs ?? TICK_MS);
     this.tickTimer.unref();
     this.httpPort = this.http ? (await this.http.listen()).port : 0;
@@ -262,8 +301,20 @@ export class AgentService {
       dns: this.dns.connected ? 'connected' : 'disconnected',
       reporter: this.reporter ? (this.reporter.connected ? 'connected' : 'disconnected') : 'disabled',
       ...s,
+      registrations: this.localRegs.size,
+      watchedRegistrations: this.localRegs.watched,
       ports: this.boundPorts,
     };
+  }
+
+  /** Local registrations (issue 15). */
+  get registrationCount(): number {
+    return this.localRegs.size;
+  }
+
+  /** Registration counters, and the lease batches (and frames) sent to dns. */
+  registrationStats(): LocalRegistry['stats'] & { batches: number; frames: number } {
+    return { ...this.localRegs.stats, ...this.registrations.stats };
   }
 
   /** Graceful: flush the cache and the reporter queue, close sockets. Idempotent. */
@@ -271,6 +322,7 @@ export class AgentService {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
     if (this.tickTimer) clearInterval(this.tickTimer);
+    this.registrations.close();
     // Statistics not yet sent (interval not elapsed) go out before the reporter link is closed.
     this.core.flushReports();
     this.cache?.close();
@@ -285,6 +337,7 @@ export class AgentService {
     if (this.state === 'closed') return;
     this.state = 'closing';
     if (this.tickTimer) clearInterval(this.tickTimer);
+    this.registrations.close();
     this.cache?.close();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
     await Promise.all([this.dns.destroy(), this.reporter?.destroy()]);
@@ -334,6 +387,9 @@ export class AgentService {
         else this.stats.reportsWithoutHost++;
         return undefined;
       }
+      case 'register':
+      case 'deregister':
+        return this.answerRegistration(req.kind, req.msg as RegisterRequest);
       case 'getroute': {
         const m = req.msg as GetRouteRequest;
         this.count(MsgId.ApiGetRouteRequest);
@@ -346,6 +402,32 @@ export class AgentService {
     }
   }
 
+  private answerRegistration(kind: 'register' | 'deregister', m: RegisterRequest): ForwardedAnswer {
+    if (kind === 'register') {
+      this.count(MsgId.RegisterRequest);
+      const out = this.localRegs.register(m);
+      if (out.changed) this.registrations.changed();
+      const { changed: _c, ...res } = out;
+      return {
+        msgid: MsgId.RegisterResponse,
+        body: encodeMessage(MsgId.RegisterResponse, { seq: m.seq, ...res }),
+      };
+    }
+    this.count(MsgId.DeregisterRequest);
+    if (this.localRegs.deregister(m)) this.registrations.changed();
+    return {
+      msgid: MsgId.DeregisterResponse,
+      body: encodeMessage(MsgId.DeregisterResponse, {
+        seq: m.seq,
+        retcode: RetCode.SUCC,
+        host: m.host,
+        ttl_s: 0,
+        reason: '',
+        watched: false,
+      }),
+    };
+  }
+
   /** Sends an owner's answer to a forwarded request from the endpoint that received it. */
   replyVia(endpoint: number, address: string, port: number, answer: ForwardedAnswer): void {
     const ep = this.endpoints[endpoint];
@@ -355,7 +437,11 @@ export class AgentService {
   private apiDispatcher(endpoint: number): Dispatcher<UdpPeer> {
     const shard = this.opts.shard;
     const handle = (kind: ForwardedRequest['kind'], msg: ForwardedRequest['msg'], peer: UdpPeer): void => {
-      if (shard && !shard.owns(msg.modid, msg.cmdid)) {
+      const owned =
+        kind === 'register' || kind === 'deregister'
+          ? shard?.ownsRegistrations
+          : shard?.owns(msg.modid, msg.cmdid);
+      if (shard && !owned) {
         shard.forward({ kind, msg, endpoint, address: peer.remote.address, port: peer.remote.port });
         return;
       }
@@ -365,7 +451,9 @@ export class AgentService {
     return new Dispatcher<UdpPeer>()
       .on(MsgId.GetHostRequest, (req, peer) => handle('gethost', req, peer))
       .on(MsgId.ReportRequest, (req, peer) => handle('report', req, peer))
-      .on(MsgId.ApiGetRouteRequest, (req, peer) => handle('getroute', req, peer));
+      .on(MsgId.ApiGetRouteRequest, (req, peer) => handle('getroute', req, peer))
+      .on(MsgId.RegisterRequest, (req, peer) => handle('register', req, peer))
+      .on(MsgId.DeregisterRequest, (req, peer) => handle('deregister', req, peer));
   }
 
   private createMetrics(): void {
@@ -431,6 +519,43 @@ export class AgentService {
       'lars_agent_truncated_route_answers_total',
       'API GetRoute answers holding only the hosts that fit one datagram (total_hosts set)',
       () => this.stats.truncatedRoutes,
+    );
+    const rs = this.localRegs.stats;
+    gauge(
+      'lars_agent_registrations',
+      'local instances registered through this agent',
+      () => this.localRegs.size,
+    );
+    gauge(
+      'lars_agent_registrations_watched',
+      'registrations whose process the agent watches (death noticed within ~250 ms)',
+      () => this.localRegs.watched,
+    );
+    counter('lars_agent_registrations_total', 'new registrations', () => rs.registered);
+    counter(
+      'lars_agent_registrations_refused_total',
+      'registrations refused (see the reason)',
+      () => rs.refused,
+    );
+    counter(
+      'lars_agent_deregistrations_total',
+      'registrations withdrawn by their process',
+      () => rs.deregistered,
+    );
+    counter(
+      'lars_agent_registrations_lapsed_total',
+      'registrations not renewed within their ttl',
+      () => rs.lapsed,
+    );
+    counter(
+      'lars_agent_registrations_exited_total',
+      'registrations removed because their watched process ended',
+      () => rs.exited,
+    );
+    counter(
+      'lars_agent_lease_batches_total',
+      'lease batches sent to dns (one per interval, more on changes)',
+      () => this.registrations.stats.batches,
     );
     counter(
       'lars_agent_unknown_msgid_total',

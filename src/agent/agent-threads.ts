@@ -184,6 +184,7 @@ export class ThreadedAgent {
       hosts: sum('hosts'),
       idle: sum('idle'),
       overloaded: sum('overloaded'),
+      registrations: sum('registrations'),
       ports: this.boundPorts,
     };
   }

@@ -52,8 +52,13 @@ async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
     http: false,
     shard: {
       owns: (modid, cmdid) => ownerShard(modid, cmdid, data.portCount, data.shardCount) === data.shard,
+      ownsRegistrations: data.shard === 0,
       forward: (req) => {
-        const owner = ownerShard(req.msg.modid, req.msg.cmdid, data.portCount, data.shardCount);
+        // Registrations all live in shard 0 (one lease batch per interval for the whole agent).
+        const owner =
+          req.kind === 'register' || req.kind === 'deregister'
+            ? 0
+            : ownerShard(req.msg.modid, req.msg.cmdid, data.portCount, data.shardCount);
         siblings[owner]?.postMessage({ t: 'fwd', from: data.shard, req } satisfies Sibling);
       },
     },

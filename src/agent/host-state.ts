@@ -69,6 +69,8 @@ export interface HostView {
   readonly windowStart: number;
   /** When the host became overloaded (meaningful while overloaded). */
   readonly overloadStart: number;
+  /** Share of calls relative to the route's other hosts (issue 15); 1 unless dns says otherwise. */
+  readonly weight: number;
 }
 
 /** Virtual errors one failed call counts for: max(1, floor(timecost / 100 ms)). */
@@ -93,6 +95,10 @@ export class HostEntry implements HostView {
   continErr = 0;
   windowStart: number;
   overloadStart = 0;
+  /** Share of calls (issue 15); only read when some host of the route weighs more than 1. */
+  weight = 1;
+  /** Smooth weighted round robin's running score (see LoadBalancer.pickWeighted). */
+  current = 0;
   /**
    * Real counters of a window that a transition or a window reset ended before they were reported
    * (DESIGN §5: report the counters the host had before the reset, so the failures that overloaded
@@ -153,6 +159,8 @@ export class HostEntry implements HostView {
   toIdle(config: LoadBalanceConfig, now: number): boolean {
     if (this.state !== HostState.Overload) return false;
     this.state = HostState.Idle;
+    // Rejoins the weighted rotation without a score earned before it was overloaded.
+    this.current = 0;
     this.resetIdleCounters(config, now);
     return true;
   }
@@ -192,6 +200,7 @@ export class HostEntry implements HostView {
       continErr: this.continErr,
       windowStart: this.windowStart,
       overloadStart: this.overloadStart,
+      weight: this.weight,
     };
   }
 

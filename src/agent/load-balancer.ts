@@ -54,6 +54,8 @@ export interface RouteUpdateResult {
   readonly skipped: number;
   /** The route has no hosts now: the caller removes it. */
   readonly empty: boolean;
+  /** Kept hosts whose weight changed (issue 15); present only when there are some. */
+  readonly reweighted?: number;
 }
 
 export interface LoadBalancerOptions {
@@ -82,6 +84,12 @@ function isIp(ip: number): boolean {
   return Number.isInteger(ip) && ip >= -0x80000000 && ip <= 0xffffffff;
 }
 
+/** HostInfo.weight: absent or 0 means 1 (issue 15). */
+function weightOf(h: HostInfo): number {
+  const w = h.weight;
+  return w !== undefined && Number.isInteger(w) && w > 0 ? w : 1;
+}
+
 export class LoadBalancer {
   readonly modid: number;
   readonly cmdid: number;
@@ -102,6 +110,8 @@ export class LoadBalancer {
   private requests = 0;
   /** Earliest time a host's window or overload period may end; before it, time checks are skipped. */
   private nextDueMs = Number.POSITIVE_INFINITY;
+  /** Hosts whose weight is not 1: while 0, picks are the plain queue rotation. */
+  private weighted = 0;
   private changed = false;
   private stateChanged = false;
 
@@ -124,6 +134,10 @@ export class LoadBalancer {
    * is non-empty, its head is answered (and moved to its tail); otherwise the slot is served like
    * any other call. Other calls take the idle queue's head (moved to its tail); with no idle host
    * they answer OVERLOAD. A route without hosts answers NOEXIST.
+   *
+   * Weights (issue 15): when some host of the route weighs more than 1, non-probe calls pick among
+   * the idle hosts by smooth weighted round robin instead (pickWeighted). With every weight 1 the
+   * sequence is exactly the rotation above.
    */
   getHost(now: number): GetHostResult {
     this.advance(now);
@@ -132,7 +146,7 @@ export class LoadBalancer {
     let h: HostEntry | null = null;
     const probe = this.requests === 0 && this.overload.head !== null;
     if (probe) h = this.overload.rotate();
-    else h = this.idle.rotate();
+    else h = this.weighted === 0 ? this.idle.rotate() : this.pickWeighted();
     if (h === null) return OVERLOAD;
     return { retcode: RetCode.SUCC, host: { ip: h.ip | 0, port: h.port }, probe };
   }
@@ -172,37 +186,49 @@ export class LoadBalancer {
    */
   updateRoute(hosts: Iterable<HostInfo>, now: number): RouteUpdateResult {
     this.advance(now);
-    const wanted = new Map<number, HostInfo>();
+    const wanted = new Map<number, { ip: number; port: number; weight: number }>();
     let skipped = 0;
-    for (const { ip, port } of hosts) {
+    for (const h of hosts) {
+      const { ip, port } = h;
       if (!isIp(ip) || !isPort(port)) {
         skipped += 1;
         continue;
       }
       const key = hostKey(ip >>> 0, port);
       if (wanted.has(key)) skipped += 1;
-      else wanted.set(key, { ip: ip >>> 0, port });
+      else wanted.set(key, { ip: ip >>> 0, port, weight: weightOf({ ip, port, weight: h.weight }) });
     }
     let removed = 0;
+    let reweighted = 0;
     for (const [key, h] of this.byKey) {
-      if (wanted.has(key)) continue;
+      const w = wanted.get(key);
+      if (w !== undefined) {
+        if (w.weight !== h.weight) {
+          this.setWeight(h, w.weight);
+          reweighted += 1;
+        }
+        continue;
+      }
       (h.state === HostState.Idle ? this.idle : this.overload).remove(h);
       this.byKey.delete(key);
+      if (h.weight !== 1) this.weighted -= 1;
       removed += 1;
     }
     let added = 0;
-    for (const [key, { ip, port }] of wanted) {
+    for (const [key, { ip, port, weight }] of wanted) {
       if (this.byKey.has(key)) continue;
       const h = new HostEntry(ip, port, this.config, now);
+      this.setWeight(h, weight);
       this.byKey.set(key, h);
       this.idle.push(h);
       this.noteDue(now + this.idleMs);
       added += 1;
     }
-    if (added > 0 || removed > 0) this.changed = true;
+    if (added > 0 || removed > 0 || reweighted > 0) this.changed = true;
     this.lastUpdateMs = now;
     this.state = RouteState.New;
-    return { added, removed, kept: this.byKey.size - added, skipped, empty: this.byKey.size === 0 };
+    const out = { added, removed, kept: this.byKey.size - added, skipped, empty: this.byKey.size === 0 };
+    return reweighted > 0 ? { ...out, reweighted } : out;
   }
 
   /** The route's last update is older than updateTimeoutS and no pull is in flight. */
@@ -260,11 +286,22 @@ export class LoadBalancer {
     return this.stateChanged;
   }
 
-  /** The route's hosts in wire form (int32 ip), in route order: the answer to an API GetRoute. */
+  /**
+   * The route's hosts in wire form (int32 ip), in route order: the answer to an API GetRoute. A
+   * weight is present only when it is not 1.
+   */
   hosts(): HostInfo[] {
     const out: HostInfo[] = [];
-    for (const h of this.byKey.values()) out.push({ ip: h.ip | 0, port: h.port });
+    for (const h of this.byKey.values())
+      out.push(
+        h.weight === 1 ? { ip: h.ip | 0, port: h.port } : { ip: h.ip | 0, port: h.port, weight: h.weight },
+      );
     return out;
+  }
+
+  /** Every host weighs 1 (the plain rotation is in use). */
+  get unweighted(): boolean {
+    return this.weighted === 0;
   }
 
   /** Copies of every host's state (unsigned ip), in route order. */
@@ -324,6 +361,31 @@ export class LoadBalancer {
       if (due < next) next = due;
     }
     this.nextDueMs = next;
+  }
+
+  /**
+   * Smooth weighted round robin over the idle hosts (nginx's algorithm): every idle host's score
+   * grows by its weight, the highest score wins (the first in queue order on a tie) and loses the
+   * total. Over any run of W = sum of weights picks, a host of weight w is picked exactly w times,
+   * spread out rather than in bursts. O(idle hosts) per pick; only used when some weight is not 1.
+   */
+  private pickWeighted(): HostEntry | null {
+    let best: HostEntry | null = null;
+    let total = 0;
+    for (let h = this.idle.head; h !== null; h = h.next) {
+      h.current += h.weight;
+      total += h.weight;
+      if (best === null || h.current > best.current) best = h;
+    }
+    if (best !== null) best.current -= total;
+    return best;
+  }
+
+  private setWeight(h: HostEntry, weight: number): void {
+    if (h.weight !== 1) this.weighted -= 1;
+    if (weight !== 1) this.weighted += 1;
+    h.weight = weight;
+    h.current = 0;
   }
 
   private noteDue(due: number): void {

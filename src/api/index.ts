@@ -10,5 +10,7 @@ export {
   type Host,
   type HostAnswer,
 } from './lars-client.js';
+export { Registration, type RegisterOptions, type RegistrationEvents } from './registration.js';
+export { DEFAULT_LEASE_TTL_S, MAX_WEIGHT } from '../protocol/lease-limits.js';
 export { RetCode, retCodeName } from '../protocol/retcode.js';
 export { ErrorCode, LarsError, RetcodeError, TimeoutError, ClosedError, QueueFullError } from '../errors.js';

@@ -1,6 +1,15 @@
 import { ClosedError, ErrorCode, InvalidArgumentError, ProtocolError, RetcodeError } from '../errors.js';
 import { UdpClient } from '../net/udp-client.js';
 import { agentPortIndex, ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
+import {
+  onSigtermDeregister,
+  Registration,
+  sendRegistration,
+  udpRegistrationSender,
+  validateRegisterOptions,
+  type RegisterOptions,
+  type RegistrationSender,
+} from './registration.js';
 
 /** The original agent's ports; the client picks 8888 + (modid + cmdid) % 3 like the original API. */
 export const DEFAULT_AGENT_PORTS: readonly number[] = Object.freeze([8888, 8889, 8890]);
@@ -22,12 +31,20 @@ export interface LarsClientOptions {
    * Costs about 3 µs per request; off by default (the message still names the request).
    */
   captureStacks?: boolean;
+  /**
+   * On SIGTERM, withdraw every registration of this client (issue 15) before the process ends.
+   * If the application has no SIGTERM handler of its own, the signal then ends the process as
+   * usual; otherwise ending it is left to the application. Default false.
+   */
+  deregisterOnSigterm?: boolean;
 }
 
 export interface Host {
   /** Dotted IPv4. */
   ip: string;
   port: number;
+  /** getRoute only: the host's weight when it is not 1 (issue 15). */
+  weight?: number;
 }
 
 export interface HostAnswer {
@@ -52,6 +69,10 @@ export class LarsClient {
   private readonly timeoutMs: number;
   private seq = 0;
   private closed = false;
+  private readonly registrations = new Set<Registration>();
+  private readonly sendRegistration: RegistrationSender;
+  private readonly deregisterOnSigterm: boolean;
+  private unhookSigterm: (() => void) | undefined;
 
   constructor(options: LarsClientOptions = {}) {
     this.ports = options.ports ?? DEFAULT_AGENT_PORTS;
@@ -65,6 +86,39 @@ export class LarsClient {
       maxInFlight: options.maxInFlight ?? 4096,
       captureStacks: options.captureStacks ?? false,
     });
+    this.sendRegistration = udpRegistrationSender(this.udp, (m, c) => this.portFor(m, c));
+    this.deregisterOnSigterm = options.deregisterOnSigterm ?? false;
+  }
+
+  /**
+   * Registers this process as a host of route (modid, cmdid) through the local agent (issue 15):
+   * the agent carries it to dns, which adds the host to the route while the registration lives.
+   * Renewed every ttl/3 until `deregister()`, `close()` (or SIGTERM with `deregisterOnSigterm`).
+   * Rejects with LARS_ERR_RETCODE when the agent refuses (the message says why), LARS_ERR_TIMEOUT
+   * when no agent answers, LARS_ERR_INVALID_ARGUMENT for bad options.
+   */
+  async register(options: RegisterOptions): Promise<Registration> {
+    if (this.closed) throw new ClosedError('LarsClient is closed');
+    const req = validateRegisterOptions(options);
+    const what = `register(${req.modid}, ${req.cmdid}, ${options.ip ?? 'agent ip'}:${options.port})`;
+    const ack = await sendRegistration(this.sendRegistration, MsgId.RegisterRequest, req, what);
+    const reg = new Registration(req, ack, this.sendRegistration, (r) => this.registrations.delete(r));
+    this.registrations.add(reg);
+    if (this.deregisterOnSigterm) this.hookSigterm();
+    return reg;
+  }
+
+  /** Active registrations of this client. */
+  get registered(): readonly Registration[] {
+    return [...this.registrations];
+  }
+
+  private hookSigterm(): void {
+    this.unhookSigterm ??= onSigtermDeregister(() => this.deregisterAll());
+  }
+
+  private async deregisterAll(): Promise<void> {
+    await Promise.allSettled([...this.registrations].map((r) => r.deregister()));
   }
 
   /** The agent port requests for this route are sent to. */
@@ -139,7 +193,11 @@ export class LarsClient {
       { modid, cmdid },
       { replyMsgid: MsgId.ApiGetRouteResponse, key: `${modid}:${cmdid}` },
     );
-    const hosts = res.host.map((h) => ({ ip: wireToIp(h.ip), port: h.port }));
+    const hosts = res.host.map((h): Host =>
+      h.weight && h.weight !== 1
+        ? { ip: wireToIp(h.ip), port: h.port, weight: h.weight }
+        : { ip: wireToIp(h.ip), port: h.port },
+    );
     return { hosts, total: Math.max(hosts.length, res.total_hosts ?? 0) };
   }
 
@@ -186,9 +244,16 @@ export class LarsClient {
     }
   }
 
-  /** Rejects waiting requests with LARS_ERR_CLOSED. Idempotent. */
+  /** Deregisters this client's registrations, then rejects waiting requests with LARS_ERR_CLOSED. Idempotent. */
   async close(): Promise<void> {
-    this.closed = true;
+    if (!this.closed) {
+      this.closed = true;
+      await this.deregisterAll();
+    }
+    for (const r of this.registrations) r.abandon();
+    this.registrations.clear();
+    this.unhookSigterm?.();
+    this.unhookSigterm = undefined;
     await this.udp.close();
   }
 

@@ -32,6 +32,7 @@ import {
   DEFAULT_BUS_WRITE_DEADLINE_MS,
 } from '../bus/defaults.js';
 import { DEFAULT_CLASSES_SPEC } from '../shm/size-classes.js';
+import { DEFAULT_LEASE_BRAKE_MAX_MS, DEFAULT_LEASE_GRACE_MS } from '../dns/lease-guard.js';
 
 export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
 
@@ -76,6 +77,8 @@ export const DEFAULT_WEB_PORT = 8080;
 export const DEFAULT_MAX_CONN = 10_000;
 export const DEFAULT_THREAD_NUM = 1;
 export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
+/** Local registrations one agent carries (issue 15). */
+export const DEFAULT_MAX_REGISTRATIONS = 10_000;
 
 export const DEFAULT_POLL_INTERVAL_S = 1;
 export const DEFAULT_RELOAD_INTERVAL_S = 10;
@@ -84,6 +87,9 @@ export const DEFAULT_REPORT_INTERVAL_S = 1;
 export const DEFAULT_DB_THREAD_CNT = 3;
 export const DEFAULT_QUEUE_MAX_ROWS = 100_000;
 export const DEFAULT_HISTORY_RETENTION_DAYS = 7;
+// Self-registration (issue 15).
+export const DEFAULT_LEASE_GRACE_S = DEFAULT_LEASE_GRACE_MS / 1000;
+export const DEFAULT_LEASE_BRAKE_S = DEFAULT_LEASE_BRAKE_MAX_MS / 1000;
 
 // [supervisor] (`lars up`, issue 7).
 export const DEFAULT_DNS_WORKERS = 2;
@@ -278,6 +284,16 @@ export const SCHEMA = {
       365 * 86_400,
     ),
     http_port: port(0, 'port of the health/metrics/admin HTTP endpoint (0 = any free port)'),
+    lease_grace: num(
+      DEFAULT_LEASE_GRACE_S,
+      'self-registration: seconds added to a lease ttl before a freshly started (or reconnected to its database) dns may expire it',
+      { min: 0, max: 3600 },
+    ),
+    lease_brake: num(
+      DEFAULT_LEASE_BRAKE_S,
+      'self-registration: longest time leases are held when most agents stop renewing at once (registry-side problem suspected)',
+      { min: 0, max: 86_400 },
+    ),
   },
   agent: {
     ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),
@@ -298,6 +314,16 @@ export const SCHEMA = {
     }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
+    name: str(
+      '',
+      "self-registration: this agent's name, shown as the owner of its registrations (empty = <caller ip>:<first port>)",
+    ),
+    max_registrations: int(
+      DEFAULT_MAX_REGISTRATIONS,
+      'self-registration: local instances this agent registers at most (more are refused)',
+      1,
+      1_000_000,
+    ),
   },
   web: {
     ip: host(DEFAULT_HOST, 'address the console listens on'),

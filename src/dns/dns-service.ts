@@ -9,12 +9,16 @@ import { TcpServer } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
 import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
+import { notifyDnsInstances } from '../store/notify-dns.js';
+import type { DnsInstance } from '../store/store.js';
+import { LeaseKeeper, type LeaseStore } from './lease-keeper.js';
 import { parseRouteKey, routeKey } from './route-key.js';
 import { RouteSync, type RouteSource } from './route-sync.js';
 import { Subscriptions } from './subscriptions.js';
 
 /** The store operations the route service uses beyond reading routes. */
-export interface DnsStore extends RouteSource {
+export interface DnsStore extends RouteSource, LeaseStore {
+  listDnsInstances(maxAgeSeconds?: number): Promise<DnsInstance[]>;
   pruneChanges(olderThanSeconds: number): Promise<number>;
   registerDnsInstance(instance: {
     id: string;
@@ -45,6 +49,17 @@ export interface DnsServiceOptions {
   maxSubscriptionsPerConnection?: number;
   /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
   register?: boolean;
+  /** Self-registration (issue 15): seconds of grace in the lease protection rules (lease-guard.ts). */
+  leaseGraceMs?: number;
+  /** Longest time the lease brake holds the leases of agents that went silent together. */
+  leaseBrakeMaxMs?: number;
+  /** Milliseconds between lease expiry sweeps. Default 250. */
+  leaseSweepMs?: number;
+  /**
+   * Poll at once (here and in the other instances) after a lease write that changed routes.
+   * Default true; false leaves registrations to the regular polls (benchmarks compare both).
+   */
+  leaseImmediatePoll?: boolean;
   logger?: Logger;
 }
 
@@ -72,6 +87,9 @@ export class DnsService {
   private readonly trace = tracer('dns');
   private readonly sync: RouteSync;
   private readonly subs = new Subscriptions<TcpConnection<ConnState>>();
+  private readonly leases: LeaseKeeper;
+  private notifying = false;
+  private notifyAgain = false;
   private readonly server: TcpServer<ConnState>;
   private readonly http: AdminHttp;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -85,6 +103,7 @@ export class DnsService {
     pollRequests: 0,
     pushErrors: 0,
     subscriptionCuts: 0,
+    peerNotifications: 0,
   };
 
   constructor(options: DnsServiceOptions) {
@@ -98,6 +117,16 @@ export class DnsService {
       ...(options.retry ? { retry: options.retry } : {}),
     });
     this.sync.on('swapped', (snapshot, changed) => this.push(changed));
+    this.leases = new LeaseKeeper({
+      store: options.store,
+      dnsId: this.id,
+      logger: this.log,
+      onChanged: () => this.leasesChanged(),
+      ...(options.leaseGraceMs !== undefined ? { graceMs: options.leaseGraceMs } : {}),
+      ...(options.leaseBrakeMaxMs !== undefined ? { brakeMaxMs: options.leaseBrakeMaxMs } : {}),
+      ...(options.leaseSweepMs !== undefined ? { sweepMs: options.leaseSweepMs } : {}),
+    });
+    this.sync.on('state', (state) => this.leases.databaseState(state === 'ok'));
 
     const maxSubs = options.maxSubscriptionsPerConnection ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION;
     const dispatcher = new Dispatcher<TcpConnection<ConnState>>().on(MsgId.GetRouteRequest, (req, conn) => {
@@ -115,6 +144,7 @@ export class DnsService {
       }
       conn.sendRaw(MsgId.GetRouteResponse, this.sync.snapshot.responseBody(req.modid, req.cmdid));
     });
+    dispatcher.on(MsgId.LeaseBatch, (batch) => this.leases.accept(batch));
     this.server = new TcpServer<ConnState>({
       host: options.host,
       port: options.port,
@@ -155,6 +185,7 @@ export class DnsService {
     if (this.state !== 'new') throw new ClosedError('dns service already started or closed');
     this.state = 'running';
     await this.sync.start();
+    this.leases.start();
     this.address = await this.server.listen();
     this.httpAddress = await this.http.listen();
     if (this.opts.register !== false) {
@@ -197,8 +228,25 @@ export class DnsService {
       hosts: snap.hostCount,
       connections: this.server.connectionCount,
       subscriptions: this.subs.size,
+      leaseBacklog: this.leases.backlog,
+      leaseBrake: this.leases.braking,
       port: this.address?.port,
     };
+  }
+
+  /** Lease counters (issue 15). */
+  get leaseStats(): LeaseKeeper['stats'] {
+    return this.leases.stats;
+  }
+
+  /** Resolves once every lease batch received so far is written (tests). */
+  leasesFlushed(): Promise<void> {
+    return this.leases.flushed();
+  }
+
+  /** Runs one lease expiry sweep now (tests; sweeps also run on their own every 250 ms). */
+  sweepLeases(): Promise<void> {
+    return this.leases.sweep();
   }
 
   /** Graceful: stop polling, finish and close connections, unregister. Idempotent. */
@@ -208,6 +256,9 @@ export class DnsService {
     this.stopTimers();
     this.sync.close();
     await this.server.close(graceMs);
+    // Batches already received (a deregistration among them) are written before leaving.
+    await this.leases.flushed();
+    this.leases.close();
     await this.unregister();
     await this.http.close();
     this.state = 'closed';
@@ -219,6 +270,7 @@ export class DnsService {
     this.state = 'closing';
     this.stopTimers();
     this.sync.close();
+    this.leases.close();
     await this.server.destroy();
     await this.unregister();
     await this.http.close();
@@ -246,6 +298,31 @@ export class DnsService {
       }
       this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
     }
+  }
+
+  /**
+   * A lease write changed routes: poll now (this instance pushes to its agents at once) and ask
+   * the other instances to poll too. At most one notification is in flight; changes meanwhile
+   * trigger one more after it.
+   */
+  private leasesChanged(): void {
+    if (this.state !== 'running' || this.opts.leaseImmediatePoll === false) return;
+    void this.sync.pollNow();
+    if (this.notifying) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifying = true;
+    this.stats.peerNotifications++;
+    void notifyDnsInstances(this.opts.store, { exclude: this.id })
+      .catch(() => undefined)
+      .finally(() => {
+        this.notifying = false;
+        if (this.notifyAgain) {
+          this.notifyAgain = false;
+          this.leasesChanged();
+        }
+      });
   }
 
   private async prune(): Promise<void> {
@@ -319,6 +396,33 @@ export class DnsService {
     counter('lars_dns_database_failures_total', 'failed database accesses', () => this.sync.stats.failures);
     tcpServerMetrics(r, 'lars_dns', s);
     counter('lars_dns_push_errors_total', 'pushes that could not be queued', () => this.stats.pushErrors);
+    const ls = this.leases.stats;
+    counter('lars_dns_lease_batches_total', 'LeaseBatch frames received from agents', () => ls.batches);
+    counter('lars_dns_leases_renewed_total', 'lease renewals written', () => ls.renewed);
+    counter('lars_dns_leases_added_total', 'leases created (registrations)', () => ls.added);
+    counter(
+      'lars_dns_leases_removed_total',
+      'leases removed by their agent (deregistrations)',
+      () => ls.removed,
+    );
+    counter(
+      'lars_dns_leases_expired_total',
+      'leases expired (no renewal within their ttl)',
+      () => ls.expired,
+    );
+    counter(
+      'lars_dns_leases_held_total',
+      'expired leases held by the brake (most agents silent at once)',
+      () => ls.held,
+    );
+    counter('lars_dns_bad_leases_total', 'leases in batches that were invalid (skipped)', () => ls.badLeases);
+    counter('lars_dns_leases_dropped_total', 'lease renewals dropped: too many waiting', () => ls.dropped);
+    counter(
+      'lars_dns_lease_write_failures_total',
+      'lease batches the database refused',
+      () => ls.writeFailures,
+    );
+    gauge('lars_dns_lease_backlog', 'leases received and not yet written', () => this.leases.backlog);
     counter(
       'lars_dns_subscription_cuts_total',
       'connections cut for too many subscriptions',

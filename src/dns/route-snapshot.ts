@@ -9,6 +9,14 @@ export interface RouteHostRow {
   port: number;
 }
 
+/** A host whose weight is not 1 (issue 15). */
+export interface RouteWeightRow extends RouteHostRow {
+  weight: number;
+}
+
+/** Per-host key inside one route: unsigned ip * 2^16 + port (exact below 2^48). */
+export const hostKeyOf = (ip: number, port: number): number => (ip >>> 0) * 65536 + port;
+
 /**
  * The whole route table at one version: immutable once built. Queries read the current snapshot;
  * a reload builds a new one and the service swaps the reference in one step, so a reader never
@@ -125,7 +133,22 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 export class SnapshotBuilder {
   private readonly routes = new Map<RouteKey, number[]>();
+  /** Routes with weighted hosts: per route, host key -> weight. Empty for most tables. */
+  private readonly weights = new Map<RouteKey, Map<number, number>>();
   private hostCount = 0;
+
+  /** Weights of the hosts that do not weigh 1; hosts not in the table are ignored. */
+  setWeights(rows: Iterable<RouteWeightRow>): void {
+    for (const r of rows) {
+      const key = routeKey(r.modid, r.cmdid);
+      let m = this.weights.get(key);
+      if (m === undefined) {
+        m = new Map();
+        this.weights.set(key, m);
+      }
+      m.set(hostKeyOf(r.ip, r.port), r.weight);
+    }
+  }
 
   add(rows: Iterable<RouteHostRow>): void {
     for (const r of rows) {
@@ -148,14 +171,20 @@ export class SnapshotBuilder {
     for (const [key, flat] of this.routes) {
       const { modid, cmdid } = parseRouteKey(key);
       const hosts: HostInfo[] = [];
-      for (let i = 0; i < flat.length; i += 2)
-        hosts.push({ ip: flat[i] as number, port: flat[i + 1] as number });
+      const w = this.weights.get(key);
+      for (let i = 0; i < flat.length; i += 2) {
+        const h: HostInfo = { ip: flat[i] as number, port: flat[i + 1] as number };
+        const weight = w?.get(hostKeyOf(h.ip, h.port));
+        if (weight !== undefined && weight !== 1) h.weight = weight;
+        hosts.push(h);
+      }
       const { body, truncated } = encodeRouteBody(modid, cmdid, hosts);
       bodies.set(key, arena.copy(body));
       if (truncated) oversized.add(key);
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
     this.routes.clear();
+    this.weights.clear();
     return new RouteSnapshot(version, bodies, this.hostCount, oversized);
   }
 }

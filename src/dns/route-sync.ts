@@ -6,7 +6,13 @@ import { silentLogger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
 import { Backoff } from '../net/backoff.js';
 import { routeKey, type RouteKey } from './route-key.js';
-import { RouteSnapshot, SnapshotBuilder, type RouteHostRow } from './route-snapshot.js';
+import {
+  hostKeyOf,
+  RouteSnapshot,
+  SnapshotBuilder,
+  type RouteHostRow,
+  type RouteWeightRow,
+} from './route-snapshot.js';
 
 /** What the route service needs from the store (src/store's Store satisfies it). */
 export interface RouteSource {
@@ -18,6 +24,9 @@ export interface RouteSource {
     id: number,
     limit?: number,
   ): Promise<Array<{ id: number; modid: number; cmdid: number; version: number }>>;
+  /** Hosts whose weight is not 1 (issue 15); a source without weights serves every host at 1. */
+  loadWeights?(): Promise<RouteWeightRow[]>;
+  getRouteWeights?(modid: number, cmdid: number): Promise<RouteWeightRow[]>;
 }
 
 export interface RouteSyncOptions {
@@ -255,7 +264,8 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       for (const key of changedKeys) {
         const c = changes.find((x) => routeKey(x.modid, x.cmdid) === key)!;
         const rows = await this.source.getRoute(c.modid, c.cmdid);
-        changed.set(key, toHosts(rows));
+        const weights = (await this.source.getRouteWeights?.(c.modid, c.cmdid)) ?? [];
+        changed.set(key, toHosts(rows, weights));
       }
       if (!current()) return;
       const next = this._snapshot.withRoutes(version, changed);
@@ -276,6 +286,7 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       // Yield between chunks even on synchronous drivers (SQLite) so queries are answered.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+    if (this.source.loadWeights) builder.setWeights(await this.source.loadWeights());
     return builder.build(version);
   }
 
@@ -297,6 +308,13 @@ export class RouteSync extends EventEmitter<SyncEvents> {
   }
 }
 
-function toHosts(rows: RouteHostRow[]): HostInfo[] {
-  return rows.map((r) => ({ ip: r.ip | 0, port: r.port }));
+function toHosts(rows: RouteHostRow[], weights: readonly RouteWeightRow[]): HostInfo[] {
+  if (weights.length === 0) return rows.map((r) => ({ ip: r.ip | 0, port: r.port }));
+  const w = new Map(weights.map((x) => [hostKeyOf(x.ip, x.port), x.weight]));
+  return rows.map((r) => {
+    const weight = w.get(hostKeyOf(r.ip, r.port));
+    return weight !== undefined && weight !== 1
+      ? { ip: r.ip | 0, port: r.port, weight }
+      : { ip: r.ip | 0, port: r.port };
+  });
 }

@@ -11,6 +11,7 @@ export {
 export { FrameDecoder, type FrameDecoderOptions, type FrameVisitor } from './frame-decoder.js';
 export { agentPortIndex } from './agent-port.js';
 export { encodeRouteBody, MAX_DATAGRAM_BODY_LEN } from './route-body.js';
+export { DEFAULT_LEASE_TTL_S, MIN_LEASE_TTL_S, MAX_LEASE_TTL_S, MAX_WEIGHT } from './lease-limits.js';
 export {
   ipToNumber,
   numberToIp,
@@ -37,4 +38,8 @@ export {
   type GetHostRequest,
   type GetHostResponse,
   type ReportRequest,
+  type RegisterRequest,
+  type RegisterResponse,
+  type Lease,
+  type LeaseBatch,
 } from './messages.js';

@@ -10,6 +10,8 @@ import { MsgId } from './msg-id.js';
 export interface HostInfo {
   ip: number;
   port: number;
+  /** Our extension (issue 15): share of calls; absent or 0 means 1. */
+  weight?: number | undefined;
 }
 export interface GetRouteRequest {
   modid: number;
@@ -56,6 +58,38 @@ export interface ReportRequest {
   timecost_ms?: number | undefined;
 }
 
+export interface RegisterRequest {
+  seq: number;
+  modid: number;
+  cmdid: number;
+  /** ip 0: the agent's own IPv4; weight 0: 1. */
+  host?: HostInfo | undefined;
+  /** 0: the default ttl. */
+  ttl_s: number;
+  pid: number;
+  pid_start: number;
+  pid_ns: number;
+}
+export interface RegisterResponse {
+  seq: number;
+  retcode: number;
+  host?: HostInfo | undefined;
+  ttl_s: number;
+  reason: string;
+  watched: boolean;
+}
+export interface Lease {
+  modid: number;
+  cmdid: number;
+  host?: HostInfo | undefined;
+  ttl_s: number;
+}
+export interface LeaseBatch {
+  agent: string;
+  renew: Lease[];
+  remove: Lease[];
+}
+
 /** Message shape carried by each msgid. */
 export interface MessageMap {
   [MsgId.GetRouteRequest]: GetRouteRequest;
@@ -66,6 +100,11 @@ export interface MessageMap {
   [MsgId.ReportRequest]: ReportRequest;
   [MsgId.ApiGetRouteRequest]: GetRouteRequest;
   [MsgId.ApiGetRouteResponse]: GetRouteResponse;
+  [MsgId.RegisterRequest]: RegisterRequest;
+  [MsgId.RegisterResponse]: RegisterResponse;
+  [MsgId.DeregisterRequest]: RegisterRequest;
+  [MsgId.DeregisterResponse]: RegisterResponse;
+  [MsgId.LeaseBatch]: LeaseBatch;
 }
 
 export type KnownMsgId = keyof MessageMap;
@@ -113,7 +152,7 @@ function codec<T>(type: StaticType, name: string, normalize: (m: T) => T): Codec
  * is not ours to skip as unknown: it makes the body bad (DESIGN §2), instead of decoding to zeros.
  */
 export const FIELD_COUNT = {
-  HostInfo: 2,
+  HostInfo: 3,
   GetRouteRequest: 2,
   GetRouteResponse: 4,
   HostCallResult: 5,
@@ -121,6 +160,10 @@ export const FIELD_COUNT = {
   GetHostRequest: 3,
   GetHostResponse: 5,
   ReportRequest: 5,
+  RegisterRequest: 8,
+  RegisterResponse: 6,
+  Lease: 4,
+  LeaseBatch: 3,
 } as const;
 
 type MessageName = keyof typeof FIELD_COUNT;
@@ -152,7 +195,12 @@ function checkKnownFields(m: object, name: MessageName): void {
 // messages compare, spread and serialise as ordinary objects.
 const hostInfo = (h: HostInfo): HostInfo => {
   checkKnownFields(h, 'HostInfo');
-  return { ip: h.ip, port: h.port };
+  return h.weight ? { ip: h.ip, port: h.port, weight: h.weight } : { ip: h.ip, port: h.port };
+};
+const optionalHost = (h: HostInfo | null | undefined): HostInfo | undefined => (h ? hostInfo(h) : undefined);
+const lease = (l: Lease): Lease => {
+  checkKnownFields(l, 'Lease');
+  return { modid: l.modid, cmdid: l.cmdid, host: optionalHost(l.host), ttl_s: l.ttl_s };
 };
 const routeReq = (m: GetRouteRequest): GetRouteRequest => {
   checkKnownFields(m, 'GetRouteRequest');
@@ -164,6 +212,36 @@ const routeRes = (m: GetRouteResponse): GetRouteResponse => {
   if (m.total_hosts) out.total_hosts = m.total_hosts;
   return out;
 };
+
+/** protobufjs reads uint64 as a Long when the `long` package is present; ours stay below 2^53. */
+function uint64(v: number | { toNumber(): number }): number {
+  return typeof v === 'number' ? v : v.toNumber();
+}
+
+const registerRequest = codec<RegisterRequest>(lars.RegisterRequest, 'RegisterRequest', (m) => {
+  checkKnownFields(m, 'RegisterRequest');
+  return {
+    seq: m.seq,
+    modid: m.modid,
+    cmdid: m.cmdid,
+    host: optionalHost(m.host),
+    ttl_s: m.ttl_s,
+    pid: m.pid,
+    pid_start: uint64(m.pid_start),
+    pid_ns: uint64(m.pid_ns),
+  };
+});
+const registerResponse = codec<RegisterResponse>(lars.RegisterResponse, 'RegisterResponse', (m) => {
+  checkKnownFields(m, 'RegisterResponse');
+  return {
+    seq: m.seq,
+    retcode: m.retcode,
+    host: optionalHost(m.host),
+    ttl_s: m.ttl_s,
+    reason: m.reason,
+    watched: m.watched,
+  };
+});
 
 const getRouteRequest = codec<GetRouteRequest>(lars.GetRouteRequest, 'GetRouteRequest', routeReq);
 const getRouteResponse = codec<GetRouteResponse>(lars.GetRouteResponse, 'GetRouteResponse', routeRes);
@@ -207,13 +285,21 @@ export const codecs: { readonly [K in KnownMsgId]: Codec<MessageMap[K]> } = {
     return {
       modid: m.modid,
       cmdid: m.cmdid,
-      host: m.host ? hostInfo(m.host) : undefined,
+      host: optionalHost(m.host),
       retcode: m.retcode,
       timecost_ms: m.timecost_ms,
     };
   }),
   [MsgId.ApiGetRouteRequest]: getRouteRequest,
   [MsgId.ApiGetRouteResponse]: getRouteResponse,
+  [MsgId.RegisterRequest]: registerRequest,
+  [MsgId.RegisterResponse]: registerResponse,
+  [MsgId.DeregisterRequest]: registerRequest,
+  [MsgId.DeregisterResponse]: registerResponse,
+  [MsgId.LeaseBatch]: codec<LeaseBatch>(lars.LeaseBatch, 'LeaseBatch', (m) => {
+    checkKnownFields(m, 'LeaseBatch');
+    return { agent: m.agent, renew: m.renew.map(lease), remove: m.remove.map(lease) };
+  }),
 };
 
 export function isKnownMsgId(id: number): id is KnownMsgId {

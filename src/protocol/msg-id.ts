@@ -8,6 +8,15 @@ export const MsgId = {
   ReportRequest: 6,
   ApiGetRouteRequest: 7,
   ApiGetRouteResponse: 8,
+  /** Our extension (issue 15): SDK -> agent, register or renew one instance. */
+  RegisterRequest: 9,
+  RegisterResponse: 10,
+  /** Our extension (issue 15): SDK -> agent, deregister one instance (RegisterRequest body). */
+  DeregisterRequest: 11,
+  /** RegisterResponse body. */
+  DeregisterResponse: 12,
+  /** Our extension (issue 15): agent -> dns, the agent's registrations (renewals and removals). */
+  LeaseBatch: 13,
 } as const;
 
 export type MsgId = (typeof MsgId)[keyof typeof MsgId];

@@ -16,10 +16,12 @@ function int32VarintSize(v: number): number {
   return n;
 }
 
-/** Encoded size of one `repeated HostInfo host = 3` entry: tag, length, then the two fields. */
+/** Encoded size of one `repeated HostInfo host = 3` entry: tag, length, then its fields. */
 function hostEntrySize(h: HostInfo): number {
   const inner =
-    (h.ip !== 0 ? 1 + int32VarintSize(h.ip) : 0) + (h.port !== 0 ? 1 + int32VarintSize(h.port) : 0);
+    (h.ip !== 0 ? 1 + int32VarintSize(h.ip) : 0) +
+    (h.port !== 0 ? 1 + int32VarintSize(h.port) : 0) +
+    (h.weight ? 1 + int32VarintSize(h.weight) : 0);
   return 1 + int32VarintSize(inner) + inner;
 }
 

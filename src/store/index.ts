@@ -39,3 +39,21 @@ export {
   type NotifyDnsOptions,
 } from './notify-dns.js';
 export { insertRouteRows } from './bulk-insert.js';
+export { assertWeight } from './store.js';
+export {
+  DEFAULT_LEASE_TTL_S,
+  MIN_LEASE_TTL_S,
+  MAX_LEASE_TTL_S,
+  MAX_WEIGHT,
+  leaseKeyString,
+  type LeaseKey,
+  type LeaseSpec,
+  type LeaseWrite,
+  type LeaseWriteResult,
+  type ExpiringLease,
+  type LeaseExpireResult,
+  type LeaseAgent,
+  type LeaseRow,
+  type WeightRow,
+  type HostMeta,
+} from './lease-types.js';

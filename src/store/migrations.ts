@@ -1,7 +1,12 @@
 import type { Kysely } from 'kysely';
 import type { DdlDialect } from './backend.js';
 import type { Database } from './schema.js';
-import { MAX_CONTENT_LENGTH, MAX_DNS_INSTANCE_ID_LENGTH, MAX_HOST_LENGTH } from './schema.js';
+import {
+  MAX_CONTENT_LENGTH,
+  MAX_DNS_INSTANCE_ID_LENGTH,
+  MAX_HOST_LENGTH,
+  MAX_LEASE_AGENT_LENGTH,
+} from './schema.js';
 import type { StoreKind } from './url.js';
 
 /**
@@ -210,6 +215,49 @@ const consoleUsers: Migration = {
   },
 };
 
+/**
+ * Self-registration leases and host weights (issue 15). A lease is one registered instance, keyed
+ * like the RouteData row it keeps alive; `created_row` says whether the lease inserted that row
+ * (then its expiry or deregistration deletes the row) or found a manual one (never deleted by a
+ * lease). Times are wall-clock milliseconds written by the dns instance that received the renewal.
+ * Manual weights are keyed by the RouteData row id; a row without one weighs 1.
+ */
+const leasesAndWeights: Migration = {
+  name: '0006_lars_route_lease_weight',
+  async up({ db, ddl }) {
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_route_lease')
+          .ifNotExists()
+          .addColumn('modid', ddl.int32, (c) => c.notNull())
+          .addColumn('cmdid', ddl.int32, (c) => c.notNull())
+          .addColumn('ip', ddl.uint32, (c) => c.notNull())
+          .addColumn('port', ddl.int32, (c) => c.notNull())
+          .addColumn('weight', ddl.int32, (c) => c.notNull())
+          .addColumn('ttl_ms', ddl.int64, (c) => c.notNull())
+          .addColumn('agent', ddl.varchar(MAX_LEASE_AGENT_LENGTH), (c) => c.notNull())
+          .addColumn('created_row', ddl.int32, (c) => c.notNull())
+          .addColumn('registered_at', ddl.int64, (c) => c.notNull())
+          .addColumn('renewed_at', ddl.int64, (c) => c.notNull())
+          .addColumn('expires_at', ddl.int64, (c) => c.notNull())
+          .addColumn('renewed_by', ddl.varchar(MAX_DNS_INSTANCE_ID_LENGTH), (c) => c.notNull())
+          .addPrimaryKeyConstraint('lars_route_lease_pk', ['modid', 'cmdid', 'ip', 'port']),
+      )
+      .execute();
+    await ddl.ensureIndex(db, 'lars_route_lease', 'lars_route_lease_expires', ['expires_at']);
+    await ddl
+      .tableOptions(
+        db.schema
+          .createTable('lars_route_weight')
+          .ifNotExists()
+          .addColumn('route_id', ddl.int64, (c) => c.primaryKey().notNull())
+          .addColumn('weight', ddl.int32, (c) => c.notNull()),
+      )
+      .execute();
+  },
+};
+
 /** Every migration, in the order they apply. Append new ones at the end. */
 export const MIGRATIONS: readonly Migration[] = Object.freeze([
   originalTables,
@@ -217,4 +265,5 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   dnsInstances,
   callHistory,
   consoleUsers,
+  leasesAndWeights,
 ]);

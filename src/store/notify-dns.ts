@@ -18,6 +18,8 @@ export interface NotifyDnsOptions {
   maxAgeSeconds?: number;
   /** Injected for tests; defaults to the global fetch. */
   fetch?: typeof globalThis.fetch;
+  /** An instance id not to ask (a dns asking its peers after its own lease write). */
+  exclude?: string;
 }
 
 export interface NotifyFailure {
@@ -47,13 +49,13 @@ export function adminPollUrl(instance: Pick<DnsInstance, 'host' | 'adminPort'>):
 }
 
 export async function notifyDnsInstances(
-  store: Store,
+  store: Pick<Store, 'listDnsInstances'>,
   options: NotifyDnsOptions = {},
 ): Promise<NotifyResult> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_NOTIFY_TIMEOUT_MS;
   const doFetch = options.fetch ?? globalThis.fetch;
   const instances = (await store.listDnsInstances(options.maxAgeSeconds ?? DEFAULT_DNS_MAX_AGE_S)).filter(
-    (i) => i.adminPort !== null,
+    (i) => i.adminPort !== null && i.id !== options.exclude,
   );
   const failures: NotifyFailure[] = [];
   let acknowledged = 0;

@@ -121,6 +121,36 @@ export interface LarsSessionTable {
   expires_at: number;
 }
 
+/**
+ * A self-registered instance (issue 15), keyed like its RouteData row. Times are wall-clock
+ * milliseconds; `expires_at` = `renewed_at` + `ttl_ms`, kept as a column so expiry is one indexed
+ * range query.
+ */
+export interface LarsRouteLeaseTable {
+  modid: number;
+  cmdid: number;
+  /** Unsigned INET_ATON number, as RouteData.serverip. */
+  ip: number;
+  port: number;
+  weight: number;
+  ttl_ms: number;
+  /** Name of the agent that carries the registration. */
+  agent: string;
+  /** 1: the lease inserted the RouteData row (and removes it); 0: the row was there (manual). */
+  created_row: number;
+  registered_at: number;
+  renewed_at: number;
+  expires_at: number;
+  /** Id of the dns instance that wrote the last renewal. */
+  renewed_by: string;
+}
+
+/** A manual weight of one RouteData row (issue 15); rows without one weigh 1. */
+export interface LarsRouteWeightTable {
+  route_id: number;
+  weight: number;
+}
+
 export interface Database {
   RouteData: RouteDataTable;
   RouteVersion: RouteVersionTable;
@@ -133,9 +163,12 @@ export interface Database {
   lars_call_history: LarsCallHistoryTable;
   lars_user: LarsUserTable;
   lars_session: LarsSessionTable;
+  lars_route_lease: LarsRouteLeaseTable;
+  lars_route_weight: LarsRouteWeightTable;
 }
 
 /** Column length limits of our tables, checked before writing so a long value fails with a clear message. */
 export const MAX_CONTENT_LENGTH = 255;
 export const MAX_DNS_INSTANCE_ID_LENGTH = 64;
 export const MAX_HOST_LENGTH = 255;
+export const MAX_LEASE_AGENT_LENGTH = 255;

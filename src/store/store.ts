@@ -3,6 +3,7 @@ import {
   ClosedError,
   ConflictError,
   ErrorCode,
+  InvalidArgumentError,
   isLarsError,
   NotFoundError,
   StoreError,
@@ -14,7 +15,30 @@ import { numberToIp } from '../protocol/ip.js';
 import { errorProp, type StoreBackend } from './backend.js';
 import { MIGRATIONS } from './migrations.js';
 import { runMigrations, type MigrateResult } from './migrator.js';
-import { MAX_CONTENT_LENGTH, MAX_DNS_INSTANCE_ID_LENGTH, MAX_HOST_LENGTH, type Database } from './schema.js';
+import {
+  MAX_CONTENT_LENGTH,
+  MAX_DNS_INSTANCE_ID_LENGTH,
+  MAX_HOST_LENGTH,
+  MAX_LEASE_AGENT_LENGTH,
+  type Database,
+} from './schema.js';
+import {
+  MAX_LEASE_TTL_S,
+  MAX_WEIGHT,
+  MIN_LEASE_TTL_S,
+  type ExpiringLease,
+  type HostMeta,
+  type LeaseAgent,
+  type LeaseExpireResult,
+  type LeaseKey,
+  type LeaseRow,
+  type LeaseSpec,
+  type LeaseWrite,
+  type LeaseWriteResult,
+  type WeightRow,
+} from './lease-types.js';
+import { LeaseOps, type LeaseStoreContext } from './store-leases.js';
+import { WeightOps } from './store-weights.js';
 import { createMysqlBackend } from './store-mysql.js';
 import { createPostgresBackend } from './store-postgres.js';
 import { createSqliteBackend } from './store-sqlite.js';
@@ -146,8 +170,14 @@ export interface Store {
   listRoutes(options?: ListRoutesOptions): Promise<RouteRow[]>;
   getHostById(id: number): Promise<RouteRow | undefined>;
 
-  /** ConflictError when the host is already in the route. */
-  addHost(modid: number, cmdid: number, ip: number, port: number): Promise<{ id: number; version: number }>;
+  /** ConflictError when the host is already in the route. `weight` sets its manual weight. */
+  addHost(
+    modid: number,
+    cmdid: number,
+    ip: number,
+    port: number,
+    options?: { weight?: number },
+  ): Promise<{ id: number; version: number }>;
   /** NotFoundError when the host is not in the route. */
   removeHost(modid: number, cmdid: number, ip: number, port: number): Promise<{ version: number }>;
   /** NotFoundError when no row has that id. */
@@ -179,6 +209,29 @@ export interface Store {
   upsertCmdId(cmdid: number, content: string): Promise<{ id: number; created: boolean }>;
   deleteCmdId(cmdid: number): Promise<number>;
 
+  // ---- self-registration and weights (issue 15; src/store/store-leases.ts, store-weights.ts) ----
+
+  /**
+   * One agent's batch: renews its live leases (timestamps only: constant queries per batch), creates
+   * new ones (inserting the RouteData row when there is none), applies weight/ttl changes, deletes
+   * the removed leases it owns. Route-visible changes bump the version and write RouteChange rows.
+   */
+  renewLeases(batch: LeaseWrite): Promise<LeaseWriteResult>;
+  /** Leases past their expiry at `nowMs` whose ttl is at most `maxTtlMs`, soonest first. */
+  expiringLeases(nowMs: number, maxTtlMs: number, limit?: number): Promise<ExpiringLease[]>;
+  /** Deletes those still not renewed since they were read (and the rows they created). */
+  expireLeases(leases: readonly ExpiringLease[]): Promise<LeaseExpireResult>;
+  /** Owner agents of the leases, with their freshest renewal. */
+  leaseAgents(): Promise<LeaseAgent[]>;
+  listLeases(filter?: { modid?: number; cmdid?: number; agent?: string }): Promise<LeaseRow[]>;
+  /** Every host whose effective weight is not 1 (manual weight, else the lease's). */
+  loadWeights(): Promise<WeightRow[]>;
+  getRouteWeights(modid: number, cmdid: number): Promise<WeightRow[]>;
+  /** Origin (manual or registered), lease and weight of each row, by row id. */
+  describeHosts(rows: readonly RouteRow[]): Promise<Map<number, HostMeta>>;
+  /** Sets (null: clears) a row's manual weight; a route change. NotFoundError for an unknown id. */
+  setHostWeight(id: number, weight: number | null): Promise<{ version: number }>;
+
   /** Inserts or replaces the instance; started_at and heartbeat_at become now. */
   registerDnsInstance(spec: DnsInstanceSpec): Promise<void>;
   /** NotFoundError when the instance is not registered (e.g. removed by hand): the caller re-registers. */
@@ -205,6 +258,8 @@ export interface OpenStoreOptions {
    * opens the file (stores on one file share one handle).
    */
   busyTimeoutMs?: number;
+  /** Called after every query with its SQL (tests and benchmarks count the queries an operation costs). */
+  onQuery?: (sql: string) => void;
 }
 
 const systemNowSeconds = (): number => Math.floor(Date.now() / 1000);
@@ -271,14 +326,17 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     });
   }
   const trace = tracer('store');
+  const onQuery = options.onQuery;
   const db = new Kysely<Database>({
     dialect: backend.dialect,
-    ...(trace
+    ...(trace || onQuery
       ? {
-          log: (e: LogEvent) =>
-            trace(
+          log: (e: LogEvent) => {
+            onQuery?.(e.query.sql);
+            trace?.(
               `${e.level === 'error' ? 'ERROR ' : ''}${e.queryDurationMillis.toFixed(1)} ms ${e.query.sql}`,
-            ),
+            );
+          },
         }
       : {}),
   });
@@ -299,6 +357,8 @@ class KyselyStore implements Store {
   readonly kind: StoreKind;
   private closed = false;
   private closing: Promise<void> | undefined;
+  private readonly leases: LeaseOps;
+  private readonly weights: WeightOps;
 
   constructor(
     readonly db: Kysely<Database>,
@@ -308,6 +368,14 @@ class KyselyStore implements Store {
     private readonly nowSeconds: () => number,
   ) {
     this.kind = backend.kind;
+    const ctx: LeaseStoreContext = {
+      db,
+      run: (op, fn) => this.run(op, fn),
+      mutateIf: (op, body) => this.mutateIf(op, body),
+      recordChanges: (trx, routes, version) => this.recordChanges(trx, routes, version),
+    };
+    this.leases = new LeaseOps(ctx);
+    this.weights = new WeightOps(ctx, this.leases);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -417,8 +485,10 @@ class KyselyStore implements Store {
     cmdid: number,
     ip: number,
     port: number,
+    options: { weight?: number } = {},
   ): Promise<{ id: number; version: number }> {
     const host = validHost({ modid, cmdid, ip, port });
+    const weight = options.weight === undefined ? undefined : assertWeight(options.weight);
     return this.mutate('addHost', async (trx, version) => {
       const dup = await this.findHost(trx, host).executeTakeFirst();
       if (dup) {
@@ -427,6 +497,7 @@ class KyselyStore implements Store {
         );
       }
       const id = await this.insertHost(trx, host);
+      if (weight !== undefined) await this.weights.write(trx, id, weight);
       await this.recordChanges(trx, [host], version);
       return { id, version };
     });
@@ -435,6 +506,7 @@ class KyselyStore implements Store {
   async removeHost(modid: number, cmdid: number, ip: number, port: number): Promise<{ version: number }> {
     const host = validHost({ modid, cmdid, ip, port });
     return this.mutate('removeHost', async (trx, version) => {
+      const ids = (await this.findHost(trx, host).clearLimit().execute()).map((r) => Number(r.id));
       // Deletes every matching row: an original database may hold the same host twice.
       const res = await trx
         .deleteFrom('RouteData')
@@ -445,6 +517,7 @@ class KyselyStore implements Store {
         .executeTakeFirst();
       if (Number(res.numDeletedRows) === 0)
         throw new NotFoundError(`host ${hostLabel(modid, cmdid, ip, port)} does not exist`);
+      await this.forgetHost(trx, host, ids);
       await this.recordChanges(trx, [host], version);
       return { version };
     });
@@ -457,6 +530,7 @@ class KyselyStore implements Store {
       if (!row) throw new NotFoundError(`no host with id ${id}`);
       const removed = toRouteRow(row);
       await trx.deleteFrom('RouteData').where('id', '=', id).execute();
+      await this.forgetHost(trx, removed, [id]);
       await this.recordChanges(trx, [removed], version);
       return { version, removed };
     });
@@ -485,6 +559,9 @@ class KyselyStore implements Store {
         .set({ modid: host.modid, cmdid: host.cmdid, serverip: host.ip, serverport: host.port })
         .where('id', '=', id)
         .execute();
+      // The row no longer stands for the registered instance it may have carried (its manual
+      // weight, keyed by the row, moves with it).
+      await this.leases.forget(trx, [before]);
       const routes = before.modid === host.modid && before.cmdid === host.cmdid ? [host] : [before, host];
       await this.recordChanges(trx, routes, version);
       return { version };
@@ -626,6 +703,52 @@ class KyselyStore implements Store {
     });
   }
 
+  // ---- leases and weights ----------------------------------------------------------------------
+
+  async renewLeases(batch: LeaseWrite): Promise<LeaseWriteResult> {
+    assertText(batch.agent, 'agent', MAX_LEASE_AGENT_LENGTH);
+    assertText(batch.dnsId, 'dns instance id', MAX_DNS_INSTANCE_ID_LENGTH);
+    assertNonNegativeInt(batch.nowMs, 'nowMs');
+    const renew = batch.renew.map(validLease);
+    const remove = batch.remove.map((k) => validKey(k));
+    return this.leases.write({ ...batch, renew, remove });
+  }
+
+  async expiringLeases(nowMs: number, maxTtlMs: number, limit = 1000): Promise<ExpiringLease[]> {
+    assertNonNegativeInt(nowMs, 'nowMs');
+    assertNonNegativeInt(maxTtlMs, 'maxTtlMs');
+    return this.leases.candidates(nowMs, maxTtlMs, assertPositiveInt(limit, 'limit'));
+  }
+
+  expireLeases(leases: readonly ExpiringLease[]): Promise<LeaseExpireResult> {
+    return this.leases.expire(leases);
+  }
+
+  leaseAgents(): Promise<LeaseAgent[]> {
+    return this.leases.agents();
+  }
+
+  listLeases(filter: { modid?: number; cmdid?: number; agent?: string } = {}): Promise<LeaseRow[]> {
+    return this.leases.list(filter);
+  }
+
+  loadWeights(): Promise<WeightRow[]> {
+    return this.weights.load();
+  }
+
+  getRouteWeights(modid: number, cmdid: number): Promise<WeightRow[]> {
+    return this.weights.load({ modid: assertInt32(modid, 'modid'), cmdid: assertInt32(cmdid, 'cmdid') });
+  }
+
+  describeHosts(rows: readonly RouteRow[]): Promise<Map<number, HostMeta>> {
+    return this.weights.describe(rows);
+  }
+
+  async setHostWeight(id: number, weight: number | null): Promise<{ version: number }> {
+    assertNonNegativeInt(id, 'id');
+    return this.weights.set(id, weight === null ? null : assertWeight(weight));
+  }
+
   // ---- dns instances ---------------------------------------------------------------------------
 
   registerDnsInstance(spec: DnsInstanceSpec): Promise<void> {
@@ -733,6 +856,29 @@ class KyselyStore implements Store {
     });
   }
 
+  /** As mutate(), but a body that returns undefined rolls everything back (the version too). */
+  private async mutateIf<T>(
+    op: string,
+    body: (trx: Transaction<Database>, version: number) => Promise<T | undefined>,
+  ): Promise<T | undefined> {
+    try {
+      return await this.mutate(op, async (trx, version) => {
+        const out = await body(trx, version);
+        if (out === undefined) throw NOTHING_CHANGED;
+        return out;
+      });
+    } catch (err) {
+      if (err === NOTHING_CHANGED) return undefined;
+      throw err;
+    }
+  }
+
+  /** Leases and manual weights of rows an operator removed, in the operator's transaction. */
+  private async forgetHost(trx: Transaction<Database>, key: LeaseKey, ids: readonly number[]): Promise<void> {
+    await this.leases.forget(trx, [key]);
+    if (ids.length > 0) await trx.deleteFrom('lars_route_weight').where('route_id', 'in', ids).execute();
+  }
+
   /** new = max(now, previous + 1), computed by the database under the row lock, then read back. */
   private async bumpVersion(trx: Transaction<Database>): Promise<number> {
     const now = this.nowSeconds();
@@ -809,6 +955,37 @@ function validHost(h: HostSpec): HostSpec {
     ip: assertIpNumber(h.ip, 'ip'),
     port: assertPort(h.port, 'port'),
   };
+}
+
+/** Thrown inside mutateIf's transaction to roll it back; never escapes. */
+const NOTHING_CHANGED = new StoreError(ErrorCode.STORE, 'nothing changed (rolled back)');
+
+export function assertWeight(value: unknown, field = 'weight'): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_WEIGHT) {
+    throw new InvalidArgumentError(
+      `invalid ${field} ${JSON.stringify(value)}: expected an integer from 1 to ${MAX_WEIGHT}`,
+    );
+  }
+  return value;
+}
+
+function validKey(k: LeaseKey): LeaseKey {
+  return {
+    modid: assertInt32(k.modid, 'modid'),
+    cmdid: assertInt32(k.cmdid, 'cmdid'),
+    ip: assertIpNumber(k.ip, 'ip'),
+    port: assertPort(k.port, 'port'),
+  };
+}
+
+function validLease(l: LeaseSpec): LeaseSpec {
+  const ttlMs = l.ttlMs;
+  if (!Number.isInteger(ttlMs) || ttlMs < MIN_LEASE_TTL_S * 1000 || ttlMs > MAX_LEASE_TTL_S * 1000) {
+    throw new InvalidArgumentError(
+      `invalid ttlMs ${ttlMs}: expected ${MIN_LEASE_TTL_S * 1000} to ${MAX_LEASE_TTL_S * 1000}`,
+    );
+  }
+  return { ...validKey(l), weight: assertWeight(l.weight), ttlMs };
 }
 
 function sameHost(a: RouteRow, b: HostSpec): boolean {

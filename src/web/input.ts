@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import { ipToNumber } from '../protocol/ip.js';
+import { MAX_WEIGHT } from '../protocol/lease-limits.js';
 import { MAX_CONTENT_LENGTH } from '../store/schema.js';
 import { INT32_MAX, INT32_MIN } from '../store/validate.js';
 
@@ -64,6 +65,19 @@ export function portField(value: unknown, field = 'port'): number {
       `${field}: ${show(value)} is not a port (expected an integer from 1 to 65535)`,
     );
   }
+  return n;
+}
+
+/**
+ * A manual weight (issue 15): absent -> undefined (leave as is); null or '' -> null (clear it, the
+ * host weighs what its registered instance declares, else 1); else an integer 1..MAX_WEIGHT.
+ */
+export function weightField(value: unknown, field = 'weight'): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || value === '') return null;
+  const n = toInteger(value);
+  if (n === undefined || n < 1 || n > MAX_WEIGHT)
+    throw new InvalidArgumentError(`${field}: ${show(value)} is not an integer from 1 to ${MAX_WEIGHT}`);
   return n;
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
 import { numberToIp } from '../protocol/ip.js';
-import type { HostSpec, RouteRow } from '../store/index.js';
+import type { HostMeta, HostSpec, RouteRow } from '../store/index.js';
 import { dbOp } from './db-op.js';
 import {
   bodyObject,
@@ -12,6 +12,7 @@ import {
   optionalInt32,
   portField,
   queryObject,
+  weightField,
 } from './input.js';
 import type { WebContext } from './web-context.js';
 
@@ -31,10 +32,31 @@ export interface HostView {
   cmdid: number;
   ip: string;
   port: number;
+  /** Issue 15 (listed hosts): effective weight, origin, manual weight, and the lease while registered. */
+  weight?: number;
+  origin?: 'manual' | 'registered';
+  manualWeight?: number | null;
+  lease?: { agent: string; expiresAt: number; renewedAt: number; ttlS: number; weight: number } | null;
 }
 
-export function hostView(r: RouteRow): HostView {
-  return { id: r.id, modid: r.modid, cmdid: r.cmdid, ip: numberToIp(r.ip), port: r.port };
+export function hostView(r: RouteRow, meta?: HostMeta): HostView {
+  const base: HostView = { id: r.id, modid: r.modid, cmdid: r.cmdid, ip: numberToIp(r.ip), port: r.port };
+  if (!meta) return base;
+  return {
+    ...base,
+    weight: meta.weight,
+    origin: meta.origin,
+    manualWeight: meta.manualWeight ?? null,
+    lease: meta.lease
+      ? {
+          agent: meta.lease.agent,
+          expiresAt: meta.lease.expiresAt,
+          renewedAt: meta.lease.renewedAt,
+          ttlS: meta.lease.ttlMs / 1000,
+          weight: meta.lease.weight,
+        }
+      : null,
+  };
 }
 
 export interface NotifySummary {
@@ -88,19 +110,29 @@ export function registerRoutesApi(app: FastifyInstance, ctx: WebContext): void {
       }),
       store.getVersion(),
     ]);
-    return { version, total, limit, offset, hosts: rows.map(hostView) };
+    const meta = await store.describeHosts(rows);
+    return {
+      version,
+      total,
+      limit,
+      offset,
+      now: Date.now(),
+      hosts: rows.map((r) => hostView(r, meta.get(r.id))),
+    };
   });
 
   app.get('/api/routes/:id', async (request) => {
     const id = idField((request.params as { id: string }).id);
     const row = await store.getHostById(id);
     if (!row) throw new NotFoundError(`no host with id ${id}`);
-    return hostView(row);
+    return hostView(row, (await store.describeHosts([row])).get(id));
   });
 
   app.post('/api/routes', async (request, reply) => {
-    const h = hostSpec(bodyObject(request.body));
-    const { id, version } = await store.addHost(h.modid, h.cmdid, h.ip, h.port);
+    const body = bodyObject(request.body);
+    const h = hostSpec(body);
+    const weight = weightField(body.weight) ?? undefined;
+    const { id, version } = await store.addHost(h.modid, h.cmdid, h.ip, h.port, weight ? { weight } : {});
     const notified = await notifyDns(ctx);
     ctx.logger.info({ user: request.auth?.userName, id, ...h, ip: numberToIp(h.ip), version }, 'host added');
     return reply.code(201).send({ id, version, notified });
@@ -113,13 +145,21 @@ export function registerRoutesApi(app: FastifyInstance, ctx: WebContext): void {
     if (!current) throw new NotFoundError(`no host with id ${id}`);
     // Fields left out keep their current values.
     const h = hostSpec(body, current);
-    const { version } = await store.updateHost(id, h);
+    const weight = weightField(body.weight);
+    let { version } = await store.updateHost(id, h);
+    let changed = !sameAs(current, h);
+    if (weight !== undefined) {
+      const before = (await store.describeHosts([current])).get(id)?.manualWeight ?? null;
+      if (before !== weight) {
+        ({ version } = await store.setHostWeight(id, weight));
+        changed = true;
+      }
+    }
     // A PUT that changes nothing writes nothing (no version bump, no change row, no notification).
-    const changed = !sameAs(current, h);
     const notified = changed ? await notifyDns(ctx) : { attempted: 0, acknowledged: 0 };
     if (changed)
       ctx.logger.info(
-        { user: request.auth?.userName, id, ...h, ip: numberToIp(h.ip), version },
+        { user: request.auth?.userName, id, ...h, ip: numberToIp(h.ip), weight, version },
         'host updated',
       );
     return { id, version, changed, notified };

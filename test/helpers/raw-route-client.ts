@@ -12,6 +12,8 @@ export interface RawRoute {
   modid: number;
   cmdid: number;
   hosts: Array<{ ip: number; port: number }>;
+  /** Fields the original's schema does not have (skipped, as protobuf skips unknown fields). */
+  unknownFields: number;
 }
 
 function varint(n: number): number[] {
@@ -51,26 +53,43 @@ class Reader {
   int32(): number {
     return Number(BigInt.asIntN(32, this.varint()));
   }
+  /** Skips one field's value, as protobuf does with a field number its schema lacks. */
+  skip(wireType: number): void {
+    if (wireType === 0) this.varint();
+    else if (wireType === 1) this.pos += 8;
+    else if (wireType === 2) this.pos += Number(this.varint());
+    else if (wireType === 5) this.pos += 4;
+    else throw new Error(`raw client: wire type ${wireType} not expected`);
+  }
 }
 
 export function parseRawRouteBody(msgid: number, body: Buffer): RawRoute {
   const r = new Reader(body);
-  const out: RawRoute = { msgid, modid: 0, cmdid: 0, hosts: [] };
+  // The original's schema (lars.proto of the C++ Lars): GetRouteResponse{modid=1, cmdid=2,
+  // repeated HostInfo host=3}, HostInfo{ip=1, port=2}. Anything else is an unknown field.
+  const out: RawRoute = { msgid, modid: 0, cmdid: 0, hosts: [], unknownFields: 0 };
   while (r.pos < body.length) {
     const tag = Number(r.varint());
     const field = tag >> 3;
-    if (field === 1) out.modid = r.int32();
-    else if (field === 2) out.cmdid = r.int32();
-    else if (field === 3) {
+    if (field === 1 && (tag & 7) === 0) out.modid = r.int32();
+    else if (field === 2 && (tag & 7) === 0) out.cmdid = r.int32();
+    else if (field === 3 && (tag & 7) === 2) {
       const len = Number(r.varint());
       const end = r.pos + len;
       const host = { ip: 0, port: 0 };
       while (r.pos < end) {
         const t = Number(r.varint());
-        if (t >> 3 === 1) host.ip = r.int32();
-        else if (t >> 3 === 2) host.port = r.int32();
+        if (t >> 3 === 1 && (t & 7) === 0) host.ip = r.int32();
+        else if (t >> 3 === 2 && (t & 7) === 0) host.port = r.int32();
+        else {
+          out.unknownFields++;
+          r.skip(t & 7);
+        }
       }
       out.hosts.push(host);
+    } else {
+      out.unknownFields++;
+      r.skip(tag & 7);
     }
   }
   return out;

@@ -102,6 +102,8 @@ export function register(program: Command): void {
         cacheDir,
         callerIp: localIpv4Wire(),
         httpPort: config.agent.http_port,
+        maxRegistrations: config.agent.max_registrations,
+        ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
       const agent =

@@ -92,6 +92,8 @@ export async function runDns(o: DnsFlags): Promise<void> {
     pollIntervalMs: config.dns.poll_interval * 1000,
     reloadIntervalMs: config.dns.reload_interval * 1000,
     changeRetentionS: config.dns.change_retention,
+    leaseGraceMs: config.dns.lease_grace * 1000,
+    leaseBrakeMaxMs: config.dns.lease_brake * 1000,
     logger: log.child({ db: redact(url) }),
   });
   let addr: { port: number; httpPort: number };

@@ -30,6 +30,9 @@ export namespace lars {
         /** HostInfo port. */
         port: number;
 
+        /** HostInfo weight. */
+        weight: number;
+
         /**
          * Creates a new HostInfo instance using the specified properties.
          * @param [properties] Properties to set
@@ -74,6 +77,9 @@ export namespace lars {
 
             /** HostInfo port */
             port?: (number|null);
+
+            /** HostInfo weight */
+            weight?: (number|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];
@@ -717,5 +723,395 @@ export namespace lars {
 
         /** Shape of a ReportRequest. */
         type $Shape = lars.ReportRequest.$Properties;
+    }
+
+    /**
+     * Properties of a RegisterRequest.
+     * @deprecated Use lars.RegisterRequest.$Properties instead.
+     */
+    interface IRegisterRequest extends lars.RegisterRequest.$Properties {
+    }
+
+    /** Represents a RegisterRequest. */
+    class RegisterRequest {
+
+        /**
+         * Constructs a new RegisterRequest.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: lars.RegisterRequest.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** RegisterRequest seq. */
+        seq: number;
+
+        /** RegisterRequest modid. */
+        modid: number;
+
+        /** RegisterRequest cmdid. */
+        cmdid: number;
+
+        /** RegisterRequest host. */
+        host?: (lars.HostInfo.$Properties|null);
+
+        /** RegisterRequest ttl_s. */
+        ttl_s: number;
+
+        /** RegisterRequest pid. */
+        pid: number;
+
+        /** RegisterRequest pid_start. */
+        pid_start: number;
+
+        /** RegisterRequest pid_ns. */
+        pid_ns: number;
+
+        /**
+         * Creates a new RegisterRequest instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns RegisterRequest instance
+         */
+        static create(properties: lars.RegisterRequest.$Shape): lars.RegisterRequest & lars.RegisterRequest.$Shape;
+        static create(properties?: lars.RegisterRequest.$Properties): lars.RegisterRequest;
+
+        /**
+         * Encodes the specified RegisterRequest message. Does not implicitly {@link lars.RegisterRequest.verify|verify} messages.
+         * @param message RegisterRequest message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: lars.RegisterRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a RegisterRequest message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {lars.RegisterRequest & lars.RegisterRequest.$Shape} RegisterRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): lars.RegisterRequest & lars.RegisterRequest.$Shape;
+
+        /**
+         * Gets the type url for RegisterRequest
+         * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns The type url
+         */
+        static getTypeUrl(prefix?: string): string;
+    }
+
+    namespace RegisterRequest {
+
+        /** Properties of a RegisterRequest. */
+        interface $Properties {
+
+            /** RegisterRequest seq */
+            seq?: (number|null);
+
+            /** RegisterRequest modid */
+            modid?: (number|null);
+
+            /** RegisterRequest cmdid */
+            cmdid?: (number|null);
+
+            /** RegisterRequest host */
+            host?: (lars.HostInfo.$Properties|null);
+
+            /** RegisterRequest ttl_s */
+            ttl_s?: (number|null);
+
+            /** RegisterRequest pid */
+            pid?: (number|null);
+
+            /** RegisterRequest pid_start */
+            pid_start?: (number|null);
+
+            /** RegisterRequest pid_ns */
+            pid_ns?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a RegisterRequest. */
+        type $Shape = lars.RegisterRequest.$Properties;
+    }
+
+    /**
+     * Properties of a RegisterResponse.
+     * @deprecated Use lars.RegisterResponse.$Properties instead.
+     */
+    interface IRegisterResponse extends lars.RegisterResponse.$Properties {
+    }
+
+    /** Represents a RegisterResponse. */
+    class RegisterResponse {
+
+        /**
+         * Constructs a new RegisterResponse.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: lars.RegisterResponse.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** RegisterResponse seq. */
+        seq: number;
+
+        /** RegisterResponse retcode. */
+        retcode: number;
+
+        /** RegisterResponse host. */
+        host?: (lars.HostInfo.$Properties|null);
+
+        /** RegisterResponse ttl_s. */
+        ttl_s: number;
+
+        /** RegisterResponse reason. */
+        reason: string;
+
+        /** RegisterResponse watched. */
+        watched: boolean;
+
+        /**
+         * Creates a new RegisterResponse instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns RegisterResponse instance
+         */
+        static create(properties: lars.RegisterResponse.$Shape): lars.RegisterResponse & lars.RegisterResponse.$Shape;
+        static create(properties?: lars.RegisterResponse.$Properties): lars.RegisterResponse;
+
+        /**
+         * Encodes the specified RegisterResponse message. Does not implicitly {@link lars.RegisterResponse.verify|verify} messages.
+         * @param message RegisterResponse message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: lars.RegisterResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a RegisterResponse message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {lars.RegisterResponse & lars.RegisterResponse.$Shape} RegisterResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): lars.RegisterResponse & lars.RegisterResponse.$Shape;
+
+        /**
+         * Gets the type url for RegisterResponse
+         * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns The type url
+         */
+        static getTypeUrl(prefix?: string): string;
+    }
+
+    namespace RegisterResponse {
+
+        /** Properties of a RegisterResponse. */
+        interface $Properties {
+
+            /** RegisterResponse seq */
+            seq?: (number|null);
+
+            /** RegisterResponse retcode */
+            retcode?: (number|null);
+
+            /** RegisterResponse host */
+            host?: (lars.HostInfo.$Properties|null);
+
+            /** RegisterResponse ttl_s */
+            ttl_s?: (number|null);
+
+            /** RegisterResponse reason */
+            reason?: (string|null);
+
+            /** RegisterResponse watched */
+            watched?: (boolean|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a RegisterResponse. */
+        type $Shape = lars.RegisterResponse.$Properties;
+    }
+
+    /**
+     * Properties of a Lease.
+     * @deprecated Use lars.Lease.$Properties instead.
+     */
+    interface ILease extends lars.Lease.$Properties {
+    }
+
+    /** Represents a Lease. */
+    class Lease {
+
+        /**
+         * Constructs a new Lease.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: lars.Lease.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** Lease modid. */
+        modid: number;
+
+        /** Lease cmdid. */
+        cmdid: number;
+
+        /** Lease host. */
+        host?: (lars.HostInfo.$Properties|null);
+
+        /** Lease ttl_s. */
+        ttl_s: number;
+
+        /**
+         * Creates a new Lease instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns Lease instance
+         */
+        static create(properties: lars.Lease.$Shape): lars.Lease & lars.Lease.$Shape;
+        static create(properties?: lars.Lease.$Properties): lars.Lease;
+
+        /**
+         * Encodes the specified Lease message. Does not implicitly {@link lars.Lease.verify|verify} messages.
+         * @param message Lease message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: lars.Lease.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a Lease message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {lars.Lease & lars.Lease.$Shape} Lease
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): lars.Lease & lars.Lease.$Shape;
+
+        /**
+         * Gets the type url for Lease
+         * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns The type url
+         */
+        static getTypeUrl(prefix?: string): string;
+    }
+
+    namespace Lease {
+
+        /** Properties of a Lease. */
+        interface $Properties {
+
+            /** Lease modid */
+            modid?: (number|null);
+
+            /** Lease cmdid */
+            cmdid?: (number|null);
+
+            /** Lease host */
+            host?: (lars.HostInfo.$Properties|null);
+
+            /** Lease ttl_s */
+            ttl_s?: (number|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a Lease. */
+        type $Shape = lars.Lease.$Properties;
+    }
+
+    /**
+     * Properties of a LeaseBatch.
+     * @deprecated Use lars.LeaseBatch.$Properties instead.
+     */
+    interface ILeaseBatch extends lars.LeaseBatch.$Properties {
+    }
+
+    /** Represents a LeaseBatch. */
+    class LeaseBatch {
+
+        /**
+         * Constructs a new LeaseBatch.
+         * @param [properties] Properties to set
+         */
+        constructor(properties?: lars.LeaseBatch.$Properties);
+
+        /** Unknown fields preserved while decoding when enabled */
+        $unknowns?: Uint8Array[];
+
+        /** LeaseBatch agent. */
+        agent: string;
+
+        /** LeaseBatch renew. */
+        renew: lars.Lease.$Properties[];
+
+        /** LeaseBatch remove. */
+        remove: lars.Lease.$Properties[];
+
+        /**
+         * Creates a new LeaseBatch instance using the specified properties.
+         * @param [properties] Properties to set
+         * @returns LeaseBatch instance
+         */
+        static create(properties: lars.LeaseBatch.$Shape): lars.LeaseBatch & lars.LeaseBatch.$Shape;
+        static create(properties?: lars.LeaseBatch.$Properties): lars.LeaseBatch;
+
+        /**
+         * Encodes the specified LeaseBatch message. Does not implicitly {@link lars.LeaseBatch.verify|verify} messages.
+         * @param message LeaseBatch message or plain object to encode
+         * @param [writer] Writer to encode to
+         * @returns Writer
+         */
+        static encode(message: lars.LeaseBatch.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+        /**
+         * Decodes a LeaseBatch message from the specified reader or buffer.
+         * @param reader Reader or buffer to decode from
+         * @param [length] Message length if known beforehand
+         * @returns {lars.LeaseBatch & lars.LeaseBatch.$Shape} LeaseBatch
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): lars.LeaseBatch & lars.LeaseBatch.$Shape;
+
+        /**
+         * Gets the type url for LeaseBatch
+         * @param [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns The type url
+         */
+        static getTypeUrl(prefix?: string): string;
+    }
+
+    namespace LeaseBatch {
+
+        /** Properties of a LeaseBatch. */
+        interface $Properties {
+
+            /** LeaseBatch agent */
+            agent?: (string|null);
+
+            /** LeaseBatch renew */
+            renew?: (lars.Lease.$Properties[]|null);
+
+            /** LeaseBatch remove */
+            remove?: (lars.Lease.$Properties[]|null);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+        }
+
+        /** Shape of a LeaseBatch. */
+        type $Shape = lars.LeaseBatch.$Properties;
     }
 }

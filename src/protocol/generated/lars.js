@@ -26,6 +26,7 @@ export const lars = $root.lars = (() => {
          * @typedef {Object} lars.HostInfo.$Properties
          * @property {number|null} [ip] HostInfo ip
          * @property {number|null} [port] HostInfo port
+         * @property {number|null} [weight] HostInfo weight
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -74,6 +75,14 @@ export const lars = $root.lars = (() => {
         HostInfo.prototype.port = 0;
 
         /**
+         * HostInfo weight.
+         * @member {number} weight
+         * @memberof lars.HostInfo
+         * @instance
+         */
+        HostInfo.prototype.weight = 0;
+
+        /**
          * Creates a new HostInfo instance using the specified properties.
          * @function create
          * @memberof lars.HostInfo
@@ -109,6 +118,8 @@ export const lars = $root.lars = (() => {
                 writer.uint32(/* id 1, wireType 0 =*/8).int32(message.ip);
             if (message.port != null && $Object.hasOwnProperty.call(message, "port") && message.port !== 0)
                 writer.uint32(/* id 2, wireType 0 =*/16).int32(message.port);
+            if (message.weight != null && $Object.hasOwnProperty.call(message, "weight") && message.weight !== 0)
+                writer.uint32(/* id 3, wireType 0 =*/24).uint32(message.weight);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -169,6 +180,15 @@ export const lars = $root.lars = (() => {
                             message.port = value;
                         else
                             delete message.port;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.weight = value;
+                        else
+                            delete message.weight;
                         continue;
                     }
                 }
@@ -1801,6 +1821,1003 @@ export const lars = $root.lars = (() => {
         };
 
         return ReportRequest;
+    })();
+
+    lars.RegisterRequest = (function() {
+
+        /**
+         * Properties of a RegisterRequest.
+         * @typedef {Object} lars.RegisterRequest.$Properties
+         * @property {number|null} [seq] RegisterRequest seq
+         * @property {number|null} [modid] RegisterRequest modid
+         * @property {number|null} [cmdid] RegisterRequest cmdid
+         * @property {lars.HostInfo.$Properties|null} [host] RegisterRequest host
+         * @property {number|null} [ttl_s] RegisterRequest ttl_s
+         * @property {number|null} [pid] RegisterRequest pid
+         * @property {number|null} [pid_start] RegisterRequest pid_start
+         * @property {number|null} [pid_ns] RegisterRequest pid_ns
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a RegisterRequest.
+         * @memberof lars
+         * @interface IRegisterRequest
+         * @augments lars.RegisterRequest.$Properties
+         * @deprecated Use lars.RegisterRequest.$Properties instead.
+         */
+
+        /**
+         * Shape of a RegisterRequest.
+         * @typedef {lars.RegisterRequest.$Properties} lars.RegisterRequest.$Shape
+         */
+
+        /**
+         * Constructs a new RegisterRequest.
+         * @memberof lars
+         * @classdesc Represents a RegisterRequest.
+         * @constructor
+         * @param {lars.RegisterRequest.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const RegisterRequest = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * RegisterRequest seq.
+         * @member {number} seq
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.seq = 0;
+
+        /**
+         * RegisterRequest modid.
+         * @member {number} modid
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.modid = 0;
+
+        /**
+         * RegisterRequest cmdid.
+         * @member {number} cmdid
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.cmdid = 0;
+
+        /**
+         * RegisterRequest host.
+         * @member {lars.HostInfo.$Properties|null|undefined} host
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.host = null;
+
+        /**
+         * RegisterRequest ttl_s.
+         * @member {number} ttl_s
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.ttl_s = 0;
+
+        /**
+         * RegisterRequest pid.
+         * @member {number} pid
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.pid = 0;
+
+        /**
+         * RegisterRequest pid_start.
+         * @member {number} pid_start
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.pid_start = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * RegisterRequest pid_ns.
+         * @member {number} pid_ns
+         * @memberof lars.RegisterRequest
+         * @instance
+         */
+        RegisterRequest.prototype.pid_ns = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+        /**
+         * Creates a new RegisterRequest instance using the specified properties.
+         * @function create
+         * @memberof lars.RegisterRequest
+         * @static
+         * @param {lars.RegisterRequest.$Properties=} [properties] Properties to set
+         * @returns {lars.RegisterRequest} RegisterRequest instance
+         * @type {{
+         *   (properties: lars.RegisterRequest.$Shape): lars.RegisterRequest & lars.RegisterRequest.$Shape;
+         *   (properties?: lars.RegisterRequest.$Properties): lars.RegisterRequest;
+         * }}
+         */
+        RegisterRequest.create = function(properties) {
+            return new RegisterRequest(properties);
+        };
+
+        /**
+         * Encodes the specified RegisterRequest message. Does not implicitly {@link lars.RegisterRequest.verify|verify} messages.
+         * @function encode
+         * @memberof lars.RegisterRequest
+         * @static
+         * @param {lars.RegisterRequest.$Properties} message RegisterRequest message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        RegisterRequest.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && message.seq !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.seq);
+            if (message.modid != null && $Object.hasOwnProperty.call(message, "modid") && message.modid !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).int32(message.modid);
+            if (message.cmdid != null && $Object.hasOwnProperty.call(message, "cmdid") && message.cmdid !== 0)
+                writer.uint32(/* id 3, wireType 0 =*/24).int32(message.cmdid);
+            if (message.host != null && $Object.hasOwnProperty.call(message, "host"))
+                $root.lars.HostInfo.encode(message.host, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+            if (message.ttl_s != null && $Object.hasOwnProperty.call(message, "ttl_s") && message.ttl_s !== 0)
+                writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.ttl_s);
+            if (message.pid != null && $Object.hasOwnProperty.call(message, "pid") && message.pid !== 0)
+                writer.uint32(/* id 6, wireType 0 =*/48).uint32(message.pid);
+            if (message.pid_start != null && $Object.hasOwnProperty.call(message, "pid_start") && (typeof message.pid_start === "object" ? message.pid_start.low || message.pid_start.high : message.pid_start !== 0))
+                writer.uint32(/* id 7, wireType 0 =*/56).uint64(message.pid_start);
+            if (message.pid_ns != null && $Object.hasOwnProperty.call(message, "pid_ns") && (typeof message.pid_ns === "object" ? message.pid_ns.low || message.pid_ns.high : message.pid_ns !== 0))
+                writer.uint32(/* id 8, wireType 0 =*/64).uint64(message.pid_ns);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a RegisterRequest message from the specified reader or buffer.
+         * @function decode
+         * @memberof lars.RegisterRequest
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {lars.RegisterRequest & lars.RegisterRequest.$Shape} RegisterRequest
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        RegisterRequest.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.lars.RegisterRequest();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.seq = value;
+                        else
+                            delete message.seq;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.modid = value;
+                        else
+                            delete message.modid;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.cmdid = value;
+                        else
+                            delete message.cmdid;
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 2)
+                            break;
+                        message.host = $root.lars.HostInfo.decode(reader, reader.size(), $undefined, _depth + 1, message.host);
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.ttl_s = value;
+                        else
+                            delete message.ttl_s;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.pid = value;
+                        else
+                            delete message.pid;
+                        continue;
+                    }
+                case 7: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.pid_start = value;
+                        else
+                            delete message.pid_start;
+                        continue;
+                    }
+                case 8: {
+                        if (wireType !== 0)
+                            break;
+                        if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                            message.pid_ns = value;
+                        else
+                            delete message.pid_ns;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        /**
+         * Gets the type url for RegisterRequest
+         * @function getTypeUrl
+         * @memberof lars.RegisterRequest
+         * @static
+         * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns {string} The type url
+         */
+        RegisterRequest.getTypeUrl = function(prefix) {
+            if (prefix === $undefined)
+                prefix = "type.googleapis.com";
+            return prefix + "/lars.RegisterRequest";
+        };
+
+        return RegisterRequest;
+    })();
+
+    lars.RegisterResponse = (function() {
+
+        /**
+         * Properties of a RegisterResponse.
+         * @typedef {Object} lars.RegisterResponse.$Properties
+         * @property {number|null} [seq] RegisterResponse seq
+         * @property {number|null} [retcode] RegisterResponse retcode
+         * @property {lars.HostInfo.$Properties|null} [host] RegisterResponse host
+         * @property {number|null} [ttl_s] RegisterResponse ttl_s
+         * @property {string|null} [reason] RegisterResponse reason
+         * @property {boolean|null} [watched] RegisterResponse watched
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a RegisterResponse.
+         * @memberof lars
+         * @interface IRegisterResponse
+         * @augments lars.RegisterResponse.$Properties
+         * @deprecated Use lars.RegisterResponse.$Properties instead.
+         */
+
+        /**
+         * Shape of a RegisterResponse.
+         * @typedef {lars.RegisterResponse.$Properties} lars.RegisterResponse.$Shape
+         */
+
+        /**
+         * Constructs a new RegisterResponse.
+         * @memberof lars
+         * @classdesc Represents a RegisterResponse.
+         * @constructor
+         * @param {lars.RegisterResponse.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const RegisterResponse = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * RegisterResponse seq.
+         * @member {number} seq
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.seq = 0;
+
+        /**
+         * RegisterResponse retcode.
+         * @member {number} retcode
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.retcode = 0;
+
+        /**
+         * RegisterResponse host.
+         * @member {lars.HostInfo.$Properties|null|undefined} host
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.host = null;
+
+        /**
+         * RegisterResponse ttl_s.
+         * @member {number} ttl_s
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.ttl_s = 0;
+
+        /**
+         * RegisterResponse reason.
+         * @member {string} reason
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.reason = "";
+
+        /**
+         * RegisterResponse watched.
+         * @member {boolean} watched
+         * @memberof lars.RegisterResponse
+         * @instance
+         */
+        RegisterResponse.prototype.watched = false;
+
+        /**
+         * Creates a new RegisterResponse instance using the specified properties.
+         * @function create
+         * @memberof lars.RegisterResponse
+         * @static
+         * @param {lars.RegisterResponse.$Properties=} [properties] Properties to set
+         * @returns {lars.RegisterResponse} RegisterResponse instance
+         * @type {{
+         *   (properties: lars.RegisterResponse.$Shape): lars.RegisterResponse & lars.RegisterResponse.$Shape;
+         *   (properties?: lars.RegisterResponse.$Properties): lars.RegisterResponse;
+         * }}
+         */
+        RegisterResponse.create = function(properties) {
+            return new RegisterResponse(properties);
+        };
+
+        /**
+         * Encodes the specified RegisterResponse message. Does not implicitly {@link lars.RegisterResponse.verify|verify} messages.
+         * @function encode
+         * @memberof lars.RegisterResponse
+         * @static
+         * @param {lars.RegisterResponse.$Properties} message RegisterResponse message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        RegisterResponse.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && message.seq !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.seq);
+            if (message.retcode != null && $Object.hasOwnProperty.call(message, "retcode") && message.retcode !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).int32(message.retcode);
+            if (message.host != null && $Object.hasOwnProperty.call(message, "host"))
+                $root.lars.HostInfo.encode(message.host, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.ttl_s != null && $Object.hasOwnProperty.call(message, "ttl_s") && message.ttl_s !== 0)
+                writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.ttl_s);
+            if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
+                writer.uint32(/* id 5, wireType 2 =*/42).string(message.reason);
+            if (message.watched != null && $Object.hasOwnProperty.call(message, "watched") && message.watched !== false)
+                writer.uint32(/* id 6, wireType 0 =*/48).bool(message.watched);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a RegisterResponse message from the specified reader or buffer.
+         * @function decode
+         * @memberof lars.RegisterResponse
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {lars.RegisterResponse & lars.RegisterResponse.$Shape} RegisterResponse
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        RegisterResponse.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.lars.RegisterResponse();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.seq = value;
+                        else
+                            delete message.seq;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.retcode = value;
+                        else
+                            delete message.retcode;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        message.host = $root.lars.HostInfo.decode(reader, reader.size(), $undefined, _depth + 1, message.host);
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.ttl_s = value;
+                        else
+                            delete message.ttl_s;
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.reason = value;
+                        else
+                            delete message.reason;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.bool())
+                            message.watched = value;
+                        else
+                            delete message.watched;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        /**
+         * Gets the type url for RegisterResponse
+         * @function getTypeUrl
+         * @memberof lars.RegisterResponse
+         * @static
+         * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns {string} The type url
+         */
+        RegisterResponse.getTypeUrl = function(prefix) {
+            if (prefix === $undefined)
+                prefix = "type.googleapis.com";
+            return prefix + "/lars.RegisterResponse";
+        };
+
+        return RegisterResponse;
+    })();
+
+    lars.Lease = (function() {
+
+        /**
+         * Properties of a Lease.
+         * @typedef {Object} lars.Lease.$Properties
+         * @property {number|null} [modid] Lease modid
+         * @property {number|null} [cmdid] Lease cmdid
+         * @property {lars.HostInfo.$Properties|null} [host] Lease host
+         * @property {number|null} [ttl_s] Lease ttl_s
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a Lease.
+         * @memberof lars
+         * @interface ILease
+         * @augments lars.Lease.$Properties
+         * @deprecated Use lars.Lease.$Properties instead.
+         */
+
+        /**
+         * Shape of a Lease.
+         * @typedef {lars.Lease.$Properties} lars.Lease.$Shape
+         */
+
+        /**
+         * Constructs a new Lease.
+         * @memberof lars
+         * @classdesc Represents a Lease.
+         * @constructor
+         * @param {lars.Lease.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const Lease = function (properties) {
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * Lease modid.
+         * @member {number} modid
+         * @memberof lars.Lease
+         * @instance
+         */
+        Lease.prototype.modid = 0;
+
+        /**
+         * Lease cmdid.
+         * @member {number} cmdid
+         * @memberof lars.Lease
+         * @instance
+         */
+        Lease.prototype.cmdid = 0;
+
+        /**
+         * Lease host.
+         * @member {lars.HostInfo.$Properties|null|undefined} host
+         * @memberof lars.Lease
+         * @instance
+         */
+        Lease.prototype.host = null;
+
+        /**
+         * Lease ttl_s.
+         * @member {number} ttl_s
+         * @memberof lars.Lease
+         * @instance
+         */
+        Lease.prototype.ttl_s = 0;
+
+        /**
+         * Creates a new Lease instance using the specified properties.
+         * @function create
+         * @memberof lars.Lease
+         * @static
+         * @param {lars.Lease.$Properties=} [properties] Properties to set
+         * @returns {lars.Lease} Lease instance
+         * @type {{
+         *   (properties: lars.Lease.$Shape): lars.Lease & lars.Lease.$Shape;
+         *   (properties?: lars.Lease.$Properties): lars.Lease;
+         * }}
+         */
+        Lease.create = function(properties) {
+            return new Lease(properties);
+        };
+
+        /**
+         * Encodes the specified Lease message. Does not implicitly {@link lars.Lease.verify|verify} messages.
+         * @function encode
+         * @memberof lars.Lease
+         * @static
+         * @param {lars.Lease.$Properties} message Lease message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        Lease.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.modid != null && $Object.hasOwnProperty.call(message, "modid") && message.modid !== 0)
+                writer.uint32(/* id 1, wireType 0 =*/8).int32(message.modid);
+            if (message.cmdid != null && $Object.hasOwnProperty.call(message, "cmdid") && message.cmdid !== 0)
+                writer.uint32(/* id 2, wireType 0 =*/16).int32(message.cmdid);
+            if (message.host != null && $Object.hasOwnProperty.call(message, "host"))
+                $root.lars.HostInfo.encode(message.host, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.ttl_s != null && $Object.hasOwnProperty.call(message, "ttl_s") && message.ttl_s !== 0)
+                writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.ttl_s);
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a Lease message from the specified reader or buffer.
+         * @function decode
+         * @memberof lars.Lease
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {lars.Lease & lars.Lease.$Shape} Lease
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        Lease.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.lars.Lease();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.modid = value;
+                        else
+                            delete message.modid;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.int32())
+                            message.cmdid = value;
+                        else
+                            delete message.cmdid;
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        message.host = $root.lars.HostInfo.decode(reader, reader.size(), $undefined, _depth + 1, message.host);
+                        continue;
+                    }
+                case 4: {
+                        if (wireType !== 0)
+                            break;
+                        if (value = reader.uint32())
+                            message.ttl_s = value;
+                        else
+                            delete message.ttl_s;
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        /**
+         * Gets the type url for Lease
+         * @function getTypeUrl
+         * @memberof lars.Lease
+         * @static
+         * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns {string} The type url
+         */
+        Lease.getTypeUrl = function(prefix) {
+            if (prefix === $undefined)
+                prefix = "type.googleapis.com";
+            return prefix + "/lars.Lease";
+        };
+
+        return Lease;
+    })();
+
+    lars.LeaseBatch = (function() {
+
+        /**
+         * Properties of a LeaseBatch.
+         * @typedef {Object} lars.LeaseBatch.$Properties
+         * @property {string|null} [agent] LeaseBatch agent
+         * @property {Array.<lars.Lease.$Properties>|null} [renew] LeaseBatch renew
+         * @property {Array.<lars.Lease.$Properties>|null} [remove] LeaseBatch remove
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+
+        /**
+         * Properties of a LeaseBatch.
+         * @memberof lars
+         * @interface ILeaseBatch
+         * @augments lars.LeaseBatch.$Properties
+         * @deprecated Use lars.LeaseBatch.$Properties instead.
+         */
+
+        /**
+         * Shape of a LeaseBatch.
+         * @typedef {lars.LeaseBatch.$Properties} lars.LeaseBatch.$Shape
+         */
+
+        /**
+         * Constructs a new LeaseBatch.
+         * @memberof lars
+         * @classdesc Represents a LeaseBatch.
+         * @constructor
+         * @param {lars.LeaseBatch.$Properties=} [properties] Properties to set
+         * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+         */
+        const LeaseBatch = function (properties) {
+            this.renew = [];
+            this.remove = [];
+            if (properties)
+                for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                    if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                        this[keys[i]] = properties[keys[i]];
+        };
+
+        /**
+         * LeaseBatch agent.
+         * @member {string} agent
+         * @memberof lars.LeaseBatch
+         * @instance
+         */
+        LeaseBatch.prototype.agent = "";
+
+        /**
+         * LeaseBatch renew.
+         * @member {Array.<lars.Lease.$Properties>} renew
+         * @memberof lars.LeaseBatch
+         * @instance
+         */
+        LeaseBatch.prototype.renew = $util.emptyArray;
+
+        /**
+         * LeaseBatch remove.
+         * @member {Array.<lars.Lease.$Properties>} remove
+         * @memberof lars.LeaseBatch
+         * @instance
+         */
+        LeaseBatch.prototype.remove = $util.emptyArray;
+
+        /**
+         * Creates a new LeaseBatch instance using the specified properties.
+         * @function create
+         * @memberof lars.LeaseBatch
+         * @static
+         * @param {lars.LeaseBatch.$Properties=} [properties] Properties to set
+         * @returns {lars.LeaseBatch} LeaseBatch instance
+         * @type {{
+         *   (properties: lars.LeaseBatch.$Shape): lars.LeaseBatch & lars.LeaseBatch.$Shape;
+         *   (properties?: lars.LeaseBatch.$Properties): lars.LeaseBatch;
+         * }}
+         */
+        LeaseBatch.create = function(properties) {
+            return new LeaseBatch(properties);
+        };
+
+        /**
+         * Encodes the specified LeaseBatch message. Does not implicitly {@link lars.LeaseBatch.verify|verify} messages.
+         * @function encode
+         * @memberof lars.LeaseBatch
+         * @static
+         * @param {lars.LeaseBatch.$Properties} message LeaseBatch message or plain object to encode
+         * @param {$protobuf.Writer} [writer] Writer to encode to
+         * @returns {$protobuf.Writer} Writer
+         */
+        LeaseBatch.encode = function (message, writer, _depth) {
+            if (!writer)
+                writer = $Writer.create();
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $util.recursionLimit)
+                throw $Error("max depth exceeded");
+            if (message.agent != null && $Object.hasOwnProperty.call(message, "agent") && message.agent !== "")
+                writer.uint32(/* id 1, wireType 2 =*/10).string(message.agent);
+            if (message.renew != null && message.renew.length)
+                for (let i = 0; i < message.renew.length; ++i)
+                    $root.lars.Lease.encode(message.renew[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+            if (message.remove != null && message.remove.length)
+                for (let i = 0; i < message.remove.length; ++i)
+                    $root.lars.Lease.encode(message.remove[i], writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+            if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                for (let i = 0; i < message.$unknowns.length; ++i)
+                    writer.raw(message.$unknowns[i]);
+            return writer;
+        };
+
+        /**
+         * Decodes a LeaseBatch message from the specified reader or buffer.
+         * @function decode
+         * @memberof lars.LeaseBatch
+         * @static
+         * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+         * @param {number} [length] Message length if known beforehand
+         * @returns {lars.LeaseBatch & lars.LeaseBatch.$Shape} LeaseBatch
+         * @throws {Error} If the payload is not a reader or valid buffer
+         * @throws {$protobuf.util.ProtocolError} If required fields are missing
+         */
+        LeaseBatch.decode = function (reader, length, _end, _depth, _target) {
+            if (!(reader instanceof $Reader))
+                reader = $Reader.create(reader);
+            if (_depth === $undefined)
+                _depth = 0;
+            if (_depth > $Reader.recursionLimit)
+                throw $Error("max depth exceeded");
+            let end, message, value;
+            if (length === $undefined)
+                end = reader.len;
+            else {
+                end = reader.pos + length;
+                if (end > reader.len)
+                    throw $RangeError("index out of range");
+                length = reader.len;
+                reader.len = end;
+            }
+            message = _target || new $root.lars.LeaseBatch();
+            while (reader.pos < end) {
+                let start = reader.pos;
+                let tag = reader.tag();
+                if (tag === _end) {
+                    _end = $undefined;
+                    break;
+                }
+                let wireType = tag & 7;
+                switch (tag >>>= 3) {
+                case 1: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.stringVerify()).length)
+                            message.agent = value;
+                        else
+                            delete message.agent;
+                        continue;
+                    }
+                case 2: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.renew && message.renew.length))
+                            message.renew = [];
+                        message.renew.push($root.lars.Lease.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                case 3: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.remove && message.remove.length))
+                            message.remove = [];
+                        message.remove.push($root.lars.Lease.decode(reader, reader.size(), $undefined, _depth + 1));
+                        continue;
+                    }
+                }
+                reader.skipType(wireType, _depth, tag);
+                if (!reader.discardUnknown) {
+                    $util.makeProp(message, "$unknowns", false);
+                    (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                }
+            }
+            if (length !== $undefined) {
+                if (reader.pos !== end)
+                    throw $RangeError("index out of range");
+                reader.len = length;
+            }
+            if (_end !== $undefined)
+                throw $Error("missing end group");
+            return message;
+        };
+
+        /**
+         * Gets the type url for LeaseBatch
+         * @function getTypeUrl
+         * @memberof lars.LeaseBatch
+         * @static
+         * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+         * @returns {string} The type url
+         */
+        LeaseBatch.getTypeUrl = function(prefix) {
+            if (prefix === $undefined)
+                prefix = "type.googleapis.com";
+            return prefix + "/lars.LeaseBatch";
+        };
+
+        return LeaseBatch;
     })();
 
     return lars;

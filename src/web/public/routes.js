@@ -13,7 +13,9 @@ import {
 } from './common.js';
 
 const PAGE = 100;
-const state = { modid: '', cmdid: '', offset: 0, total: 0 };
+const COLUMNS = 9;
+// serverNow - Date.now() at the last load: lease expiries are shown against the server's clock.
+const state = { modid: '', cmdid: '', offset: 0, total: 0, skew: 0 };
 let modDesc = new Map();
 let cmdDesc = new Map();
 
@@ -40,6 +42,29 @@ function syncUrl() {
   history.replaceState(null, '', s ? `/routes?${s}` : '/routes');
 }
 
+// Issue 15: weight, origin (manual or registered) and the lease of a registered instance.
+function weightCell(h) {
+  const title =
+    h.manualWeight != null
+      ? 'set by an operator'
+      : h.lease
+        ? 'declared by the registered instance'
+        : 'default';
+  return el('td', { class: 'num', title, text: String(h.weight ?? 1) });
+}
+
+function leaseCell(h) {
+  if (!h.lease) return el('td', { text: '—' });
+  const s = Math.round((h.lease.expiresAt - (Date.now() + state.skew)) / 1000);
+  const when = s >= 0 ? `expires in ${s} s` : `expired ${-s} s ago`;
+  return el(
+    'td',
+    { class: 'mono', title: `ttl ${h.lease.ttlS} s` },
+    h.lease.agent,
+    el('div', { class: 'desc', text: when }),
+  );
+}
+
 function viewRow(h) {
   const row = el(
     'tr',
@@ -49,6 +74,9 @@ function viewRow(h) {
     idCell(h.cmdid, cmdDesc),
     el('td', { class: 'mono', text: h.ip }),
     el('td', { class: 'num', text: h.port }),
+    weightCell(h),
+    el('td', { text: h.origin ?? 'manual' }),
+    leaseCell(h),
     el(
       'td',
       { class: 'actions' },
@@ -72,6 +100,9 @@ function editRow(h) {
   const cmdid = input('cmdid', h.cmdid, 'narrow');
   const ip = input('ip', h.ip, '');
   const port = input('port', h.port, 'narrow');
+  // Empty: no manual weight (the instance's own, else 1).
+  const weight = input('weight', h.manualWeight ?? '', 'narrow');
+  weight.placeholder = h.lease ? String(h.lease.weight) : '1';
   const row = el(
     'tr',
     { dataset: { id: String(h.id) }, class: 'editing' },
@@ -80,6 +111,9 @@ function editRow(h) {
     el('td', {}, cmdid),
     el('td', {}, ip),
     el('td', {}, port),
+    el('td', {}, weight),
+    el('td', { text: h.origin ?? 'manual' }),
+    leaseCell(h),
     el(
       'td',
       { class: 'actions' },
@@ -94,6 +128,7 @@ function editRow(h) {
               cmdid: cmdid.value,
               ip: ip.value,
               port: port.value,
+              weight: weight.value.trim() === '' ? null : weight.value.trim(),
             });
             setVersion(r.version);
             showMessage(
@@ -119,7 +154,10 @@ function editRow(h) {
 }
 
 async function remove(h) {
-  if (!confirm(`Delete host ${h.ip}:${h.port} from route ${h.modid}/${h.cmdid}?`)) return;
+  const note = h.lease
+    ? "\n\nA running instance registers this host: it comes back at its agent's next renewal unless the instance stops."
+    : '';
+  if (!confirm(`Delete host ${h.ip}:${h.port} from route ${h.modid}/${h.cmdid}?${note}`)) return;
   try {
     const r = await api('DELETE', `/api/routes/${h.id}`);
     setVersion(r.version);
@@ -143,10 +181,14 @@ async function load() {
     const r = await api('GET', `/api/routes?${q}`);
     setVersion(r.version);
     state.total = r.total;
+    if (typeof r.now === 'number') state.skew = r.now - Date.now();
     clear(tbody);
     if (r.hosts.length === 0)
       tbody.append(
-        emptyRow(6, state.modid || state.cmdid ? 'No host matches.' : 'No routes yet: add a host above.'),
+        emptyRow(
+          COLUMNS,
+          state.modid || state.cmdid ? 'No host matches.' : 'No routes yet: add a host above.',
+        ),
       );
     for (const h of r.hosts) tbody.append(viewRow(h));
     const filter = [
@@ -192,6 +234,8 @@ byId('add-form').addEventListener('submit', async (event) => {
     ip: byId('add-ip').value.trim(),
     port: byId('add-port').value.trim(),
   };
+  const weight = byId('add-weight').value.trim();
+  if (weight !== '') body.weight = weight;
   try {
     const r = await api('POST', '/api/routes', body);
     setVersion(r.version);
