@@ -1,5 +1,5 @@
 import type { Logger } from '../log/logger.js';
-import { silentLogger } from '../log/logger.js';
+import { silentLogger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import {
   RetCode,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Counter, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import { TcpClient } from '../net/tcp-client.js';
 import { UdpEndpoint, type UdpPeer } from '../net/udp-endpoint.js';

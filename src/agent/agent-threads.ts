@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { ClosedError, WorkerError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import type { AgentServiceOptions } from './agent-service.js';
 import { portsOfShard } from './agent-shards.js';

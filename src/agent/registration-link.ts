@@ -1,5 +1,5 @@
 import type { LeaseBatch } from '../protocol/index.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import type { LocalRegistry } from './registrations.js';
 
 export interface RegistrationLinkOptions {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Histogram, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';

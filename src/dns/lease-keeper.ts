@@ -1,4 +1,4 @@
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import type { LeaseBatch, Lease } from '../protocol/index.js';
 import {

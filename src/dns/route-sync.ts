@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ErrorCode, StoreError, TimeoutError } from '../errors.js';
 import type { HostInfo } from '../protocol/index.js';
 import type { Logger } from '../log/logger.js';
-import { silentLogger } from '../log/logger.js';
+import { silentLogger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { Backoff } from '../net/backoff.js';
 import { routeKey, type RouteKey } from './route-key.js';

@@ -1,6 +1,6 @@
 import { isIP, Socket } from 'node:net';
 import { ClosedError, ConnectionError, ErrorCode, ProtocolError, TimeoutError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import {
   codecs,

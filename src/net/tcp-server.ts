@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ClosedError, type ProtocolError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
 import { TcpConnection, type ConnectionCounters, type ConnectionOwner } from './tcp-connection.js';

@@ -9,7 +9,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import {
   codecs,
   encodeFrame,

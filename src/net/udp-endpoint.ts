@@ -1,7 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import {
   codecs,

@@ -1,6 +1,6 @@
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { ClosedError, InvalidArgumentError, QueueFullError, WorkerError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { Backoff } from './backoff.js';
 import type { SerializedError, TaskRequest, WorkerMessage } from './worker-protocol.js';

@@ -5,7 +5,7 @@ import {
   DEFAULT_QUEUE_MAX_ROWS,
 } from '../config/schema.js';
 import { ClosedError, InvalidArgumentError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import type { BackoffOptions } from '../net/backoff.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';

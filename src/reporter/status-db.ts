@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { ErrorCode, isLarsError, StoreError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { WorkerPool } from '../net/worker-pool.js';
 import type { Database } from '../store/schema.js';
 import { SQLITE_BUSY_TIMEOUT_MS } from '../store/store-sqlite.js';

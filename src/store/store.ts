@@ -9,7 +9,7 @@ import {
   StoreError,
   type LarsError,
 } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { numberToIp } from '../protocol/ip.js';
 import { errorProp, type StoreBackend } from './backend.js';

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ClosedError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import { SupervisorMsg } from './child-ipc.js';
 
 /** Connections held while no worker can take them (all restarting), before new ones are refused. */

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_HOST, DEFAULT_WEB_PORT } from '../config/schema.js';
 import { ClosedError } from '../errors.js';
-import { silentLogger, type Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/silent.js';
 import {
   DEFAULT_NOTIFY_TIMEOUT_MS,
   notifyDnsInstances,

@@ -8,7 +8,7 @@ import {
   ProtocolError,
   TimeoutError,
 } from '../../errors.js';
-import { silentLogger, type Logger } from '../../log/logger.js';
+import { silentLogger, type Logger } from '../../log/silent.js';
 import { Control, NoticeKind } from '../wire/control.js';
 import { ReplyStatus, statusReplyLength, writeStatusReply } from '../wire/data-frame.js';
 import { BusMsgId, busMsgIdName } from '../wire/msg-id.js';

@@ -2,7 +2,7 @@ import { chmodSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import { ClosedError, ConnectionError, ErrorCode } from '../../errors.js';
-import { silentLogger, type Logger } from '../../log/logger.js';
+import { silentLogger, type Logger } from '../../log/silent.js';
 import { socketPeerCred } from '../../native/peer-cred.js';
 import { AdminHttp, type Health } from '../../service/admin-http.js';
 import { BusMsgId } from '../wire/msg-id.js';

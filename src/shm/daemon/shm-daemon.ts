@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { chmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ClosedError } from '../../errors.js';
-import { silentLogger, type Logger } from '../../log/logger.js';
+import { silentLogger, type Logger } from '../../log/silent.js';
 import { socketPeerCred } from '../../native/index.js';
 import { TcpServer } from '../../net/tcp-server.js';
 import { AdminHttp, type Health } from '../../service/admin-http.js';
