@@ -64,6 +64,10 @@ export const DEFAULT_WEB_PORT = 8080;
 export const DEFAULT_MAX_CONN = 10_000;
 export const DEFAULT_THREAD_NUM = 1;
 export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
+// Hostile clients (issue 11); the TCP server's own defaults are the same (src/net/tcp-server.ts).
+export const DEFAULT_HEADER_TIMEOUT_S = 10;
+export const DEFAULT_HANDSHAKE_TIMEOUT_S = 30;
+export const DEFAULT_MAX_CONN_PER_IP = 1024;
 
 export const DEFAULT_POLL_INTERVAL_S = 1;
 export const DEFAULT_RELOAD_INTERVAL_S = 10;
@@ -136,6 +140,22 @@ export const SCHEMA = {
       'per-connection outbound queue limit in KiB; a slower peer is cut',
       16,
       1_048_576,
+    ),
+    header_timeout: num(
+      DEFAULT_HEADER_TIMEOUT_S,
+      'seconds a started frame has to complete before its connection is cut (0 = never)',
+      { min: 0, max: 86_400 },
+    ),
+    handshake_timeout: num(
+      DEFAULT_HANDSHAKE_TIMEOUT_S,
+      'seconds a new connection has to complete its first frame before it is cut (0 = never); a connection that has completed a frame is never cut for being quiet',
+      { min: 0, max: 86_400 },
+    ),
+    max_conn_per_ip: int(
+      DEFAULT_MAX_CONN_PER_IP,
+      'simultaneous TCP connections from one address (per worker process); more are refused and counted',
+      1,
+      1_000_000,
     ),
   },
   mysql: {

@@ -36,6 +36,10 @@ export interface DnsServiceOptions {
   httpPort?: number;
   maxConnections: number;
   maxOutboundBytes: number;
+  /** Hostile connections (`[reactor]` header_timeout, handshake_timeout, max_conn_per_ip); see TcpServer. */
+  headerTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  maxConnectionsPerIp?: number;
   pollIntervalMs: number;
   reloadIntervalMs: number;
   changeRetentionS: number;
@@ -120,6 +124,9 @@ export class DnsService {
       port: options.port,
       maxConnections: options.maxConnections,
       maxOutboundBytes: options.maxOutboundBytes,
+      headerTimeoutMs: options.headerTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxConnectionsPerIp: options.maxConnectionsPerIp,
       logger: this.log,
       dispatcher,
       onConnectionClose: (conn) => this.subs.drop(conn),

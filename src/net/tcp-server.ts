@@ -1,9 +1,15 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ClosedError, type ProtocolError } from '../errors.js';
+import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
-import { TcpConnection, type ConnectionCounters, type ConnectionOwner } from './tcp-connection.js';
+import {
+  TcpConnection,
+  type ConnectionCounters,
+  type ConnectionOwner,
+  type CutKind,
+} from './tcp-connection.js';
 import { nextTransportId } from './transport.js';
 
 const trace = tracer('net');
@@ -16,6 +22,12 @@ export const DEFAULT_LINGER_MS = 5_000;
 export const STAGGER_MIN_CONNECTIONS = 16;
 /** Number of waves a staggered close is split into, spread over the first half of the grace period. */
 const STAGGER_WAVES = 10;
+/** `[reactor] header_timeout`: seconds a started frame has to complete (issue 11). */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+/** `[reactor] handshake_timeout`: seconds a new connection has to complete its first frame. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+/** `[reactor] max_conn_per_ip`: simultaneous connections from one address. */
+export const DEFAULT_MAX_CONN_PER_IP = 1024;
 
 export interface TcpServerOptions<S> {
   host: string;
@@ -27,6 +39,17 @@ export interface TcpServerOptions<S> {
   maxOutboundBytes: number;
   /** Close connections with no inbound traffic for this long. Default: never. */
   idleTimeoutMs?: number;
+  /**
+   * Cut a new connection that has not completed its first frame within this (ms; 0 = never).
+   * Default DEFAULT_HANDSHAKE_TIMEOUT_MS. A connection that completed a frame may stay quiet forever.
+   */
+  handshakeTimeoutMs?: number;
+  /** Cut a connection holding a started frame for this long (ms; 0 = never). Default 10 s. */
+  headerTimeoutMs?: number;
+  /** Connections from one remote address beyond this are refused and counted. Default 1024. */
+  maxConnectionsPerIp?: number;
+  /** See ConnectionOwner.readWhileClosing (the reporter's drain). Default false. */
+  readWhileClosing?: boolean;
   /** See DEFAULT_LINGER_MS. */
   lingerMs?: number;
   logger?: Logger;
@@ -38,14 +61,18 @@ export interface TcpServerOptions<S> {
   /**
    * Called once per accepted connection after its socket closed. `reason` is undefined for an
    * orderly close by the peer, otherwise the error that ended it (ConnectionError SLOW_PEER,
-   * ProtocolError, TimeoutError for idle, ClosedError for server shutdown, or a socket error).
+   * ProtocolError, TimeoutError for idle, handshake or header timeouts, ClosedError for server
+   * shutdown, or a socket error).
    */
   onConnectionClose?: (conn: TcpConnection<S>, reason: Error | undefined) => void;
 }
 
 export interface TcpServerStats extends ConnectionCounters {
   connectionsAccepted: number;
+  /** Refused at maxConnections. */
   connectionsRefused: number;
+  /** Refused at maxConnectionsPerIp. */
+  perIpRefused: number;
   connectionsOpen: number;
   unknownMsgid: number;
   handlerErrors: number;
@@ -78,12 +105,19 @@ export class TcpServer<S = Record<string, unknown>> {
     handlerErrors: 0,
     slowPeerCuts: 0,
     idleTimeouts: 0,
+    handshakeTimeouts: 0,
+    headerTimeouts: 0,
+    perIpRefused: 0,
   };
 
   private readonly options: TcpServerOptions<S>;
   private readonly logger: Logger;
   private readonly owner: ConnectionOwner<S>;
   private readonly conns = new Map<number, TcpConnection<S>>();
+  /** Open connections per remote address (max_conn_per_ip). */
+  private readonly perIp = new Map<string, number>();
+  private readonly maxPerIp: number;
+  private readonly cutLog: LogLimiter<CutKind>;
   private server: Server | undefined;
   private state: ServerState = 'idle';
   private listening: Promise<{ host: string; port: number }> | undefined;
@@ -96,6 +130,8 @@ export class TcpServer<S = Record<string, unknown>> {
   constructor(options: TcpServerOptions<S>) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.cutLog = new LogLimiter<CutKind>(this.logger);
+    this.maxPerIp = options.maxConnectionsPerIp ?? DEFAULT_MAX_CONN_PER_IP;
     const stats = this.stats;
     const observer: DispatchObserver<TcpConnection<S>> = {
       unknownMsgid(msgid, conn) {
@@ -117,6 +153,10 @@ export class TcpServer<S = Record<string, unknown>> {
       logger: this.logger,
       maxOutboundBytes: options.maxOutboundBytes,
       idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
+      cutLog: this.cutLog,
+      readWhileClosing: options.readWhileClosing ?? false,
       lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
       connectionClosed: (conn, reason) => this.connectionClosed(conn, reason),
     };
@@ -268,6 +308,20 @@ export class TcpServer<S = Record<string, unknown>> {
       socket.destroy();
       return;
     }
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    if (fromIp >= this.maxPerIp) {
+      this.stats.perIpRefused += 1;
+      this.cutLog.warn(
+        'max_conn_per_ip',
+        { remote: ip, limit: this.maxPerIp },
+        'connection refused: too many connections from one address (max_conn_per_ip)',
+      );
+      socket.on('error', ignore);
+      socket.destroy();
+      return;
+    }
+    this.perIp.set(ip, fromIp + 1);
     const conn = new TcpConnection<S>(socket, this.owner, nextTransportId());
     this.conns.set(conn.id, conn);
     this.stats.connectionsAccepted += 1;
@@ -284,6 +338,9 @@ export class TcpServer<S = Record<string, unknown>> {
 
   private connectionClosed(conn: TcpConnection<S>, reason: Error | undefined): void {
     this.conns.delete(conn.id);
+    const left = (this.perIp.get(conn.remote.address) ?? 1) - 1;
+    if (left > 0) this.perIp.set(conn.remote.address, left);
+    else this.perIp.delete(conn.remote.address);
     this.stats.connectionsOpen = this.conns.size;
     if (this.atLimit && this.conns.size < this.options.maxConnections) {
       this.atLimit = false;

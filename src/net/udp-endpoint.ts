@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
+import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
 import {
@@ -109,11 +110,12 @@ export class UdpEndpoint {
   private bound: Promise<RemoteAddress> | undefined;
   private _closed = false;
   private closing: Promise<void> | undefined;
-  private firstFailureLogged = { malformed: false, handler: false, send: false };
+  private readonly warnings: LogLimiter<'malformed' | 'handler' | 'send'>;
 
   constructor(options: UdpEndpointOptions) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.warnings = new LogLimiter(this.logger);
     this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4' });
     const stats = this.stats;
     this.observer = {
@@ -123,7 +125,7 @@ export class UdpEndpoint {
       },
       protocolError: (err: ProtocolError, msgid, peer) => {
         stats.badBody += 1;
-        this.logFirst(
+        this.warnLimited(
           'malformed',
           { msgid, from: `${peer.remote.address}:${peer.remote.port}`, code: err.code },
           'malformed datagram dropped',
@@ -131,13 +133,13 @@ export class UdpEndpoint {
       },
       handlerError: (err, msgid) => {
         stats.handlerErrors += 1;
-        this.logFirst('handler', { msgid, err }, 'udp message handler failed');
+        this.warnLimited('handler', { msgid, err }, 'udp message handler failed');
       },
     };
     this.onSent = (err) => {
       if (err) {
         stats.sendErrors += 1;
-        this.logFirst('send', { err: err.message }, 'udp send failed');
+        this.warnLimited('send', { err: err.message }, 'udp send failed');
       }
     };
     this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
@@ -201,7 +203,7 @@ export class UdpEndpoint {
       ({ msgid, body } = parseDatagram(datagram));
     } catch (err) {
       this.stats.malformed += 1;
-      this.logFirst(
+      this.warnLimited(
         'malformed',
         {
           from: `${rinfo.address}:${rinfo.port}`,
@@ -225,13 +227,8 @@ export class UdpEndpoint {
     }
   }
 
-  /** Logs the first failure of each kind; the rest are only counted (a flood must not flood logs). */
-  private logFirst(kind: 'malformed' | 'handler' | 'send', obj: object, msg: string): void {
-    if (this.firstFailureLogged[kind]) {
-      trace?.(`udp: ${msg}`);
-      return;
-    }
-    this.firstFailureLogged[kind] = true;
-    this.logger.warn(obj, `${msg} (further ones are only counted)`);
+  /** A flood must not flood logs: see LogLimiter (the counters hold the exact numbers). */
+  private warnLimited(kind: 'malformed' | 'handler' | 'send', obj: object, msg: string): void {
+    if (!this.warnings.warn(kind, obj, msg)) trace?.(`udp: ${msg}`);
   }
 }

@@ -7,7 +7,10 @@ import { checkBodyLength, HEADER_LEN, MAX_BODY_LEN, type Frame } from './frame.j
  * 65527 is rejected as soon as the header is complete: the decoder then records `failure` and
  * ignores all further input (the caller closes the connection).
  *
- * Memory is bounded: at most one partial frame (8 + 65527 bytes) is buffered.
+ * Memory is bounded: at most one partial frame (8 + 65527 bytes) is buffered, and a partial body
+ * only takes about twice the bytes that actually arrived (it grows as they come), so a peer that
+ * sends headers announcing 64 KB and then stalls costs a few KB each, not 64 KB (issue 11).
+ * `reset()` releases it; a server calls it when it cuts a connection.
  *
  * Bodies of frames that lie wholly inside one pushed chunk are views into that chunk (no copy);
  * a frame split across chunks is assembled into its own buffer.
@@ -17,6 +20,8 @@ export class FrameDecoder {
   private headerFill = 0;
   private body: Buffer | undefined;
   private bodyFill = 0;
+  /** msglen of the partial frame; `body` grows towards it. */
+  private bodyLen = 0;
   private msgid = 0;
   private _failure: ProtocolError | undefined;
 
@@ -48,7 +53,7 @@ export class FrameDecoder {
             pos += msglen;
             continue;
           }
-          this.startBody(msgid, msglen);
+          this.startBody(msgid, msglen, len - pos);
           continue;
         }
         const take = Math.min(HEADER_LEN - this.headerFill, len - pos);
@@ -64,15 +69,16 @@ export class FrameDecoder {
           frames.push({ msgid, body: EMPTY });
           continue;
         }
-        this.startBody(msgid, msglen);
+        this.startBody(msgid, msglen, len - pos);
         continue;
       }
+      const take = Math.min(this.bodyLen - this.bodyFill, len - pos);
+      if (this.bodyFill + take > this.body.length) this.grow(this.bodyFill + take);
       const body = this.body;
-      const take = Math.min(body.length - this.bodyFill, len - pos);
       body.set(chunk.subarray(pos, pos + take), this.bodyFill);
       this.bodyFill += take;
       pos += take;
-      if (this.bodyFill === body.length) {
+      if (this.bodyFill === this.bodyLen) {
         frames.push({ msgid: this.msgid, body });
         this.body = undefined;
         this.bodyFill = 0;
@@ -101,15 +107,27 @@ export class FrameDecoder {
     return true;
   }
 
-  private startBody(msgid: number, msglen: number): void {
+  /** `available`: bytes of the current chunk after the header (what can be stored at once). */
+  private startBody(msgid: number, msglen: number, available: number): void {
     // msglen <= MAX_BODY_LEN was checked in accept(): the allocation is bounded.
     this.msgid = msgid;
-    this.body = Buffer.allocUnsafe(Math.min(msglen, MAX_BODY_LEN));
+    this.bodyLen = Math.min(msglen, MAX_BODY_LEN);
+    this.body = Buffer.allocUnsafe(Math.min(this.bodyLen, Math.max(available, FIRST_PARTIAL_BYTES)));
     this.bodyFill = 0;
+  }
+
+  /** Doubles the partial body (at least to `need`, at most to msglen), keeping what arrived. */
+  private grow(need: number): void {
+    const old = this.body as Buffer;
+    const next = Buffer.allocUnsafe(Math.min(this.bodyLen, Math.max(need, old.length * 2)));
+    old.copy(next, 0, 0, this.bodyFill);
+    this.body = next;
   }
 }
 
 const EMPTY = new Uint8Array(0);
+/** First allocation for a body that did not arrive whole; it doubles as more arrives. */
+const FIRST_PARTIAL_BYTES = 1024;
 
 function readInt32LE(b: Uint8Array, off: number): number {
   return (

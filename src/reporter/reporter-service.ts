@@ -39,6 +39,10 @@ export interface ReporterServiceOptions {
   maxConnections: number;
   /** `[reactor] maxOutboundKb` * 1024 (the reporter sends nothing; kept for the server's contract). */
   maxOutboundBytes: number;
+  /** Hostile connections (`[reactor]` header_timeout, handshake_timeout, max_conn_per_ip); see TcpServer. */
+  headerTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  maxConnectionsPerIp?: number;
   /** Writer lanes, `[reporter] db_thread_cnt` (default 3). */
   writers?: number;
   /** Pending rows per lane before the oldest are dropped, `[reporter] queue_max_rows` (default 100000). */
@@ -131,6 +135,11 @@ export class ReporterService {
       port: options.port,
       maxConnections: options.maxConnections,
       maxOutboundBytes: options.maxOutboundBytes,
+      headerTimeoutMs: options.headerTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxConnectionsPerIp: options.maxConnectionsPerIp,
+      // Drain without loss (issue 11): what agents already sent is read after close() too.
+      readWhileClosing: true,
       logger: this.log,
       dispatcher,
     });

@@ -6,6 +6,7 @@ import type { DnsService } from '../../dns/dns-service.js';
 import { redact } from '../../store/url.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import {
+  connectionLimits,
   withDbOption,
   loadServiceConfig,
   parsePorts,
@@ -89,6 +90,7 @@ export async function runDns(o: DnsFlags): Promise<void> {
     httpPort: config.dns.http_port,
     maxConnections: config.reactor.maxConn,
     maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
+    ...connectionLimits(config),
     pollIntervalMs: config.dns.poll_interval * 1000,
     reloadIntervalMs: config.dns.reload_interval * 1000,
     changeRetentionS: config.dns.change_retention,

@@ -4,7 +4,14 @@ import type { Logger } from '../../log/logger.js';
 import { parsePort } from '../../protocol/ip.js';
 import type { ReporterServiceOptions } from '../../reporter/index.js';
 import { redact } from '../../store/url.js';
-import { loadServiceConfig, resolveDbUrl, untilSignal, withConfigOption, withDbOption } from '../options.js';
+import {
+  connectionLimits,
+  loadServiceConfig,
+  resolveDbUrl,
+  untilSignal,
+  withConfigOption,
+  withDbOption,
+} from '../options.js';
 
 export interface ReporterFlags {
   db?: string;
@@ -60,6 +67,7 @@ export function reporterOptions(
     httpPort,
     maxConnections: config.reactor.maxConn,
     maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
+    ...connectionLimits(config),
     writers: config.reporter.db_thread_cnt,
     queueMaxRows: config.reporter.queue_max_rows,
     historyRetentionDays: config.reporter.history_retention_days,
