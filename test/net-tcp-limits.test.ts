@@ -45,7 +45,7 @@ afterEach(async () => {
 });
 
 async function startServer(
-  opts: Partial<TcpServerOptions> = {},
+  opts: Partial<TcpServerOptions<Record<string, unknown>>> = {},
 ): Promise<{ server: TcpServer; port: number; conns: TcpConnection[] }> {
   const conns: TcpConnection[] = [];
   const server = new TcpServer({
@@ -94,7 +94,7 @@ describe('TcpServer connection limits', () => {
     const { server, port } = await startServer({
       handshakeTimeoutMs: 30_000,
       headerTimeoutMs: 10_000,
-      onConnectionClose: (_c, r) => {
+      onConnectionClose: (_c: unknown, r: Error | undefined) => {
         reasons.push(r);
         closed.countDown();
       },

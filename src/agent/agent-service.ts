@@ -114,10 +114,16 @@ export class AgentService {
     this.opts = options;
     this.log = options.logger ?? silentLogger;
     const maxQueuedFrames = options.maxQueuedFrames ?? 10_000;
+    // Both links connect when there is something to send (issue 11): dns and the reporter cut a
+    // connection that completes no frame within their handshake_timeout, and an agent with no
+    // traffic has nothing to say. The dns link stays up (redials) while the agent knows routes:
+    // it must re-subscribe to them after a dns restart.
+    const knowsRoutes = (): boolean => this.core.summary().routes > 0;
 
     this.dns = new TcpClient({
       host: options.dns.host,
       port: options.dns.port,
+      onDemand: { stayConnected: knowsRoutes },
       maxQueuedFrames,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       logger: this.log.child({ link: 'dns' }),
@@ -126,13 +132,15 @@ export class AgentService {
         this.log.info({ dns: options.dns }, 'connected to dns');
         this.core.dnsReconnected();
       },
-      onDisconnect: (_c, reason) =>
-        this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting'),
+      onDisconnect: (_c, reason) => {
+        if (knowsRoutes()) this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting');
+      },
     });
     this.reporter = options.reporter
       ? new TcpClient({
           host: options.reporter.host,
           port: options.reporter.port,
+          onDemand: { stayConnected: () => false },
           maxQueuedFrames,
           ...(options.backoff ? { backoff: options.backoff } : {}),
           logger: this.log.child({ link: 'reporter' }),
@@ -213,8 +221,9 @@ export class AgentService {
       const addr = await ep.bind();
       this.boundPorts.push(addr.port);
     }
-    this.dns.start();
-    this.reporter?.start();
+    // Routes from the cache are stale until dns confirms them: connect now to ask (onConnect re-pulls
+    // every route). Otherwise the first request connects.
+    if (this.core.summary().routes > 0) this.dns.start();
     this.tickTimer = setInterval(() => this.core.tick(), this.opts.tickMs ?? TICK_MS);
     this.tickTimer.unref();
     this.httpPort = this.http ? (await this.http.listen()).port : 0;
@@ -257,10 +266,14 @@ export class AgentService {
 
   health(): Health {
     const s = this.core.summary();
+    // 'idle': not connected because nothing needs asking yet (links connect on demand).
+    const link = (c: TcpClient): string =>
+      c.connected ? 'connected' : c.state === 'idle' ? 'idle' : 'disconnected';
+    const dnsUp = this.dns.connected || this.dns.state === 'idle';
     return {
-      status: this.dns.connected ? (s.staleRoutes > 0 ? 'degraded' : 'ok') : 'degraded',
-      dns: this.dns.connected ? 'connected' : 'disconnected',
-      reporter: this.reporter ? (this.reporter.connected ? 'connected' : 'disconnected') : 'disabled',
+      status: dnsUp && s.staleRoutes === 0 ? 'ok' : 'degraded',
+      dns: link(this.dns),
+      reporter: this.reporter ? link(this.reporter) : 'disabled',
       ...s,
       ports: this.boundPorts,
     };
