@@ -72,6 +72,8 @@ export const DEFAULT_MAX_CONN_PER_IP = 1024;
 export const DEFAULT_POLL_INTERVAL_S = 1;
 export const DEFAULT_RELOAD_INTERVAL_S = 10;
 export const DEFAULT_CHANGE_RETENTION_S = 24 * 3600;
+export const DEFAULT_UNKNOWN_ROUTE_TTL_S = 60;
+export const DEFAULT_UNKNOWN_ROUTE_MAX = 1_000;
 export const DEFAULT_REPORT_INTERVAL_S = 1;
 export const DEFAULT_DB_THREAD_CNT = 3;
 export const DEFAULT_QUEUE_MAX_ROWS = 100_000;
@@ -276,6 +278,17 @@ export const SCHEMA = {
       365 * 86_400,
     ),
     http_port: port(0, 'port of the health/metrics/admin HTTP endpoint (0 = any free port)'),
+    unknown_route_ttl: num(
+      DEFAULT_UNKNOWN_ROUTE_TTL_S,
+      'seconds a subscription to a route dns does not have lasts after it was last asked for (the agent asks again later)',
+      { gt: 0, max: 86_400 },
+    ),
+    unknown_route_max: int(
+      DEFAULT_UNKNOWN_ROUTE_MAX,
+      'subscriptions to routes dns does not have that one connection holds; the oldest is dropped past it',
+      1,
+      1_000_000,
+    ),
   },
   agent: {
     ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { tracer } from '../log/trace.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
-import { TcpServer } from '../net/tcp-server.js';
+import { TcpServer, type TcpServerStats } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
 import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
@@ -47,6 +47,13 @@ export interface DnsServiceOptions {
   retry?: { initialMs: number; maxMs: number };
   /** Distinct routes one connection may subscribe to before it is cut. Default 1,000,000. */
   maxSubscriptionsPerConnection?: number;
+  /**
+   * A subscription to a route dns does not have expires this long after it was last asked for
+   * (`[dns] unknown_route_ttl`). Default 60 s.
+   */
+  unknownRouteTtlMs?: number;
+  /** Such subscriptions one connection holds; its oldest is dropped past it (`[dns] unknown_route_max`). Default 1000. */
+  maxUnknownRoutesPerConnection?: number;
   /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
   register?: boolean;
   logger?: Logger;
@@ -54,6 +61,9 @@ export interface DnsServiceOptions {
 
 const HEARTBEAT_MS = 10_000;
 export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 1_000_000;
+/** Issue 11: subscriptions to routes dns does not have expire, and are few per connection. */
+export const DEFAULT_UNKNOWN_ROUTE_TTL_MS = 60_000;
+export const DEFAULT_MAX_UNKNOWN_ROUTES_PER_CONNECTION = 1_000;
 /**
  * SQLite busy timeout for the route service's store: better-sqlite3 waits synchronously, so a file
  * locked by another process would stall every query for the whole wait. A short one makes the read
@@ -79,6 +89,8 @@ export class DnsService {
   private readonly server: TcpServer<ConnState>;
   private readonly http: AdminHttp;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly unknownTtlMs: number;
+  private readonly maxUnknown: number;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private address: { host: string; port: number } | undefined;
   private httpAddress: { host: string; port: number } | undefined;
@@ -104,9 +116,15 @@ export class DnsService {
     this.sync.on('swapped', (snapshot, changed) => this.push(changed));
 
     const maxSubs = options.maxSubscriptionsPerConnection ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION;
+    this.unknownTtlMs = options.unknownRouteTtlMs ?? DEFAULT_UNKNOWN_ROUTE_TTL_MS;
+    this.maxUnknown = options.maxUnknownRoutesPerConnection ?? DEFAULT_MAX_UNKNOWN_ROUTES_PER_CONNECTION;
     const dispatcher = new Dispatcher<TcpConnection<ConnState>>().on(MsgId.GetRouteRequest, (req, conn) => {
       this.stats.queries++;
-      if (!this.subs.subscribe(conn, routeKey(req.modid, req.cmdid), maxSubs)) {
+      const key = routeKey(req.modid, req.cmdid);
+      const subscribed = this.sync.snapshot.has(req.modid, req.cmdid)
+        ? this.subs.subscribe(conn, key, maxSubs)
+        : this.subs.subscribeAbsent(conn, key, Date.now() + this.unknownTtlMs, this.maxUnknown, maxSubs);
+      if (!subscribed) {
         // A peer asking for more distinct routes than any agent has: cut it rather than let
         // subscriptions grow without bound (the port has no authentication).
         this.stats.subscriptionCuts++;
@@ -172,6 +190,15 @@ export class DnsService {
     }
     const pruneEvery = Math.min(3600, Math.max(60, this.opts.changeRetentionS / 10)) * 1000;
     this.every(pruneEvery, () => this.prune());
+    // Expired subscriptions to unknown routes go at most a quarter of their lifetime late.
+    this.every(Math.max(10, Math.min(10_000, this.unknownTtlMs / 4)), async () => {
+      const snap = this.sync.snapshot;
+      const n = this.subs.expire(Date.now(), (key) => {
+        const { modid, cmdid } = parseRouteKey(key);
+        return snap.has(modid, cmdid);
+      });
+      if (n > 0) this.trace?.(`${n} subscriptions to unknown routes expired`);
+    });
     this.log.info(
       {
         ...this.address,
@@ -186,6 +213,11 @@ export class DnsService {
 
   get snapshot() {
     return this.sync.snapshot;
+  }
+
+  /** The TCP server's counters (connections, cuts by reason, frames). */
+  get tcpStats(): Readonly<TcpServerStats> {
+    return this.server.stats;
   }
 
   /** Asks for an immediate poll, as `POST /admin/poll` does. */
@@ -204,6 +236,7 @@ export class DnsService {
       hosts: snap.hostCount,
       connections: this.server.connectionCount,
       subscriptions: this.subs.size,
+      unknownRouteSubscriptions: this.subs.absentSize,
       port: this.address?.port,
     };
   }
@@ -252,6 +285,8 @@ export class DnsService {
         }
       }
       this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
+      // A removed route is pushed (empty) once; then its subscriptions expire like unknown ones.
+      if (!snap.has(modid, cmdid)) this.subs.routeRemoved(key, Date.now() + this.unknownTtlMs, this.maxUnknown);
     }
   }
 
@@ -303,6 +338,16 @@ export class DnsService {
     gauge('lars_dns_version', 'RouteVersion of the current snapshot', () => snap().version);
     gauge('lars_dns_connections', 'open agent connections', () => this.server.connectionCount);
     gauge('lars_dns_subscriptions', '(connection, route) subscriptions', () => this.subs.size);
+    gauge(
+      'lars_dns_unknown_route_subscriptions',
+      'subscriptions to routes dns does not have (they expire after unknown_route_ttl)',
+      () => this.subs.absentSize,
+    );
+    counter(
+      'lars_dns_unknown_route_subscriptions_dropped_total',
+      'subscriptions to unknown routes dropped: expired, or evicted past unknown_route_max per connection',
+      () => this.subs.stats.absentExpired + this.subs.stats.absentEvicted,
+    );
     gauge('lars_dns_database_up', '1 when the last database access succeeded', () =>
       this.sync.state === 'ok' ? 1 : 0,
     );

@@ -94,6 +94,8 @@ export async function runDns(o: DnsFlags): Promise<void> {
     pollIntervalMs: config.dns.poll_interval * 1000,
     reloadIntervalMs: config.dns.reload_interval * 1000,
     changeRetentionS: config.dns.change_retention,
+    unknownRouteTtlMs: config.dns.unknown_route_ttl * 1000,
+    maxUnknownRoutesPerConnection: config.dns.unknown_route_max,
     logger: log.child({ db: redact(url) }),
   });
   let addr: { port: number; httpPort: number };
