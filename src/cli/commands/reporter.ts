@@ -4,6 +4,7 @@ import type { Logger } from '../../log/logger.js';
 import { parsePort } from '../../protocol/ip.js';
 import type { ReporterServiceOptions } from '../../reporter/index.js';
 import { redact } from '../../store/url.js';
+import { notifyReady } from '../../supervisor/child-ipc.js';
 import {
   connectionLimits,
   loadServiceConfig,
@@ -78,7 +79,7 @@ export function reporterOptions(
 /** Runs the reporter in this process until SIGINT/SIGTERM. */
 export async function runReporter(o: ReporterFlags): Promise<void> {
   // Loaded here, not at start-up: every other command starts faster without them.
-  const [{ createServiceLogger }, { ReporterService }, { openStore }] = await Promise.all([
+  const [{ createServiceLogger }, { drainBudgetMs, ReporterService }, { openStore }] = await Promise.all([
     import('../../log/logger.js'),
     import('../../reporter/index.js'),
     import('../../store/index.js'),
@@ -95,10 +96,13 @@ export async function runReporter(o: ReporterFlags): Promise<void> {
     await store.close();
   }
   const reporter = new ReporterService(reporterOptions(loaded, url, log.child({ db: redact(url) }), o));
-  await reporter.start();
+  const addr = await reporter.start();
+  notifyReady({ tcp: addr.port, http: addr.httpPort });
   const sig = await untilSignal();
-  log.info({ signal: sig }, 'reporter shutting down');
-  await reporter.close();
+  // Drain without loss within the time `lars up` gives a stopping worker (issue 11).
+  const budgetMs = drainBudgetMs(loaded.config.supervisor.drain_timeout);
+  log.info({ signal: sig, budgetMs }, 'reporter shutting down: draining connections and queues');
+  await reporter.close(budgetMs);
 }
 
 export function register(program: Command): void {
