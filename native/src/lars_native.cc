@@ -1,5 +1,7 @@
 // Lars native addon: POSIX shared-memory mappings and Unix-socket peer credentials.
 //
+// Plus, in listen_sockets.cc, sockets the `lars up` master holds across worker restarts (issue 11).
+//
 // Deliberately nothing else (issue 12): every allocator, reference-count and protocol rule lives in
 // TypeScript. The mapping API is general (any named segment, any size) so the shm pool and the agent's
 // route segment share it.
@@ -28,6 +30,10 @@
 #include <unistd.h>
 #include <mutex>
 #include <unordered_map>
+
+namespace lars_sockets {
+void Register(Napi::Env env, Napi::Object exports);  // listen_sockets.cc
+}
 
 namespace {
 
@@ -223,6 +229,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("version", Napi::Number::New(env, 1));
+  lars_sockets::Register(env, exports);
   return exports;
 }
 

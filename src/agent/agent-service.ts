@@ -83,6 +83,12 @@ export interface ForwardedAnswer {
 }
 
 const TICK_MS = 100;
+/**
+ * The longest datagram the API accepts: requests are a few dozen bytes, 4 KiB leaves room for fields
+ * later clients may add. Longer or malformed datagrams are dropped in the kernel when the native
+ * addon is there (issue 11: a junk flood must not fill the receive buffer in front of real requests).
+ */
+export const MAX_API_DATAGRAM_BYTES = 4096;
 
 /**
  * The load-balance agent of one host (DESIGN §5): the UDP API on every configured port (any route
@@ -216,6 +222,7 @@ export class AgentService {
         port,
         dispatcher: this.apiDispatcher(i),
         logger: this.log,
+        datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();
@@ -253,13 +260,20 @@ export class AgentService {
   }
 
   /** Counters of the UDP API summed over its ports. */
-  apiStats(): { datagramsIn: number; malformed: number; badBody: number; unknownMsgid: number } {
-    const out = { datagramsIn: 0, malformed: 0, badBody: 0, unknownMsgid: 0 };
+  apiStats(): {
+    datagramsIn: number;
+    malformed: number;
+    badBody: number;
+    unknownMsgid: number;
+    kernelDrops: number;
+  } {
+    const out = { datagramsIn: 0, malformed: 0, badBody: 0, unknownMsgid: 0, kernelDrops: 0 };
     for (const e of this.endpoints) {
       out.datagramsIn += e.stats.datagramsIn;
       out.malformed += e.stats.malformed;
       out.badBody += e.stats.badBody;
       out.unknownMsgid += e.stats.unknownMsgid;
+      out.kernelDrops += e.kernelDrops ?? 0;
     }
     return out;
   }
@@ -429,6 +443,11 @@ export class AgentService {
       'lars_agent_malformed_datagrams_total',
       'datagrams dropped: not one frame of 8 + msglen bytes',
       () => this.apiStats().malformed,
+    );
+    counter(
+      'lars_agent_kernel_dropped_datagrams_total',
+      'datagrams the kernel dropped before the agent saw them: not one frame, over 4 KiB (socket filter), or receive buffer full',
+      () => this.apiStats().kernelDrops,
     );
     counter(
       'lars_agent_bad_body_datagrams_total',

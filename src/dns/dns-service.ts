@@ -286,7 +286,8 @@ export class DnsService {
       }
       this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
       // A removed route is pushed (empty) once; then its subscriptions expire like unknown ones.
-      if (!snap.has(modid, cmdid)) this.subs.routeRemoved(key, Date.now() + this.unknownTtlMs, this.maxUnknown);
+      if (!snap.has(modid, cmdid))
+        this.subs.routeRemoved(key, Date.now() + this.unknownTtlMs, this.maxUnknown);
     }
   }
 

@@ -24,7 +24,8 @@ export interface ConnectionCounters {
 }
 
 /** Kinds of connection cuts whose warnings are rate-limited (see LogLimiter). */
-export type CutKind = 'protocol_error' | 'slow_peer' | 'handshake_timeout' | 'header_timeout' | 'max_conn_per_ip';
+export type CutKind =
+  'protocol_error' | 'slow_peer' | 'handshake_timeout' | 'header_timeout' | 'max_conn_per_ip';
 
 /**
  * What a TcpConnection needs from the server that accepted it. Kept narrow so the connection is
@@ -328,7 +329,9 @@ export class TcpConnection<S = Record<string, unknown>> implements Transport {
         ? 'connection cut: no complete frame within handshake_timeout'
         : 'connection cut: a started frame did not complete within header_timeout',
     );
-    this.destroy(new TimeoutError(`connection ${this.id} (${this.remote.address}:${this.remote.port}): ${what}`));
+    this.destroy(
+      new TimeoutError(`connection ${this.id} (${this.remote.address}:${this.remote.port}): ${what}`),
+    );
   }
 
   private clearGuard(): void {

@@ -10,6 +10,7 @@ import {
   type ConnectionOwner,
   type CutKind,
 } from './tcp-connection.js';
+import { takeInheritedTcpHandle } from './inherited-sockets.js';
 import { nextTransportId } from './transport.js';
 
 const trace = tracer('net');
@@ -196,7 +197,7 @@ export class TcpServer<S = Record<string, unknown>> {
         reject(err);
       };
       server.once('error', onListenError);
-      server.listen({ host: this.options.host, port: this.options.port }, () => {
+      const onListening = (): void => {
         server.off('error', onListenError);
         // Accept errors (EMFILE, ...) must not crash the process: log them, keep serving.
         server.on('error', (err) => this.logger.error({ err }, 'tcp server error'));
@@ -208,9 +209,14 @@ export class TcpServer<S = Record<string, unknown>> {
         }
         this.state = 'listening';
         const addr = this.address()!;
-        this.logger.info({ host: addr.host, port: addr.port }, 'tcp server listening');
+        this.logger.info({ host: addr.host, port: addr.port, inherited }, 'tcp server listening');
         resolve(addr);
-      });
+      };
+      // Under `lars up` the socket may be held by the master across restarts (inherited-sockets.ts).
+      const handle = takeInheritedTcpHandle(this.options.host, this.options.port);
+      const inherited = handle !== undefined;
+      if (handle) server.listen(handle, onListening);
+      else server.listen({ host: this.options.host, port: this.options.port }, onListening);
     });
     return this.listening;
   }

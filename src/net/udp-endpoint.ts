@@ -12,7 +12,9 @@ import {
   type KnownMsgId,
   type MessageMap,
 } from '../protocol/index.js';
+import { nativeSockets } from '../native/native-addon.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
+import { takeInheritedFd } from './inherited-sockets.js';
 import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
 
 const trace = tracer('net');
@@ -26,9 +28,19 @@ export interface UdpEndpointOptions {
   port: number;
   dispatcher: FrameDispatcher<UdpPeer>;
   logger?: Logger;
-  /** SO_RCVBUF request; the kernel may cap it (net.core.rmem_max). Default 4 MiB. */
+  /**
+   * SO_RCVBUF request. Default 4 MiB. With the native addon the endpoint asks with SO_RCVBUFFORCE,
+   * which a privileged process gets even above net.core.rmem_max; otherwise the kernel caps it there.
+   */
   recvBufferSize?: number;
   sendBufferSize?: number;
+  /**
+   * Drop malformed and oversized datagrams in the kernel (issue 11): with the native addon, a socket
+   * filter keeps only datagrams that are exactly one frame of at most `maxLen` bytes, so junk never
+   * takes receive-buffer space from real requests nor wakes the process. Such drops are counted by
+   * the kernel (`kernelDrops`), not in `malformed`. Without the addon the endpoint drops them itself.
+   */
+  datagramFilter?: { maxLen: number };
 }
 
 export interface UdpEndpointStats {
@@ -111,6 +123,9 @@ export class UdpEndpoint {
   private _closed = false;
   private closing: Promise<void> | undefined;
   private readonly warnings: LogLimiter<'malformed' | 'handler' | 'send'>;
+  /** The socket's descriptor when it was inherited or created natively (filter, drop counter). */
+  private fd: number | undefined;
+  private filtered = false;
 
   constructor(options: UdpEndpointOptions) {
     this.options = options;
@@ -156,16 +171,73 @@ export class UdpEndpoint {
     this.bound = new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.socket.once('error', onError);
-      this.socket.bind({ port: this.options.port, address: this.options.host }, () => {
+      const onBound = (): void => {
         this.socket.off('error', onError);
         this.socket.on('error', (err) => this.logger.error({ err }, 'udp socket error'));
         this.applyBufferSizes();
         const a = this.socket.address();
-        this.logger.info({ host: a.address, port: a.port }, 'udp endpoint bound');
+        this.logger.info(
+          { host: a.address, port: a.port, inherited, filtered: this.filtered },
+          'udp endpoint bound',
+        );
         resolve({ address: a.address, port: a.port, family: a.family });
-      });
+      };
+      let inherited = false;
+      try {
+        // Under `lars up` the master holds the socket across restarts (inherited-sockets.ts).
+        const fd = takeInheritedFd('udp', this.options.host, this.options.port);
+        inherited = fd !== undefined;
+        this.fd = fd ?? this.nativeFd();
+      } catch (err) {
+        reject(err as Error);
+        return;
+      }
+      if (this.fd !== undefined) {
+        this.prepareFd(this.fd);
+        this.socket.bind({ fd: this.fd, exclusive: true }, onBound);
+      } else {
+        this.socket.bind({ port: this.options.port, address: this.options.host }, onBound);
+      }
     });
     return this.bound;
+  }
+
+  /**
+   * Datagrams the kernel dropped for this socket (the filter's, and a full receive buffer's), when
+   * it can tell (native addon); undefined otherwise.
+   */
+  get kernelDrops(): number | undefined {
+    const sockets = nativeSockets();
+    if (this.fd === undefined || this._closed || !sockets) return undefined;
+    try {
+      return sockets.socketDrops(this.fd);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A natively created socket when a filter is wanted and the addon is there (throws EADDRINUSE...). */
+  private nativeFd(): number | undefined {
+    const sockets = nativeSockets();
+    if (!this.options.datagramFilter || !sockets) return undefined;
+    return sockets.bindUdp(this.options.host, this.options.port);
+  }
+
+  private prepareFd(fd: number): void {
+    const sockets = nativeSockets();
+    const filter = this.options.datagramFilter;
+    if (!sockets) return;
+    try {
+      if (filter) {
+        sockets.attachDatagramFilter(fd, filter.maxLen);
+        this.filtered = true;
+      }
+    } catch (err) {
+      this.logger.warn(
+        { err },
+        'could not attach the datagram filter: malformed datagrams are dropped in user space',
+      );
+    }
   }
 
   /** @internal Used by UdpPeer. Throws ClosedError after close. */
@@ -218,8 +290,11 @@ export class UdpEndpoint {
   }
 
   private applyBufferSizes(): void {
+    const size = this.options.recvBufferSize ?? DEFAULT_UDP_RECV_BUFFER_BYTES;
+    const sockets = nativeSockets();
     try {
-      this.socket.setRecvBufferSize(this.options.recvBufferSize ?? DEFAULT_UDP_RECV_BUFFER_BYTES);
+      if (this.fd !== undefined && sockets) sockets.setRecvBuffer(this.fd, size);
+      else this.socket.setRecvBufferSize(size);
       if (this.options.sendBufferSize !== undefined)
         this.socket.setSendBufferSize(this.options.sendBufferSize);
     } catch (err) {

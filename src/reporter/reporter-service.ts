@@ -374,7 +374,10 @@ export class ReporterService {
     await this.db?.close();
     await this.http.close();
     this.state = 'closed';
-    this.log.info({ ...rows, ms: Date.now() - started, mode }, 'reporter stopped: received = written + dropped');
+    this.log.info(
+      { ...rows, ms: Date.now() - started, mode },
+      'reporter stopped: received = written + dropped',
+    );
   }
 
   private async drainUntil(deadline: number): Promise<void> {

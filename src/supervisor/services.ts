@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { SCHEMA, type Config } from '../config/index.js';
 import { SUPERVISOR_ENV } from './child-ipc.js';
+import type { ListenSpec } from './listen-sockets.js';
 import type { PortBook } from './ports.js';
 import type { SupervisorSettings } from './settings.js';
 
@@ -52,6 +53,12 @@ export interface WorkerLaunch {
    * (node:cluster reports every listen of a worker to the master).
    */
   readyPort: number | undefined;
+  /**
+   * The public sockets the worker serves, which the master holds across restarts and passes to it
+   * (listen-sockets.ts, issue 11). A worker listening on a held socket does not go through
+   * node:cluster, so such services report READY over IPC.
+   */
+  listen: ListenSpec[];
 }
 
 /**
@@ -149,6 +156,8 @@ const dns: ServiceSpec = {
       ports,
       healthUrl: healthUrl(p.host, httpPort),
       readyPort: undefined,
+      // Handoff: the master's own listener holds connections while no worker is ready.
+      listen: ctx.settings.dnsHandoff ? [] : [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -156,7 +165,7 @@ const dns: ServiceSpec = {
 const reporter: ServiceSpec = {
   name: 'reporter',
   command: 'reporter',
-  readyMessage: false,
+  readyMessage: true,
   workers: (s) => s.workers.reporter,
   listen: (ctx) => [{ proto: 'tcp', host: ctx.ports.reporter.host, port: ctx.ports.reporter.port }],
   async launch(ctx, slot) {
@@ -179,6 +188,7 @@ const reporter: ServiceSpec = {
       ports,
       healthUrl: httpPort !== undefined ? healthUrl(p.host, httpPort) : undefined,
       readyPort: p.port,
+      listen: [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -186,7 +196,7 @@ const reporter: ServiceSpec = {
 const web: ServiceSpec = {
   name: 'web',
   command: 'web',
-  readyMessage: false,
+  readyMessage: true,
   workers: (s) => s.workers.web,
   listen: (ctx) => [{ proto: 'http', host: ctx.ports.web.host, port: ctx.ports.web.port }],
   async launch(ctx, slot) {
@@ -201,6 +211,7 @@ const web: ServiceSpec = {
       ports: { http: p.port },
       healthUrl: healthUrl(p.host, p.port),
       readyPort: p.port,
+      listen: [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -237,6 +248,7 @@ const agent: ServiceSpec = {
       ports: { udp: [...p.ports], http: p.httpPort },
       healthUrl: healthUrl(p.host, p.httpPort),
       readyPort: undefined,
+      listen: p.ports.map((port) => ({ proto: 'udp' as const, host: p.host, port })),
     };
   },
 };

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { DEFAULT_HOST, DEFAULT_WEB_PORT } from '../config/schema.js';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
+import { takeInheritedTcpHandle } from '../net/inherited-sockets.js';
 import {
   DEFAULT_NOTIFY_TIMEOUT_MS,
   notifyDnsInstances,
@@ -114,7 +115,12 @@ export class WebService {
     };
     const app = await buildWebApp(ctx, loadAssets(o.publicDir), { trustProxy: o.trustProxy ?? false });
     this.app = app;
-    await app.listen({ host: o.host ?? DEFAULT_HOST, port: o.port ?? DEFAULT_WEB_PORT });
+    const host = o.host ?? DEFAULT_HOST;
+    const port = o.port ?? DEFAULT_WEB_PORT;
+    // Under `lars up` the master holds the console's socket across restarts (issue 11); fastify hands
+    // the options to net.Server.listen, which takes `handle`.
+    const handle = takeInheritedTcpHandle(host, port);
+    await app.listen({ host, port, ...(handle ? { handle } : {}) } as { host: string; port: number });
     if (this.state !== 'starting') {
       // close() was called while we were starting; it closes the app once we return.
       throw new ClosedError('web console was closed while starting');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { FlagOverride } from '../../config/index.js';
 import { redact } from '../../store/url.js';
+import { notifyReady } from '../../supervisor/child-ipc.js';
 import type { WebService } from '../../web/index.js';
 import {
   loadServiceConfig,
@@ -59,7 +60,8 @@ export async function runWeb(o: WebFlags): Promise<void> {
       port: config.web.port,
       logger: log.child({ db: redact(url) }),
     });
-    const { url: consoleUrl } = await web.start();
+    const { url: consoleUrl, port } = await web.start();
+    notifyReady({ http: port });
     processIo.out(`lars web console: ${consoleUrl}`);
     if (password !== undefined) {
       processIo.out(`created console user "${ADMIN_USER_NAME}" with password: ${password}`);
