@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { Histogram, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
@@ -99,6 +100,7 @@ export class DnsService {
     pushes: 0,
     pushRoutes: 0,
     pollRequests: 0,
+    pollRefused: 0,
     pushErrors: 0,
     subscriptionCuts: 0,
   };
@@ -156,7 +158,18 @@ export class DnsService {
       registry: this.registry,
       health: () => this.health(),
       routes: {
-        'POST /admin/poll': async (_req, res) => {
+        'POST /admin/poll': async (req, res) => {
+          if (!this.pollAllowed(req)) {
+            this.stats.pollRefused++;
+            res.writeHead(403, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                error:
+                  'POST /admin/poll is accepted from loopback, or with "Authorization: Bearer <instance id>" (lars_dns_instance.id)',
+              }),
+            );
+            return;
+          }
           this.stats.pollRequests++;
           const started = performance.now();
           await this.sync.pollNow();
@@ -291,6 +304,21 @@ export class DnsService {
     }
   }
 
+  /**
+   * Issue 11: an immediate poll costs a database read, so it is not open to anyone who can reach
+   * the admin port: a request must come from loopback, or carry this instance's id as a bearer
+   * token. The id is random and written only to lars_dns_instance, where the CLI and the console
+   * (which edit routes, and so may ask for polls anyway) read it; notify-dns.ts sends it.
+   */
+  private pollAllowed(req: IncomingMessage): boolean {
+    if (isLoopback(req.socket.remoteAddress ?? '')) return true;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const given = Buffer.from(m[1] as string);
+    const expected = Buffer.from(this.id);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
   private async prune(): Promise<void> {
     try {
       const n = await this.opts.store.pruneChanges(this.opts.changeRetentionS);
@@ -363,6 +391,11 @@ export class DnsService {
       'immediate-poll requests received',
       () => this.stats.pollRequests,
     );
+    counter(
+      'lars_dns_poll_requests_refused_total',
+      'immediate-poll requests refused: not from loopback and without the instance credential',
+      () => this.stats.pollRefused,
+    );
     counter('lars_dns_reloads_full_total', 'full reloads', () => this.sync.stats.fullReloads);
     counter(
       'lars_dns_reloads_incremental_total',
@@ -392,4 +425,9 @@ export class DnsService {
       if (kind === 'full') reload.observe(this.sync.stats.lastFullReloadMs / 1000);
     });
   }
+}
+
+/** 127.0.0.0/8, ::1, and IPv4 loopback as an IPv6-mapped address. */
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }

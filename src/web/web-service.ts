@@ -11,6 +11,7 @@ import {
 } from '../store/index.js';
 import { DEFAULT_DNS_HEALTH_TIMEOUT_MS } from './dns-health.js';
 import { LoginRateLimiter, type LoginRateLimitOptions } from './login-rate-limit.js';
+import { DEFAULT_PARAMS, type ScryptParams } from './passwords.js';
 import { buildWebApp } from './server.js';
 import { DEFAULT_SESSION_TTL_S } from './sessions.js';
 import { loadAssets } from './static-assets.js';
@@ -33,6 +34,11 @@ export interface WebServiceOptions {
   sessionTtlS?: number;
   /** Failed-login limits (default 20 per IP and 5 per user name per 15 min). */
   loginRateLimit?: LoginRateLimitOptions;
+  /**
+   * scrypt cost of new password hashes; a stored hash with a lower cost is replaced at its user's
+   * next login. Default N = 2^17, r = 8, p = 1. Tests lower it to stay fast.
+   */
+  passwordHashing?: ScryptParams;
   /** Mark cookies `Secure` (when served over HTTPS, e.g. behind a TLS proxy). Default false. */
   secureCookies?: boolean;
   /** Trust X-Forwarded-For for the client IP. Default false. */
@@ -109,6 +115,7 @@ export class WebService {
       sessionTtlS: o.sessionTtlS ?? DEFAULT_SESSION_TTL_S,
       secureCookies: o.secureCookies ?? false,
       limiter: new LoginRateLimiter(o.loginRateLimit, now),
+      passwordHashing: o.passwordHashing ?? DEFAULT_PARAMS,
       dnsHealthTimeoutMs: o.dnsHealthTimeoutMs ?? DEFAULT_DNS_HEALTH_TIMEOUT_MS,
       overloadFreshnessS: o.overloadFreshnessS ?? DEFAULT_OVERLOAD_FRESHNESS_S,
       fetch: o.fetch ?? globalThis.fetch,
