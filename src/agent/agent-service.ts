@@ -32,6 +32,8 @@ export interface AgentServiceOptions {
   host: string;
   /** UDP API ports; 0 entries pick free ports. Every port answers every route. */
   ports: readonly number[];
+  /** SO_RCVBUF of each API socket (`[agent] recv_buffer_kb`); default 4 MiB (DEFAULT_UDP_RECV_BUFFER_BYTES). */
+  recvBufferBytes?: number;
   dns: Endpoint;
   /** Undefined: run without a reporter (statistics are not sent). */
   reporter: Endpoint | undefined;
@@ -223,6 +225,7 @@ export class AgentService {
         dispatcher: this.apiDispatcher(i),
         logger: this.log,
         datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
+        recvBufferSize: this.opts.recvBufferBytes,
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();

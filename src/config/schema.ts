@@ -60,6 +60,8 @@ export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_DNS_PORT = 7778;
 export const DEFAULT_REPORTER_PORT = 7779;
 export const DEFAULT_AGENT_PORTS = [8888, 8889, 8890] as const;
+/** Room for bursts (and junk that gets past the filter) in front of the agent's API (issue 11). */
+export const DEFAULT_AGENT_RECV_BUFFER_KB = 4096;
 export const DEFAULT_WEB_PORT = 8080;
 export const DEFAULT_MAX_CONN = 10_000;
 export const DEFAULT_THREAD_NUM = 1;
@@ -309,6 +311,12 @@ export const SCHEMA = {
     }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
+    recv_buffer_kb: int(
+      DEFAULT_AGENT_RECV_BUFFER_KB,
+      'receive buffer of each UDP API socket in KiB; with the native addon it is granted above net.core.rmem_max when the agent may (root)',
+      64,
+      1_048_576,
+    ),
   },
   web: {
     ip: host(DEFAULT_HOST, 'address the console listens on'),
