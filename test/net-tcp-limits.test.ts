@@ -128,13 +128,24 @@ describe('TcpServer connection limits', () => {
     const c = await rawClient(port);
     // A header announcing 60,000 bytes, then 3,000 of them, then nothing.
     c.socket.write(Buffer.concat([header(MsgId.GetHostRequest, 60_000), Buffer.alloc(3_000, 1)]));
-    await waitFor(() => (conns[0]?.bufferedInbound ?? 0) === 3_000, 5_000, 'partial frame buffered');
+    await waitFor(() => (conns[0]?.bufferedInbound ?? 0) === 3_008, 5_000, 'partial frame buffered');
     const conn = conns[0]!;
     vi.advanceTimersByTime(9_999);
     expect(server.stats.headerTimeouts).toBe(0);
     vi.advanceTimersByTime(1);
     expect(server.stats.headerTimeouts).toBe(1);
     expect(conn.bufferedInbound).toBe(0);
+    await c.closed;
+  });
+
+  it('a header alone starts the clock: a peer that announces a body and sends none is cut', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const { server, port, conns } = await startServer({ handshakeTimeoutMs: 0, headerTimeoutMs: 10_000 });
+    const c = await rawClient(port);
+    c.socket.write(header(MsgId.GetHostRequest, 4_000));
+    await waitFor(() => (conns[0]?.bufferedInbound ?? 0) === 8, 5_000, 'header held');
+    vi.advanceTimersByTime(10_000);
+    expect(server.stats.headerTimeouts).toBe(1);
     await c.closed;
   });
 

@@ -30,9 +30,9 @@ export class FrameDecoder {
     return this._failure;
   }
 
-  /** Bytes held for an incomplete frame. */
+  /** Bytes received of an incomplete frame (its header included once the body has started). */
   get buffered(): number {
-    return this.headerFill + this.bodyFill;
+    return this.body === undefined ? this.headerFill : HEADER_LEN + this.bodyFill;
   }
 
   push(chunk: Uint8Array): Frame[] {
