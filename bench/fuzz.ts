@@ -10,10 +10,11 @@
  * client; printed per target: the inputs and their rate, the steady client's success rate, the
  * service's counters (what it cut, dropped, skipped) and the RSS of every worker before and after.
  *
- * Inputs: TCP (dns, reporter) on 16 connections at a time, each a burst of 1-200 frames, then end:
- * valid requests with random ids, unknown msgids, bodies with flipped bits, random bodies, bad
- * lengths (negative, > 65527), random bytes, frames cut short, plus 32 connections that stall in a
- * frame and 32 that say nothing (header and handshake timeouts). UDP (agent): valid requests with
+ * Inputs: TCP (dns, reporter) on 16 connections at a time, each a burst of 1-500 frames (valid
+ * requests with random ids, unknown msgids, bodies with flipped bits), half of them ended by one the
+ * server cuts for (a random body, a bad length (negative, > 65527), random bytes, a frame cut short),
+ * plus 32 connections that stall in a frame and 32 that say nothing, held until the server cuts them
+ * (the stack runs with header_timeout 2 s and handshake_timeout 5 s so that happens within the phase). UDP (agent): valid requests with
  * random ids, flipped bits, random lengths and bytes, wrong sizes, 2-64 KB junk. HTTP (console):
  * pipelined requests with mutated methods, paths, headers and bodies, and raw garbage.
  * Steady clients: dns lockstep GetRoute(1, 1) (answer within 2 s); reporter one report every 10 ms
@@ -43,7 +44,8 @@ type Target = 'dns' | 'reporter' | 'agent' | 'web';
 const SELF = fileURLToPath(import.meta.url);
 const args = parseArgs(process.argv.slice(2));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const STEADY_MODID = 777;
+/** Outside the fuzzer's random ids (-100..1899), so the steady client's rows are its own. */
+const STEADY_MODID = 5_000_000;
 
 // ------------------------------------------------------------------------------ random inputs
 
@@ -121,24 +123,29 @@ function validUdp(): Buffer {
   }
 }
 
-/** One TCP input and whether it ends the connection's usefulness (the server will cut it). */
-function tcpInput(target: Target): { bytes: Buffer; fatal: boolean } {
+/** An input that keeps the connection open (the server skips it or answers it). */
+function tcpInput(target: Target): Buffer {
   const r = int(100);
-  if (r < 25) return { bytes: validTcp(target), fatal: false };
-  if (r < 40) {
+  if (r < 60) return validTcp(target);
+  if (r < 95) {
     const body = bytes(int(64));
-    return { bytes: Buffer.concat([header(100 + int(10_000), body.length), body]), fatal: false };
+    return Buffer.concat([header(100 + int(10_000), body.length), body]);
   }
-  if (r < 60) return { bytes: flip(validTcp(target)), fatal: false };
-  if (r < 75) {
+  // Flipped bits: often still one frame that decodes; otherwise a bad body, which ends the connection.
+  return flip(validTcp(target));
+}
+
+/** An input that ends the connection: the server cuts it for a protocol violation. */
+function fatalTcpInput(target: Target): Buffer {
+  const r = int(100);
+  if (r < 30) {
     const body = bytes(1 + int(200));
-    return { bytes: Buffer.concat([header(target === 'reporter' ? 3 : 1, body.length), body]), fatal: true };
+    return Buffer.concat([header(target === 'reporter' ? 3 : 1, body.length), body]);
   }
-  if (r < 80)
-    return { bytes: header(int(10), int(2) ? -1 - int(2 ** 30) : 65_528 + int(2 ** 30)), fatal: true };
-  if (r < 90) return { bytes: bytes(1 + int(64)), fatal: true };
+  if (r < 55) return header(int(10), int(2) ? -1 - int(2 ** 30) : 65_528 + int(2 ** 30));
+  if (r < 80) return bytes(1 + int(64));
   const v = validTcp(target);
-  return { bytes: v.subarray(0, 1 + int(v.length - 1)), fatal: true };
+  return v.subarray(0, 1 + int(v.length - 1));
 }
 
 function udpInput(): Buffer {
@@ -198,6 +205,7 @@ async function runFuzz(): Promise<void> {
 async function fuzzStream(target: Target, port: number, count: number): Promise<number> {
   let sent = 0;
   const held: Socket[] = [];
+  const heldClosed: Promise<void>[] = [];
   for (let i = 0; i < 32; i++) {
     const stall = connect({ host: '127.0.0.1', port }, () =>
       stall.write(target === 'web' ? 'GET / HT' : header(1, 4_000)),
@@ -206,19 +214,20 @@ async function fuzzStream(target: Target, port: number, count: number): Promise<
     for (const s of [stall, silent]) {
       s.on('error', () => {});
       held.push(s);
+      heldClosed.push(new Promise((r) => s.once('close', () => r())));
     }
   }
   const loop = async (): Promise<void> => {
     while (sent < count) {
+      // A burst of 1-500 inputs on one connection, ended half of the time by one the server cuts for.
       const chunks: Buffer[] = [];
-      const n = 1 + int(200);
+      const n = 1 + int(500);
       for (let i = 0; i < n && sent < count; i++) {
-        if (target === 'web') chunks.push(httpInput());
-        else {
-          const { bytes: b, fatal } = tcpInput(target);
-          chunks.push(b);
-          if (fatal) i = n;
-        }
+        chunks.push(target === 'web' ? httpInput() : tcpInput(target));
+        sent++;
+      }
+      if (target !== 'web' && int(2) === 0 && sent < count) {
+        chunks.push(fatalTcpInput(target));
         sent++;
       }
       await new Promise<void>((resolve) => {
@@ -234,6 +243,8 @@ async function fuzzStream(target: Target, port: number, count: number): Promise<
     }
   };
   await Promise.all(Array.from({ length: 16 }, loop));
+  // The stalled and silent connections are the server's to cut (header and handshake timeouts).
+  await Promise.race([Promise.all(heldClosed), new Promise((r) => setTimeout(r, 15_000))]);
   for (const s of held) s.destroy();
   return sent;
 }
@@ -451,6 +462,10 @@ async function runMain(): Promise<void> {
     'port = 0',
     '[agent]',
     `ports = ${agentPorts.join(',')}`,
+    '[reactor]',
+    // Short, so the stalled and silent connections of each phase are cut within it.
+    'header_timeout = 2',
+    'handshake_timeout = 5',
     '[supervisor]',
     'dns_workers = 1',
     'reporter_workers = 1',
