@@ -35,7 +35,7 @@ import {
   tellParent,
   type BenchMessage,
 } from './lib/proc.js';
-import { freeUdpPorts, metricValue, startBenchStack } from './lib/stack.js';
+import { freeUdpPorts, metricValue, stackIni, startBenchStack } from './lib/stack.js';
 import { formatTable } from './lib/table.js';
 
 type Mode = 'filter' | 'plain' | 'stock';
@@ -109,17 +109,7 @@ async function round(
   busyLoops: number,
 ): Promise<(string | number)[]> {
   const ports = await freeUdpPorts(3);
-  const ini = [
-    '[dnsserver]',
-    'port = 0',
-    '[agent]',
-    `ports = ${ports.join(',')}`,
-    '[supervisor]',
-    'dns_workers = 1',
-    'reporter_workers = 0',
-    'web_workers = 0',
-    '',
-  ].join('\n');
+  const ini = stackIni(ports, { reporter_workers: 0, web_workers: 0 });
   const env: NodeJS.ProcessEnv =
     mode === 'plain'
       ? { LARS_NATIVE: 'off' }

@@ -37,7 +37,14 @@ import {
   tellParent,
   type BenchMessage,
 } from './lib/proc.js';
-import { freeUdpPorts, metricValue, rssMiB, startBenchStack, type BenchStack } from './lib/stack.js';
+import {
+  freeUdpPorts,
+  metricValue,
+  rssMiB,
+  stackIni,
+  startBenchStack,
+  type BenchStack,
+} from './lib/stack.js';
 import { formatTable } from './lib/table.js';
 
 type Target = 'dns' | 'reporter' | 'agent' | 'web';
@@ -453,25 +460,8 @@ async function runMain(): Promise<void> {
   const count = numberArg(args, 'count', 1_000_000);
   const targets = (args.get('targets') ?? 'dns,reporter,agent,web').split(',') as Target[];
   const agentPorts = await freeUdpPorts(3);
-  const ini = [
-    '[dnsserver]',
-    'port = 0',
-    '[reporter]',
-    'port = 0',
-    '[web]',
-    'port = 0',
-    '[agent]',
-    `ports = ${agentPorts.join(',')}`,
-    '[reactor]',
-    // Short, so the stalled and silent connections of each phase are cut within it.
-    'header_timeout = 2',
-    'handshake_timeout = 5',
-    '[supervisor]',
-    'dns_workers = 1',
-    'reporter_workers = 1',
-    'web_workers = 1',
-    '',
-  ].join('\n');
+  // Short timeouts, so the stalled and silent connections of each phase are cut within it.
+  const ini = stackIni(agentPorts, {}, ['[reactor]', 'header_timeout = 2', 'handshake_timeout = 5']);
   const stack = await startBenchStack(ini);
   const dbUrl = `sqlite:${stack.dataDir}/lars.db`;
   const warm = new LarsClient({ ports: agentPorts });

@@ -29,7 +29,7 @@ import { LarsClient } from '../src/api/index.js';
 import { encodeFrame, encodeMessage, MsgId } from '../src/protocol/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { machineLine } from './lib/proc.js';
-import { freeUdpPorts, startBenchStack, type BenchStack } from './lib/stack.js';
+import { freeUdpPorts, stackIni, startBenchStack, type BenchStack } from './lib/stack.js';
 import { formatTable } from './lib/table.js';
 
 type Mode = 'held' | 'cluster';
@@ -135,35 +135,16 @@ function dnsClient(port: number): Client {
   };
 }
 
-function reporterClient(port: number): Client {
+/** A client that runs `step` until stopped, 5 ms apart. */
+function loopClient(step: (tally: Tally) => Promise<void>): Client {
   const tally = new Tally();
   let running = true;
-  let ip = 1;
-  const loop = async (): Promise<void> => {
+  const done = (async () => {
     while (running) {
-      const sentAt = Date.now();
-      tally.sent++;
-      await new Promise<void>((resolve) => {
-        const s = connect({ host: '127.0.0.1', port }, () => {
-          const msg = {
-            modid: 9,
-            cmdid: 9,
-            caller: 1,
-            ts: 1,
-            results: [{ ip: ip++, port: 1, succ: 1, err: 0, overload: false }],
-          };
-          s.end(encodeFrame(MsgId.ReportStatusRequest, encodeMessage(MsgId.ReportStatusRequest, msg)));
-          tally.answered(sentAt);
-        });
-        s.on('error', (err: NodeJS.ErrnoException) =>
-          tally.fail(err.code === 'ECONNREFUSED' ? 'refused' : String(err.code)),
-        );
-        s.on('close', () => resolve());
-      });
+      await step(tally);
       await sleep(5);
     }
-  };
-  const done = loop();
+  })();
   return {
     tally,
     async stop() {
@@ -173,39 +154,51 @@ function reporterClient(port: number): Client {
   };
 }
 
+function reporterClient(port: number): Client {
+  let ip = 1;
+  return loopClient(async (tally) => {
+    const sentAt = Date.now();
+    tally.sent++;
+    await new Promise<void>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        const msg = {
+          modid: 9,
+          cmdid: 9,
+          caller: 1,
+          ts: 1,
+          results: [{ ip: ip++, port: 1, succ: 1, err: 0, overload: false }],
+        };
+        s.end(encodeFrame(MsgId.ReportStatusRequest, encodeMessage(MsgId.ReportStatusRequest, msg)));
+        tally.answered(sentAt);
+      });
+      s.on('error', (err: NodeJS.ErrnoException) =>
+        tally.fail(err.code === 'ECONNREFUSED' ? 'refused' : String(err.code)),
+      );
+      s.on('close', () => resolve());
+    });
+  });
+}
+
 function webClient(port: number): Client {
-  const tally = new Tally();
-  let running = true;
-  const loop = async (): Promise<void> => {
-    while (running) {
-      const sentAt = Date.now();
-      tally.sent++;
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5_000) });
-        await res.arrayBuffer();
-        if (res.status === 200) tally.answered(sentAt);
-        else tally.fail(`HTTP ${res.status}`);
-      } catch (err) {
-        const cause = (err as { cause?: { code?: string } }).cause;
-        tally.fail(
-          cause?.code === 'ECONNREFUSED'
-            ? 'refused'
-            : (err as Error).name === 'TimeoutError'
-              ? 'timeout'
-              : String(cause?.code ?? (err as Error).message),
-        );
-      }
-      await sleep(5);
+  return loopClient(async (tally) => {
+    const sentAt = Date.now();
+    tally.sent++;
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5_000) });
+      await res.arrayBuffer();
+      if (res.status === 200) tally.answered(sentAt);
+      else tally.fail(`HTTP ${res.status}`);
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      tally.fail(
+        cause?.code === 'ECONNREFUSED'
+          ? 'refused'
+          : (err as Error).name === 'TimeoutError'
+            ? 'timeout'
+            : String(cause?.code ?? (err as Error).message),
+      );
     }
-  };
-  const done = loop();
-  return {
-    tally,
-    async stop() {
-      running = false;
-      await done;
-    },
-  };
+  });
 }
 
 function agentClient(ports: number[]): Client {
@@ -279,21 +272,7 @@ function alive(pid: number): boolean {
 
 async function round(mode: Mode): Promise<Array<(string | number)[]>> {
   const agentPorts = await freeUdpPorts(3);
-  const ini = [
-    '[dnsserver]',
-    'port = 0',
-    '[reporter]',
-    'port = 0',
-    '[web]',
-    'port = 0',
-    '[agent]',
-    `ports = ${agentPorts.join(',')}`,
-    '[supervisor]',
-    'dns_workers = 1',
-    'reporter_workers = 1',
-    'web_workers = 1',
-    '',
-  ].join('\n');
+  const ini = stackIni(agentPorts);
   const stack = await startBenchStack(ini, mode === 'cluster' ? { LARS_NATIVE: 'off' } : {});
   const rows: Array<(string | number)[]> = [];
   try {

@@ -48,6 +48,32 @@ export async function freeUdpPorts(n: number): Promise<number[]> {
 }
 
 /**
+ * INI text of a bench stack: dns, reporter and console on ports the master picks, the agent on
+ * `agentPorts`, one worker of each service unless `supervisor` says otherwise, plus `extra` lines.
+ */
+export function stackIni(
+  agentPorts: readonly number[],
+  supervisor: Record<string, number> = {},
+  extra: readonly string[] = [],
+): string {
+  const workers = { dns_workers: 1, reporter_workers: 1, web_workers: 1, ...supervisor };
+  return [
+    '[dnsserver]',
+    'port = 0',
+    '[reporter]',
+    'port = 0',
+    '[web]',
+    'port = 0',
+    '[agent]',
+    `ports = ${agentPorts.join(',')}`,
+    '[supervisor]',
+    ...Object.entries(workers).map(([k, v]) => `${k} = ${v}`),
+    ...extra,
+    '',
+  ].join('\n');
+}
+
+/**
  * Starts `lars up --demo` with the given INI text (ports left at 0 are chosen by the master).
  * `env` is added to the environment (e.g. LARS_NATIVE=off).
  */

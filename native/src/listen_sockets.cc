@@ -21,6 +21,8 @@
 // Errors are thrown as Error objects with `code` (errno name) and `syscall`, like lars_native.cc.
 #include <napi.h>
 
+#include "napi_errno.h"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -35,37 +37,8 @@
 namespace lars_sockets {
 namespace {
 
-const char* ErrnoName(int err) {
-  switch (err) {
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EACCES: return "EACCES";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EBADF: return "EBADF";
-    case EINVAL: return "EINVAL";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOBUFS: return "ENOBUFS";
-    case ENOMEM: return "ENOMEM";
-    case ENOPROTOOPT: return "ENOPROTOOPT";
-    case ENOTSOCK: return "ENOTSOCK";
-    case EPERM: return "EPERM";
-    default: return "EUNKNOWN";
-  }
-}
-
-void ThrowErrno(Napi::Env env, const char* syscall, int err, const std::string& what) {
-  std::string message = std::string(syscall) + " " + what + ": " + std::strerror(err);
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, ErrnoName(err)));
-  error.Set("errno", Napi::Number::New(env, err));
-  error.Set("syscall", Napi::String::New(env, syscall));
-  error.ThrowAsJavaScriptException();
-}
-
-void ThrowType(Napi::Env env, const char* message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-}
+using lars_napi::ThrowErrno;
+using lars_napi::ThrowType;
 
 // A numeric IPv4 or IPv6 address and a port into a sockaddr; false when the host is not numeric.
 bool Address(const std::string& host, int port, sockaddr_storage* out, socklen_t* len) {
