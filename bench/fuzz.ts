@@ -283,7 +283,7 @@ async function fuzzUdp(ports: number[], count: number): Promise<number> {
 // ------------------------------------------------------------------------------ steady clients
 
 interface Steady {
-  stop(): Promise<{ calls: number; ok: number }>;
+  stop(): Promise<{ calls: number; ok: number; failures?: Map<string, number> }>;
 }
 
 function steadyDns(port: number): Steady {
@@ -368,13 +368,15 @@ function steadyAgent(ports: number[]): Steady {
   const client = new LarsClient({ ports });
   let calls = 0;
   let ok = 0;
+  const failures = new Map<string, number>();
+  const fail = (reason: string): void => void failures.set(reason, (failures.get(reason) ?? 0) + 1);
   const pending = new Set<Promise<void>>();
   const timer = setInterval(() => {
     calls++;
     const p: Promise<void> = client
       .tryGetHost(1, 1)
-      .then((a) => void (a.retcode === 0 && ok++))
-      .catch(() => undefined)
+      .then((a) => (a.retcode === 0 ? void ok++ : fail(`retcode ${a.retcode}`)))
+      .catch((err: { code?: string }) => fail(err.code ?? 'error'))
       .finally(() => pending.delete(p));
     pending.add(p);
   }, 2);
@@ -383,7 +385,7 @@ function steadyAgent(ports: number[]): Steady {
       clearInterval(timer);
       await Promise.all([...pending]);
       await client.close();
-      return { calls, ok };
+      return { calls, ok, failures };
     },
   };
 }
@@ -500,7 +502,7 @@ async function runMain(): Promise<void> {
       const done = await nextMessage<BenchMessage & { sent: number; ms: number }>(fuzz, 'done', 1_800_000);
       await stopChild(fuzz);
       await sleep(500);
-      const { calls, ok } = await steady.stop();
+      const { calls, ok, failures } = await steady.stop();
       const after = await metrics(stack, target);
       const rssAfter = await rssAll(stack);
       const delta = (name: string) => (metricValue(after, name) || 0) - (metricValue(before, name) || 0);
@@ -516,6 +518,9 @@ async function runMain(): Promise<void> {
       ]);
       notes.push(
         `${target}: ${COUNTERS[target].map((c) => `${c.replace(/^lars_[a-z]+_/, '')}=${delta(c)}`).join(' ') || '(no /metrics)'}; ` +
+          (failures && failures.size > 0
+            ? `steady failures: ${[...failures].map(([k, v]) => `${v} ${k}`).join(', ')}; `
+            : '') +
           `RSS MiB before/after: ${Object.keys(rssBefore)
             .map((s) => `${s} ${rssBefore[s]!.toFixed(0)}/${rssAfter[s]!.toFixed(0)}`)
             .join(', ')}`,
