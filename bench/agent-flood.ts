@@ -35,7 +35,7 @@ import {
   tellParent,
   type BenchMessage,
 } from './lib/proc.js';
-import { freeUdpPorts, metricValue, stackIni, startBenchStack } from './lib/stack.js';
+import { cpuMs, freeUdpPorts, metricValue, stackIni, startBenchStack } from './lib/stack.js';
 import { formatTable } from './lib/table.js';
 
 type Mode = 'filter' | 'plain' | 'stock';
@@ -94,12 +94,6 @@ async function runFlood(): Promise<void> {
   clearInterval(timer);
   tellParent({ type: 'sent', sent });
   socket.close();
-}
-
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
 }
 
 async function round(

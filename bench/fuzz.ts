@@ -38,6 +38,7 @@ import {
   type BenchMessage,
 } from './lib/proc.js';
 import {
+  cpuMs,
   freeUdpPorts,
   metricValue,
   rssMiB,
@@ -499,7 +500,10 @@ async function runMain(): Promise<void> {
         String(numberArg(args, 'seed', 1)),
       ]);
       await nextMessage(fuzz, 'ready', 10_000);
+      const [targetPid] = await stack.pids(target);
+      const cpu0 = cpuMs(targetPid!);
       const done = await nextMessage<BenchMessage & { sent: number; ms: number }>(fuzz, 'done', 1_800_000);
+      const cpuPct = (cpuMs(targetPid!) - cpu0) / done.ms / 0.01;
       await stopChild(fuzz);
       await sleep(500);
       const { calls, ok, failures } = await steady.stop();
@@ -518,6 +522,7 @@ async function runMain(): Promise<void> {
       ]);
       notes.push(
         `${target}: ${COUNTERS[target].map((c) => `${c.replace(/^lars_[a-z]+_/, '')}=${delta(c)}`).join(' ') || '(no /metrics)'}; ` +
+          `${target} CPU ${Math.round(cpuPct)} % of a core while fuzzed; ` +
           (failures && failures.size > 0
             ? `steady failures: ${[...failures].map(([k, v]) => `${v} ${k}`).join(', ')}; `
             : '') +

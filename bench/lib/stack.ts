@@ -153,6 +153,13 @@ export function rssMiB(pid: number): number {
   }
 }
 
+/** CPU time (user + system) a process has used, in ms, from /proc (ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /** The value of one Prometheus sample line (`name` or `name{labels}`), or NaN. */
 export function metricValue(text: string, sample: string): number {
   for (const line of text.split('\n')) {
