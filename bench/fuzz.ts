@@ -419,6 +419,37 @@ function steadyWeb(port: number): Steady {
 
 // ------------------------------------------------------------------------------ main
 
+/**
+ * 1,500 connections that each announce a 65,000-byte frame, send 1,000 bytes of it and stall (issue
+ * 11 saw them add ~93 MB to dns): dns RSS before, while they are held, and after header_timeout cut
+ * them. Spread over source addresses (max_conn_per_ip).
+ */
+async function stalledFrames(stack: BenchStack): Promise<string> {
+  const port = await stack.port('dns');
+  const [pid] = await stack.pids('dns');
+  const before = rssMiB(pid!);
+  const closed: Promise<void>[] = [];
+  const sockets: Socket[] = [];
+  for (let i = 0; i < 1_500; i++) {
+    const s = connect({ host: '127.0.0.1', port, localAddress: `127.0.9.${1 + (i % 250)}` }, () =>
+      s.write(Buffer.concat([header(1, 65_000), Buffer.alloc(1_000, 7)])),
+    );
+    s.on('error', () => {});
+    sockets.push(s);
+    closed.push(new Promise((r) => s.once('close', () => r())));
+  }
+  await sleep(1_000);
+  const held = rssMiB(pid!);
+  await Promise.race([Promise.all(closed), sleep(20_000)]);
+  const cut = sockets.filter((s) => s.destroyed).length;
+  for (const s of sockets) s.destroy();
+  await sleep(500);
+  return (
+    `dns with 1,500 stalled half-frames (65,000 bytes announced, 1,000 sent): RSS ${before.toFixed(0)} MiB, ` +
+    `${held.toFixed(0)} MiB while held, ${rssMiB(pid!).toFixed(0)} MiB after header_timeout cut ${cut} of them`
+  );
+}
+
 const COUNTERS: Record<Target, string[]> = {
   dns: [
     'lars_dns_protocol_errors_total',
@@ -473,6 +504,7 @@ async function runMain(): Promise<void> {
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   try {
+    if (targets.includes('dns')) notes.push(await stalledFrames(stack));
     for (const target of targets) {
       const rssBefore = await rssAll(stack);
       const before = await metrics(stack, target);
