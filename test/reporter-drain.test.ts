@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { encodeFrame, encodeMessage, MsgId } from '../src/protocol/index.js';
-import { drainBudgetMs, ReporterService } from '../src/reporter/index.js';
+import { drainBudgetMs, ReporterService, type ReporterServiceOptions } from '../src/reporter/index.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
 import { stretch, waitFor } from './helpers/latch.js';
@@ -95,20 +95,29 @@ async function statusRows(store: Store): Promise<number> {
   return Number(r?.n ?? 0);
 }
 
+async function startReporter(
+  dbUrl: string,
+  extra: Partial<ReporterServiceOptions> = {},
+): Promise<{ svc: ReporterService; port: number }> {
+  const svc = new ReporterService({
+    dbUrl,
+    host: '127.0.0.1',
+    port: 0,
+    maxConnections: 100,
+    maxOutboundBytes: 1 << 20,
+    sqliteWorkerScript,
+    ...extra,
+  });
+  onTestFinished(() => svc.destroy());
+  const { port } = await svc.start();
+  return { svc, port };
+}
+
 describe.each(backends({ memory: false }))('$name', (b) => {
   describe.skipIf(skipBackend(b))(suiteTitle(b, 'reporter drain'), () => {
     it('close() under load reads what agents already sent and writes every row: received = written, nothing dropped', async () => {
       const { store, url } = await freshStore(b);
-      const svc = new ReporterService({
-        dbUrl: url,
-        host: '127.0.0.1',
-        port: 0,
-        maxConnections: 100,
-        maxOutboundBytes: 1 << 20,
-        sqliteWorkerScript,
-      });
-      onTestFinished(() => svc.destroy());
-      const { port } = await svc.start();
+      const { svc, port } = await startReporter(url);
       // ~20,000 rows/s over 4 connections.
       const load = new ReportLoad(port, 4, 5);
       onTestFinished(() => load.destroy());
@@ -135,18 +144,10 @@ describe.each(backends({ memory: false }).filter((b) => b.kind === 'sqlite'))('$
   describe.skipIf(skipBackend(b))(suiteTitle(b, 'reporter drain deadline'), () => {
     it('rows that cannot be written by the deadline are dropped and counted: received = written + dropped', async () => {
       const { store, url } = await freshStore(b);
-      const svc = new ReporterService({
-        dbUrl: url,
-        host: '127.0.0.1',
-        port: 0,
-        maxConnections: 100,
-        maxOutboundBytes: 1 << 20,
-        sqliteWorkerScript,
+      const { svc, port } = await startReporter(url, {
         sqliteBusyTimeoutMs: 10,
         retryBackoff: { initialMs: 50, maxMs: 50, jitter: 0 },
       });
-      onTestFinished(() => svc.destroy());
-      const { port } = await svc.start();
       // Another process holds the database's write lock: every batch fails and waits to be retried.
       const file = url.replace(/^sqlite:/, '');
       const locker = new Database(file);
