@@ -9,6 +9,7 @@ import { LarsClient } from '../src/api/index.js';
 import { ErrorCode, type LarsError, type RetcodeError } from '../src/errors.js';
 import { insertRouteRows } from '../src/store/bulk-insert.js';
 import { encodeFrame, ipToNumber, ipToWire, MsgId, RetCode } from '../src/protocol/index.js';
+import { nativeSockets } from '../src/native/index.js';
 import { ReporterService } from '../src/reporter/index.js';
 import type { Store } from '../src/store/index.js';
 import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
@@ -277,7 +278,10 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await client.regInit(9, 1, WARM);
       for (let i = 0; i < 3; i++) client.report(9, 1, '10.0.0.9', 90, 0);
       await waitFor(() => agent.core.stats.report === 3, 5_000, 'reports received');
-      await waitFor(() => agent.reporterConnected, 10_000, 'reporter link up');
+      // The reporter link connects on demand (issue 11): nothing was sent yet, so it is idle, and
+      // close() has to dial, deliver and only then end it.
+      expect(agent.reporterConnected).toBe(false);
+      expect(agent.health().reporter).toBe('idle');
       expect(agent.core.stats.reportsSent).toBe(0);
       await agent.close();
       const row = async () =>
@@ -332,12 +336,22 @@ describe.each(backends({ memory: false }).filter((b) => b.kind !== 'postgres'))(
       await send(encodeFrame(MsgId.ReportRequest, Uint8Array.from([0x08, 0x06, 0x10, 0x01, 0x20, 0x01])));
       await send(encodeFrame(999, Uint8Array.from([]))); // unknown msgid
       await waitFor(() => agent.apiStats().unknownMsgid === 1, 5_000, 'datagrams counted');
-      expect(agent.apiStats()).toMatchObject({ malformed: 2, badBody: 2, unknownMsgid: 1 });
+      // With the native addon the two datagrams that are not one frame never reach the agent: the
+      // kernel's socket filter drops them (issue 11) and counts them; without it the agent does.
+      const filtered = nativeSockets() !== undefined;
+      expect(agent.apiStats()).toMatchObject({
+        malformed: filtered ? 0 : 2,
+        kernelDrops: filtered ? 2 : 0,
+        badBody: 2,
+        unknownMsgid: 1,
+      });
       expect(agent.stats.reportsWithoutHost).toBe(1);
       expect(await client.getHost(6, 1)).toEqual({ ip: '10.0.0.6', port: 66 });
       const metrics = await agent.registry.metrics();
       expect(metrics).toMatch(/lars_agent_unknown_msgid_total 1/);
-      expect(metrics).toMatch(/lars_agent_malformed_datagrams_total 2/);
+      expect(metrics).toMatch(
+        filtered ? /lars_agent_kernel_dropped_datagrams_total 2/ : /lars_agent_malformed_datagrams_total 2/,
+      );
       expect(metrics).toMatch(/lars_agent_malformed_reports_total 1/);
     });
   });

@@ -293,7 +293,8 @@ describe('TcpServer', () => {
       [ErrorCode.BAD_BODY, ErrorCode.FRAME_NEGATIVE_LENGTH, ErrorCode.FRAME_TOO_LARGE].sort(),
     );
     expect(server.stats.protocolErrors).toBe(3);
-    expect(lines.filter((l) => l.msg?.startsWith('protocol violation'))).toHaveLength(3);
+    // Counted each; logged at a bounded rate (issue 11): the first line, the rest only counted.
+    expect(lines.filter((l) => l.msg?.startsWith('protocol violation'))).toHaveLength(1);
     // The good connection is still served.
     good.request(1);
     good.request(2);

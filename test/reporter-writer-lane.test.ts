@@ -364,3 +364,43 @@ describe('WriterLane', () => {
     expect(l.depth).toBe(0);
   });
 });
+
+describe('WriterLane.stop() (drain deadline, issue 11)', () => {
+  it('lets the batch in flight finish, drops what is queued, counts every row once', async () => {
+    const w = new ManualWriter();
+    const l = lane(w, { batchMaxRows: 10 });
+    for (let i = 0; i < 10; i++) push(l, { ip: i });
+    await w.waitWrites(1);
+    for (let i = 10; i < 25; i++) push(l, { ip: i });
+    const stopping = l.stop();
+    push(l, { ip: 99 }); // arrives while stopping: dropped, counted
+    w.ok();
+    expect(await stopping).toBe(16);
+    expect(l.stats).toMatchObject({ rowsIn: 26, rowsCommitted: 10, dropped: 16 });
+    expect(l.depth).toBe(0);
+    expect(w.batches.length).toBe(1);
+    expect(await l.stop()).toBe(0);
+  });
+
+  it('drops a batch that fails while stopping, and one waiting for its retry', async () => {
+    const w = new ManualWriter();
+    const l = lane(w, { batchMaxRows: 10 });
+    for (let i = 0; i < 5; i++) push(l, { ip: i });
+    await w.waitWrites(1);
+    const stopping = l.stop();
+    w.fail();
+    expect(await stopping).toBe(5);
+    expect(l.stats).toMatchObject({ rowsIn: 5, rowsCommitted: 0, dropped: 5 });
+
+    const w2 = new ManualWriter();
+    const l2 = lane(w2, { batchMaxRows: 10 });
+    for (let i = 0; i < 5; i++) push(l2, { ip: i });
+    await w2.waitWrites(1);
+    w2.fail();
+    await waitFor(() => l2.dbState === 'failing', 5_000, 'in backoff');
+    push(l2, { ip: 7 });
+    expect(await l2.stop()).toBe(6);
+    expect(l2.stats).toMatchObject({ rowsIn: 6, rowsCommitted: 0, dropped: 6 });
+    expect(w2.batches.length).toBe(1); // never retried
+  });
+});

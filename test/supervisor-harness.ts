@@ -78,6 +78,8 @@ export interface StackOptions {
   /** Wait for "Lars is up" (default true). */
   waitUp?: boolean;
   dnsPort?: number;
+  /** Data directory (default: `data` in a fresh temporary directory, created by lars up). */
+  dataDir?: string;
 }
 
 export class Stack {
@@ -170,7 +172,7 @@ export class Stack {
  */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'lars-sup-'));
-  const dataDir = join(dir, 'data');
+  const dataDir = options.dataDir ?? join(dir, 'data');
   const configFile = join(dir, 'lars.ini');
   const agentPorts = await freeUdpPorts(3);
   const supervisor = {

@@ -13,6 +13,12 @@ import { backends, freshStore, skipBackend, suiteTitle } from './helpers/databas
  */
 
 const PASSWORD = 'correct horse battery';
+/**
+ * A cheap scrypt cost for the accounts these tests make (the production cost, 2^17, takes ~0.5-1.5 s
+ * per hash here); the services under test are given the same, so no login rehashes. The production
+ * cost and the upgrade are tested on their own below.
+ */
+const FAST_HASH = { N: 1024, r: 8, p: 1 };
 
 interface Res {
   status: number;
@@ -80,7 +86,7 @@ async function startWeb(
   extra: Partial<WebServiceOptions> = {},
 ): Promise<Harness> {
   const { store } = await freshStore(b);
-  await createUser(store, 'alice', PASSWORD);
+  await createUser(store, 'alice', PASSWORD, undefined, FAST_HASH);
   let notifies = 0;
   let now = Date.now();
   const web = new WebService({
@@ -92,6 +98,7 @@ async function startWeb(
       return { attempted: 1, acknowledged: 1, failures: [] };
     },
     now: () => now,
+    passwordHashing: FAST_HASH,
     ...extra,
   });
   onTestFinished(() => web.close());
@@ -260,7 +267,7 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       expect((await h.client.req('GET', '/api/version', { headers: bearer(token) })).status).toBe(401);
     });
 
-    it('rate-limits failed logins per user name and per IP (429 with Retry-After)', async () => {
+    it('rate-limits failed logins per (address, user name) and per address (429 with Retry-After)', async () => {
       const t0 = Date.now();
       const h = await startWeb(b, {
         loginRateLimit: { maxFailuresPerUser: 3, maxFailuresPerIp: 6, windowMs: 60_000 },
@@ -275,7 +282,7 @@ describe.each(backends({ memory: false }))('$name', (b) => {
       // Even the right password is refused while the name is locked.
       expect((await c.login()).status).toBe(429);
       // Another name from the same IP still has IP budget left (3 of 6 used)...
-      await createUser(h.store, 'bob', PASSWORD);
+      await createUser(h.store, 'bob', PASSWORD, undefined, FAST_HASH);
       expect((await c.login('bob', PASSWORD)).status).toBe(200);
       for (let i = 0; i < 3; i++) expect((await c.login(`nobody${i}`, 'bad password')).status).toBe(401);
       // ...until the IP is used up too: now every name from it is refused.
@@ -588,12 +595,12 @@ describe.each(backends({ memory: false }))('$name', (b) => {
 
     it('asks registered dns instances for an immediate poll by default, and shows their agents on the dashboard', async () => {
       const { store } = await freshStore(b);
-      await createUser(store, 'alice', PASSWORD);
+      await createUser(store, 'alice', PASSWORD, undefined, FAST_HASH);
       const dns = await fakeDnsAdmin({ status: 'ok', connections: 3, subscriptions: 7, version: 42 });
       await store.registerDnsInstance({ id: 'dns-a', host: '127.0.0.1', port: 7778, adminPort: dns.port });
       // Registered but not answering: shown as unknown. (Port 1 on loopback refuses at once.)
       await store.registerDnsInstance({ id: 'dns-b', host: '127.0.0.1', port: 7779, adminPort: 1 });
-      const web = new WebService({ store, host: '127.0.0.1', port: 0 });
+      const web = new WebService({ store, host: '127.0.0.1', port: 0, passwordHashing: FAST_HASH });
       onTestFinished(() => web.close());
       const client = new Client((await web.start()).url);
       const { json } = await client.login();
@@ -856,6 +863,58 @@ describe('WebService lifecycle and first admin', () => {
     expect(await ensureAdminUser(given.store, { password: 'from-the-environment' })).toBe(
       'from-the-environment',
     );
+  });
+
+  it('an outsider failing logins cannot lock the user out; only its own address is refused', async () => {
+    const { store } = await freshStore(backends()[0]!);
+    await createUser(store, 'admin', PASSWORD, undefined, FAST_HASH);
+    const web = new WebService({
+      store,
+      host: '127.0.0.1',
+      port: 0,
+      trustProxy: true,
+      passwordHashing: FAST_HASH,
+      loginRateLimit: { maxFailuresPerUser: 5, maxFailuresPerIp: 20 },
+    });
+    onTestFinished(() => web.close());
+    const client = new Client((await web.start()).url);
+    const from = (ip: string) => ({ 'x-forwarded-for': ip });
+    const login = (ip: string, password: string) =>
+      client.req('POST', '/api/login', {
+        body: { username: 'admin', password },
+        headers: from(ip),
+        cookies: false,
+      });
+    for (let i = 0; i < 5; i++) expect((await login('203.0.113.9', `guess number ${i}`)).status).toBe(401);
+    expect((await login('203.0.113.9', PASSWORD)).status).toBe(429);
+    // The admin, from their own address, is not affected.
+    expect((await login('198.51.100.7', PASSWORD)).status).toBe(200);
+  });
+
+  it('new hashes use scrypt N = 2^17; an older hash is replaced at the next login, transparently', async () => {
+    const { store } = await freshStore(backends()[0]!);
+    // A user created before issue 11, with the old cost N = 2^14.
+    await createUser(store, 'old', PASSWORD, undefined, { N: 16384, r: 8, p: 1 });
+    const hashOf = async () =>
+      String(
+        (
+          await store.db
+            .selectFrom('lars_user')
+            .select('password_hash')
+            .where('name', '=', 'old')
+            .executeTakeFirst()
+        )?.password_hash,
+      );
+    expect(await hashOf()).toMatch(/^scrypt\$16384\$/);
+    const web = new WebService({ store, host: '127.0.0.1', port: 0 });
+    onTestFinished(() => web.close());
+    const client = new Client((await web.start()).url);
+    const first = await client.login('old', PASSWORD);
+    expect(first.status).toBe(200);
+    expect(await hashOf()).toMatch(/^scrypt\$131072\$8\$1\$/);
+    // Same password, same session, and the next login verifies against the new hash.
+    expect((await client.req('GET', '/api/session', { headers: bearer(first.json.token) })).status).toBe(200);
+    expect((await client.login('old', PASSWORD)).status).toBe(200);
   });
 
   it('close() is idempotent and start() after close() is refused', async () => {

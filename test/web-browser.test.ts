@@ -57,7 +57,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(title, () => {
 
   it('logs in, adds a route, sees it listed with a new version, and opens its health chart', async () => {
     const { store } = await freshStore(SQLITE);
-    await createUser(store, 'alice', PASSWORD);
+    // A cheap scrypt cost for this account and the console under test (the production cost takes
+    // seconds per login on a busy machine; it is tested in web-api.test.ts).
+    const fastHash = { N: 1024, r: 8, p: 1 };
+    await createUser(store, 'alice', PASSWORD, undefined, fastHash);
     let notifies = 0;
     // The console's clock is pinned: the seeded hour of history must not lose a minute to a minute
     // boundary passing during the test.
@@ -67,6 +70,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(title, () => {
       host: '127.0.0.1',
       port: 0,
       now: () => pinnedMs,
+      passwordHashing: fastHash,
       notifier: async (): Promise<NotifyResult> => {
         notifies++;
         return { attempted: 0, acknowledged: 0, failures: [] };

@@ -17,7 +17,7 @@ import {
 import { register as registerWeb, webFlags } from '../src/cli/commands/web.js';
 import type { CliIo } from '../src/cli/options.js';
 import { LoginRateLimiter } from '../src/web/login-rate-limit.js';
-import { hashPassword, verifyPassword } from '../src/web/passwords.js';
+import { hashPassword, needsRehash, verifyPassword } from '../src/web/passwords.js';
 import { createSession, findSession } from '../src/web/sessions.js';
 import { createUser, ensureAdminUser, listUsers } from '../src/web/users.js';
 import { backends, freshDatabase, freshStore, skipBackend, suiteTitle } from './helpers/databases.js';
@@ -33,13 +33,17 @@ describe('passwords', () => {
   it('hashes with scrypt and a random salt; verifies only the right password', async () => {
     const a = await hashPassword('correct horse battery');
     const b = await hashPassword('correct horse battery');
-    expect(a).toMatch(/^scrypt\$16384\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    // N = 2^17 for new hashes (issue 11).
+    expect(a).toMatch(/^scrypt\$131072\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+    expect(needsRehash(a)).toBe(false);
     expect(a).not.toBe(b);
     expect(await verifyPassword('correct horse battery', a)).toBe(true);
     expect(await verifyPassword('correct horse batterz', a)).toBe(false);
     // Parameters travel with the hash.
     const cheap = await hashPassword('pw-for-low-cost', { N: 1024, r: 8, p: 1 });
     expect(await verifyPassword('pw-for-low-cost', cheap)).toBe(true);
+    expect(needsRehash(cheap)).toBe(true);
+    expect(needsRehash('plain')).toBe(true);
     for (const bad of [
       '',
       'plain',
@@ -54,16 +58,16 @@ describe('passwords', () => {
 });
 
 describe('LoginRateLimiter', () => {
-  it('blocks a name after its failures, an IP after its failures, until the window ends', () => {
+  it('blocks a name for the address that failed on it, an address after its failures, until the window ends', () => {
     let now = 0;
     const l = new LoginRateLimiter({ maxFailuresPerUser: 2, maxFailuresPerIp: 3, windowMs: 1000 }, () => now);
     l.recordFailure('1.1.1.1', 'Alice');
     l.check('1.1.1.1', 'alice');
-    l.recordFailure('1.1.1.2', 'alice');
-    // Case-folded: "Alice" and "alice" share a budget, from any IP.
+    l.recordFailure('1.1.1.1', 'alice');
+    // Case-folded: "Alice" and "alice" share a budget, for that address.
     const err = (() => {
       try {
-        l.check('9.9.9.9', 'ALICE');
+        l.check('1.1.1.1', 'ALICE');
       } catch (e) {
         return e;
       }
@@ -71,22 +75,46 @@ describe('LoginRateLimiter', () => {
     expect(err).toBeInstanceOf(RateLimitError);
     expect((err as RateLimitError).code).toBe(ErrorCode.RATE_LIMITED);
     expect((err as RateLimitError).retryAfterS).toBe(1);
+    // An outsider's failures do not lock the name out for anyone else (issue 11).
+    expect(() => l.check('9.9.9.9', 'alice')).not.toThrow();
     l.recordFailure('1.1.1.1', 'bob');
-    l.recordFailure('1.1.1.1', 'carol');
     expect(() => l.check('1.1.1.1', 'dave')).toThrow(RateLimitError);
     expect(() => l.check('1.1.1.3', 'dave')).not.toThrow();
     now = 1000;
     expect(() => l.check('1.1.1.1', 'alice')).not.toThrow();
   });
 
-  it('a success clears the name but not the IP', () => {
+  it('a success clears the (address, name) budget but not the address', () => {
     const l = new LoginRateLimiter({ maxFailuresPerUser: 1, maxFailuresPerIp: 2 }, () => 0);
     l.recordFailure('ip', 'alice');
-    expect(() => l.check('other-ip', 'alice')).toThrow(RateLimitError);
-    l.recordSuccess('alice');
-    expect(() => l.check('other-ip', 'alice')).not.toThrow();
+    expect(() => l.check('ip', 'alice')).toThrow(RateLimitError);
+    l.recordSuccess('ip', 'alice');
+    expect(() => l.check('ip', 'alice')).not.toThrow();
     l.recordFailure('ip', 'bob');
     expect(() => l.check('ip', 'carol')).toThrow(RateLimitError);
+  });
+
+  it('slows every login down when failures come from everywhere, never locks out, recovers after a minute', () => {
+    let now = 0;
+    const l = new LoginRateLimiter(
+      { slowdownFreeFailures: 10, slowdownStepMs: 100, slowdownMaxMs: 2_000, maxFailuresPerUser: 3 },
+      () => now,
+    );
+    // 40 addresses guess the admin's password twice each: none reaches its own limit.
+    for (let i = 0; i < 40; i++) {
+      for (let k = 0; k < 2; k++) {
+        l.recordFailure(`10.0.0.${i}`, 'admin');
+        now += 100;
+      }
+    }
+    expect(() => l.check('192.0.2.1', 'admin')).not.toThrow();
+    expect(l.slowDownMs()).toBe(2_000); // 80 failures in the last minute: capped
+    now += 30_000;
+    expect(l.slowDownMs()).toBe(2_000);
+    now += 40_000; // the minute of failures has passed
+    expect(l.slowDownMs()).toBe(0);
+    for (let i = 0; i < 12; i++) l.recordFailure('10.1.1.1', `u${i}`);
+    expect(l.slowDownMs()).toBe(200);
   });
 
   it('stays bounded under a flood of distinct names', () => {
@@ -96,11 +124,11 @@ describe('LoginRateLimiter', () => {
       now = i;
       l.recordFailure(`10.0.${i >> 8}.${i & 255}`, `user${i}`);
     }
-    const inner = l as unknown as { byIp: { size: number }; byUser: { size: number } };
+    const inner = l as unknown as { byIp: { size: number }; bySourceUser: { size: number } };
     expect(inner.byIp.size).toBeLessThanOrEqual(100);
-    expect(inner.byUser.size).toBeLessThanOrEqual(100);
+    expect(inner.bySourceUser.size).toBeLessThanOrEqual(100);
     // The newest entries are the ones kept.
-    expect(() => l.check('x', 'user9999')).toThrow(RateLimitError);
+    expect(() => l.check('10.0.39.15', 'user9999')).toThrow(RateLimitError);
   });
 });
 

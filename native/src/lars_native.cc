@@ -1,5 +1,7 @@
 // Lars native addon: POSIX shared-memory mappings and Unix-socket peer credentials.
 //
+// Plus, in listen_sockets.cc, sockets the `lars up` master holds across worker restarts (issue 11).
+//
 // Deliberately nothing else (issue 12): every allocator, reference-count and protocol rule lives in
 // TypeScript. The mapping API is general (any named segment, any size) so the shm pool and the agent's
 // route segment share it.
@@ -18,6 +20,8 @@
 #endif
 #include <napi.h>
 
+#include "napi_errno.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -28,6 +32,10 @@
 #include <unistd.h>
 #include <mutex>
 #include <unordered_map>
+
+namespace lars_sockets {
+void Register(Napi::Env env, Napi::Object exports);  // listen_sockets.cc
+}
 
 namespace {
 
@@ -43,39 +51,8 @@ struct Mapping {
 std::unordered_map<void*, Mapping*> g_live;
 std::mutex g_live_lock;
 
-const char* ErrnoName(int err) {
-  switch (err) {
-    case EACCES: return "EACCES";
-    case EEXIST: return "EEXIST";
-    case EINVAL: return "EINVAL";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case ENOENT: return "ENOENT";
-    case ENOMEM: return "ENOMEM";
-    case ENOSPC: return "ENOSPC";
-    case EPERM: return "EPERM";
-    case EBADF: return "EBADF";
-    case ENOTSOCK: return "ENOTSOCK";
-    case ENOTCONN: return "ENOTCONN";
-    case EFBIG: return "EFBIG";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    default: return "EUNKNOWN";
-  }
-}
-
-void ThrowErrno(Napi::Env env, const char* syscall, int err, const std::string& what) {
-  std::string message = std::string(syscall) + " " + what + ": " + std::strerror(err);
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, ErrnoName(err)));
-  error.Set("errno", Napi::Number::New(env, err));
-  error.Set("syscall", Napi::String::New(env, syscall));
-  error.ThrowAsJavaScriptException();
-}
-
-void ThrowType(Napi::Env env, const char* message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-}
+using lars_napi::ThrowErrno;
+using lars_napi::ThrowType;
 
 // A POSIX shm name: one leading '/', no other '/', 2..255 bytes (NAME_MAX).
 bool ValidName(const std::string& name) {
@@ -223,6 +200,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("version", Napi::Number::New(env, 1));
+  lars_sockets::Register(env, exports);
   return exports;
 }
 

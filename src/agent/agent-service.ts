@@ -38,6 +38,8 @@ export interface AgentServiceOptions {
   host: string;
   /** UDP API ports; 0 entries pick free ports. Every port answers every route. */
   ports: readonly number[];
+  /** SO_RCVBUF of each API socket (`[agent] recv_buffer_kb`); default 4 MiB (DEFAULT_UDP_RECV_BUFFER_BYTES). */
+  recvBufferBytes?: number;
   dns: Endpoint;
   /** Undefined: run without a reporter (statistics are not sent). */
   reporter: Endpoint | undefined;
@@ -98,6 +100,12 @@ export interface ForwardedAnswer {
 }
 
 const TICK_MS = 100;
+/**
+ * The longest datagram the API accepts: requests are a few dozen bytes, 4 KiB leaves room for fields
+ * later clients may add. Longer or malformed datagrams are dropped in the kernel when the native
+ * addon is there (issue 11: a junk flood must not fill the receive buffer in front of real requests).
+ */
+export const MAX_API_DATAGRAM_BYTES = 4096;
 
 /**
  * The load-balance agent of one host (DESIGN §5): the UDP API on every configured port (any route
@@ -131,10 +139,16 @@ export class AgentService {
     this.opts = options;
     this.log = options.logger ?? silentLogger;
     const maxQueuedFrames = options.maxQueuedFrames ?? 10_000;
+    // Both links connect when there is something to send (issue 11): dns and the reporter cut a
+    // connection that completes no frame within their handshake_timeout, and an agent with no
+    // traffic has nothing to say. The dns link stays up (redials) while the agent knows routes or
+    // carries registrations: it must re-subscribe and renew them after a dns restart.
+    const knowsRoutes = (): boolean => this.needsDns();
 
     this.dns = new TcpClient({
       host: options.dns.host,
       port: options.dns.port,
+      onDemand: { stayConnected: knowsRoutes },
       maxQueuedFrames,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       logger: this.log.child({ link: 'dns' }),
@@ -144,13 +158,15 @@ export class AgentService {
         this.core.dnsReconnected();
         this.registrations.reconnected();
       },
-      onDisconnect: (_c, reason) =>
-        this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting'),
+      onDisconnect: (_c, reason) => {
+        if (knowsRoutes()) this.log.warn({ dns: options.dns, err: reason }, 'lost dns link; reconnecting');
+      },
     });
     this.reporter = options.reporter
       ? new TcpClient({
           host: options.reporter.host,
           port: options.reporter.port,
+          onDemand: { stayConnected: () => false },
           maxQueuedFrames,
           ...(options.backoff ? { backoff: options.backoff } : {}),
           logger: this.log.child({ link: 'reporter' }),
@@ -244,6 +260,8 @@ export class AgentService {
         port,
         dispatcher: this.apiDispatcher(i),
         logger: this.log,
+        datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
+        recvBufferSize: this.opts.recvBufferBytes,
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();
@@ -251,8 +269,9 @@ export class AgentService {
     }
     // The owner name of this agent's leases: stable across restarts on the same ports.
     this.registrations.agentName = this.opts.name ?? `${wireToIp(this.opts.callerIp)}:${this.boundPorts[0]}`;
-    this.dns.start();
-    this.reporter?.start();
+    // Routes from the cache are stale until dns confirms them: connect now to ask (onConnect re-pulls
+    // every route). Otherwise the first request or registration connects.
+    if (this.needsDns()) this.dns.start();
     this.registrations.start();
     this.tickTimer = setInterval(() => this.core.tick(), this.opts.tickMs ?? TICK_MS);
     this.tickTimer.unref();
@@ -283,23 +302,34 @@ export class AgentService {
   }
 
   /** Counters of the UDP API summed over its ports. */
-  apiStats(): { datagramsIn: number; malformed: number; badBody: number; unknownMsgid: number } {
-    const out = { datagramsIn: 0, malformed: 0, badBody: 0, unknownMsgid: 0 };
+  apiStats(): {
+    datagramsIn: number;
+    malformed: number;
+    badBody: number;
+    unknownMsgid: number;
+    kernelDrops: number;
+  } {
+    const out = { datagramsIn: 0, malformed: 0, badBody: 0, unknownMsgid: 0, kernelDrops: 0 };
     for (const e of this.endpoints) {
       out.datagramsIn += e.stats.datagramsIn;
       out.malformed += e.stats.malformed;
       out.badBody += e.stats.badBody;
       out.unknownMsgid += e.stats.unknownMsgid;
+      out.kernelDrops += e.kernelDrops ?? 0;
     }
     return out;
   }
 
   health(): Health {
     const s = this.core.summary();
+    // 'idle': not connected because nothing needs asking yet (links connect on demand).
+    const link = (c: TcpClient): string =>
+      c.connected ? 'connected' : c.state === 'idle' ? 'idle' : 'disconnected';
+    const dnsUp = this.dns.connected || this.dns.state === 'idle';
     return {
-      status: this.dns.connected ? (s.staleRoutes > 0 ? 'degraded' : 'ok') : 'degraded',
-      dns: this.dns.connected ? 'connected' : 'disconnected',
-      reporter: this.reporter ? (this.reporter.connected ? 'connected' : 'disconnected') : 'disabled',
+      status: dnsUp && s.staleRoutes === 0 ? 'ok' : 'degraded',
+      dns: link(this.dns),
+      reporter: this.reporter ? link(this.reporter) : 'disabled',
       ...s,
       registrations: this.localRegs.size,
       watchedRegistrations: this.localRegs.watched,
@@ -402,10 +432,17 @@ export class AgentService {
     }
   }
 
+  /** The dns link has work: routes to keep subscribed, or registrations to renew. */
+  private needsDns(): boolean {
+    return this.core.routeCount > 0 || this.localRegs.size > 0;
+  }
+
   private answerRegistration(kind: 'register' | 'deregister', m: RegisterRequest): ForwardedAnswer {
     if (kind === 'register') {
       this.count(MsgId.RegisterRequest);
       const out = this.localRegs.register(m);
+      // Registration batches leave only on a connected link: an idle one (no routes yet) dials now.
+      if (this.dns.state === 'idle' && !this.dns.closed) this.dns.start();
       if (out.changed) this.registrations.changed();
       const { changed: _c, ...res } = out;
       return {
@@ -504,6 +541,11 @@ export class AgentService {
       'lars_agent_malformed_datagrams_total',
       'datagrams dropped: not one frame of 8 + msglen bytes',
       () => this.apiStats().malformed,
+    );
+    counter(
+      'lars_agent_kernel_dropped_datagrams_total',
+      'datagrams the kernel dropped before the agent saw them: not one frame, over 4 KiB (socket filter), or receive buffer full',
+      () => this.apiStats().kernelDrops,
     );
     counter(
       'lars_agent_bad_body_datagrams_total',

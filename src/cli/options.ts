@@ -125,6 +125,22 @@ export function localIpv4Wire(): number {
   return ipToWire(localIpv4());
 }
 
+/**
+ * The TCP servers' limits on hostile connections from `[reactor]` (issue 11): the same three keys
+ * for dns and the reporter, in the milliseconds TcpServer takes.
+ */
+export function connectionLimits(config: Config): {
+  headerTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  maxConnectionsPerIp: number;
+} {
+  return {
+    headerTimeoutMs: Math.round(config.reactor.header_timeout * 1000),
+    handshakeTimeoutMs: Math.round(config.reactor.handshake_timeout * 1000),
+    maxConnectionsPerIp: config.reactor.max_conn_per_ip,
+  };
+}
+
 /** Resolves when SIGINT or SIGTERM arrives; the caller shuts down gracefully. */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

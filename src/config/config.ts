@@ -19,6 +19,8 @@ export const RESERVED_ENV = new Set([
   'LARS_DATA_DIR',
   'LARS_CONFIG',
   'LARS_ADMIN_PASSWORD',
+  // `off` makes the native addon count as missing (src/native/native-addon.ts).
+  'LARS_NATIVE',
 ]);
 const RESERVED_ENV_PREFIXES = ['LARS_TEST_', 'LARS_BENCH_'];
 

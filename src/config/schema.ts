@@ -73,16 +73,24 @@ export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_DNS_PORT = 7778;
 export const DEFAULT_REPORTER_PORT = 7779;
 export const DEFAULT_AGENT_PORTS = [8888, 8889, 8890] as const;
+/** Room for bursts (and junk that gets past the filter) in front of the agent's API (issue 11). */
+export const DEFAULT_AGENT_RECV_BUFFER_KB = 4096;
 export const DEFAULT_WEB_PORT = 8080;
 export const DEFAULT_MAX_CONN = 10_000;
 export const DEFAULT_THREAD_NUM = 1;
 export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
 /** Local registrations one agent carries (issue 15). */
 export const DEFAULT_MAX_REGISTRATIONS = 10_000;
+// Hostile clients (issue 11); the TCP server's own defaults are the same (src/net/tcp-server.ts).
+export const DEFAULT_HEADER_TIMEOUT_S = 10;
+export const DEFAULT_HANDSHAKE_TIMEOUT_S = 30;
+export const DEFAULT_MAX_CONN_PER_IP = 1024;
 
 export const DEFAULT_POLL_INTERVAL_S = 1;
 export const DEFAULT_RELOAD_INTERVAL_S = 10;
 export const DEFAULT_CHANGE_RETENTION_S = 24 * 3600;
+export const DEFAULT_UNKNOWN_ROUTE_TTL_S = 60;
+export const DEFAULT_UNKNOWN_ROUTE_MAX = 1_000;
 export const DEFAULT_REPORT_INTERVAL_S = 1;
 export const DEFAULT_DB_THREAD_CNT = 3;
 export const DEFAULT_QUEUE_MAX_ROWS = 100_000;
@@ -164,6 +172,22 @@ export const SCHEMA = {
       'per-connection outbound queue limit in KiB; a slower peer is cut',
       16,
       1_048_576,
+    ),
+    header_timeout: num(
+      DEFAULT_HEADER_TIMEOUT_S,
+      'seconds a started frame has to complete before its connection is cut (0 = never)',
+      { min: 0, max: 86_400 },
+    ),
+    handshake_timeout: num(
+      DEFAULT_HANDSHAKE_TIMEOUT_S,
+      'seconds a new connection has to complete its first frame before it is cut (0 = never); a connection that has completed a frame is never cut for being quiet',
+      { min: 0, max: 86_400 },
+    ),
+    max_conn_per_ip: int(
+      DEFAULT_MAX_CONN_PER_IP,
+      'simultaneous TCP connections from one address (per worker process); more are refused and counted',
+      1,
+      1_000_000,
     ),
   },
   mysql: {
@@ -294,6 +318,17 @@ export const SCHEMA = {
       'self-registration: longest time leases are held when most agents stop renewing at once (registry-side problem suspected)',
       { min: 0, max: 86_400 },
     ),
+    unknown_route_ttl: num(
+      DEFAULT_UNKNOWN_ROUTE_TTL_S,
+      'seconds a subscription to a route dns does not have lasts after it was last asked for (the agent asks again later)',
+      { gt: 0, max: 86_400 },
+    ),
+    unknown_route_max: int(
+      DEFAULT_UNKNOWN_ROUTE_MAX,
+      'subscriptions to routes dns does not have that one connection holds; the oldest is dropped past it',
+      1,
+      1_000_000,
+    ),
   },
   agent: {
     ip: host(DEFAULT_HOST, 'address the agent UDP API binds (the original bound 0.0.0.0)'),
@@ -323,6 +358,12 @@ export const SCHEMA = {
       'self-registration: local instances this agent registers at most (more are refused)',
       1,
       1_000_000,
+    ),
+    recv_buffer_kb: int(
+      DEFAULT_AGENT_RECV_BUFFER_KB,
+      'receive buffer of each UDP API socket in KiB; with the native addon it is granted above net.core.rmem_max when the agent may (root)',
+      64,
+      1_048_576,
     ),
   },
   web: {

@@ -1,11 +1,12 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { Histogram, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
-import { TcpServer } from '../net/tcp-server.js';
+import { TcpServer, type TcpServerStats } from '../net/tcp-server.js';
 import { MsgId } from '../protocol/index.js';
 import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
@@ -40,6 +41,10 @@ export interface DnsServiceOptions {
   httpPort?: number;
   maxConnections: number;
   maxOutboundBytes: number;
+  /** Hostile connections (`[reactor]` header_timeout, handshake_timeout, max_conn_per_ip); see TcpServer. */
+  headerTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  maxConnectionsPerIp?: number;
   pollIntervalMs: number;
   reloadIntervalMs: number;
   changeRetentionS: number;
@@ -47,6 +52,13 @@ export interface DnsServiceOptions {
   retry?: { initialMs: number; maxMs: number };
   /** Distinct routes one connection may subscribe to before it is cut. Default 1,000,000. */
   maxSubscriptionsPerConnection?: number;
+  /**
+   * A subscription to a route dns does not have expires this long after it was last asked for
+   * (`[dns] unknown_route_ttl`). Default 60 s.
+   */
+  unknownRouteTtlMs?: number;
+  /** Such subscriptions one connection holds; its oldest is dropped past it (`[dns] unknown_route_max`). Default 1000. */
+  maxUnknownRoutesPerConnection?: number;
   /** Register in lars_dns_instance so the CLI and console can request immediate polls. Default true. */
   register?: boolean;
   /** Self-registration (issue 15): seconds of grace in the lease protection rules (lease-guard.ts). */
@@ -65,6 +77,9 @@ export interface DnsServiceOptions {
 
 const HEARTBEAT_MS = 10_000;
 export const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 1_000_000;
+/** Issue 11: subscriptions to routes dns does not have expire, and are few per connection. */
+export const DEFAULT_UNKNOWN_ROUTE_TTL_MS = 60_000;
+export const DEFAULT_MAX_UNKNOWN_ROUTES_PER_CONNECTION = 1_000;
 /**
  * SQLite busy timeout for the route service's store: better-sqlite3 waits synchronously, so a file
  * locked by another process would stall every query for the whole wait. A short one makes the read
@@ -93,6 +108,8 @@ export class DnsService {
   private readonly server: TcpServer<ConnState>;
   private readonly http: AdminHttp;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly unknownTtlMs: number;
+  private readonly maxUnknown: number;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private address: { host: string; port: number } | undefined;
   private httpAddress: { host: string; port: number } | undefined;
@@ -101,6 +118,7 @@ export class DnsService {
     pushes: 0,
     pushRoutes: 0,
     pollRequests: 0,
+    pollRefused: 0,
     pushErrors: 0,
     subscriptionCuts: 0,
     peerNotifications: 0,
@@ -129,9 +147,15 @@ export class DnsService {
     this.sync.on('state', (state) => this.leases.databaseState(state === 'ok'));
 
     const maxSubs = options.maxSubscriptionsPerConnection ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION;
+    this.unknownTtlMs = options.unknownRouteTtlMs ?? DEFAULT_UNKNOWN_ROUTE_TTL_MS;
+    this.maxUnknown = options.maxUnknownRoutesPerConnection ?? DEFAULT_MAX_UNKNOWN_ROUTES_PER_CONNECTION;
     const dispatcher = new Dispatcher<TcpConnection<ConnState>>().on(MsgId.GetRouteRequest, (req, conn) => {
       this.stats.queries++;
-      if (!this.subs.subscribe(conn, routeKey(req.modid, req.cmdid), maxSubs)) {
+      const key = routeKey(req.modid, req.cmdid);
+      const subscribed = this.sync.snapshot.has(req.modid, req.cmdid)
+        ? this.subs.subscribe(conn, key, maxSubs)
+        : this.subs.subscribeAbsent(conn, key, Date.now() + this.unknownTtlMs, this.maxUnknown, maxSubs);
+      if (!subscribed) {
         // A peer asking for more distinct routes than any agent has: cut it rather than let
         // subscriptions grow without bound (the port has no authentication).
         this.stats.subscriptionCuts++;
@@ -150,6 +174,9 @@ export class DnsService {
       port: options.port,
       maxConnections: options.maxConnections,
       maxOutboundBytes: options.maxOutboundBytes,
+      headerTimeoutMs: options.headerTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxConnectionsPerIp: options.maxConnectionsPerIp,
       logger: this.log,
       dispatcher,
       onConnectionClose: (conn) => this.subs.drop(conn),
@@ -161,7 +188,18 @@ export class DnsService {
       registry: this.registry,
       health: () => this.health(),
       routes: {
-        'POST /admin/poll': async (_req, res) => {
+        'POST /admin/poll': async (req, res) => {
+          if (!this.pollAllowed(req)) {
+            this.stats.pollRefused++;
+            res.writeHead(403, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                error:
+                  'POST /admin/poll is accepted from loopback, or with "Authorization: Bearer <instance id>" (lars_dns_instance.id)',
+              }),
+            );
+            return;
+          }
           this.stats.pollRequests++;
           const started = performance.now();
           await this.sync.pollNow();
@@ -196,6 +234,15 @@ export class DnsService {
     }
     const pruneEvery = Math.min(3600, Math.max(60, this.opts.changeRetentionS / 10)) * 1000;
     this.every(pruneEvery, () => this.prune());
+    // Expired subscriptions to unknown routes go at most a quarter of their lifetime late.
+    this.every(Math.max(10, Math.min(10_000, this.unknownTtlMs / 4)), async () => {
+      const snap = this.sync.snapshot;
+      const n = this.subs.expire(Date.now(), (key) => {
+        const { modid, cmdid } = parseRouteKey(key);
+        return snap.has(modid, cmdid);
+      });
+      if (n > 0) this.trace?.(`${n} subscriptions to unknown routes expired`);
+    });
     this.log.info(
       {
         ...this.address,
@@ -210,6 +257,11 @@ export class DnsService {
 
   get snapshot() {
     return this.sync.snapshot;
+  }
+
+  /** The TCP server's counters (connections, cuts by reason, frames). */
+  get tcpStats(): Readonly<TcpServerStats> {
+    return this.server.stats;
   }
 
   /** Asks for an immediate poll, as `POST /admin/poll` does. */
@@ -230,6 +282,7 @@ export class DnsService {
       subscriptions: this.subs.size,
       leaseBacklog: this.leases.backlog,
       leaseBrake: this.leases.braking,
+      unknownRouteSubscriptions: this.subs.absentSize,
       port: this.address?.port,
     };
   }
@@ -297,6 +350,9 @@ export class DnsService {
         }
       }
       this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
+      // A removed route is pushed (empty) once; then its subscriptions expire like unknown ones.
+      if (!snap.has(modid, cmdid))
+        this.subs.routeRemoved(key, Date.now() + this.unknownTtlMs, this.maxUnknown);
     }
   }
 
@@ -323,6 +379,21 @@ export class DnsService {
           this.leasesChanged();
         }
       });
+  }
+
+  /**
+   * Issue 11: an immediate poll costs a database read, so it is not open to anyone who can reach
+   * the admin port: a request must come from loopback, or carry this instance's id as a bearer
+   * token. The id is random and written only to lars_dns_instance, where the CLI and the console
+   * (which edit routes, and so may ask for polls anyway) read it; notify-dns.ts sends it.
+   */
+  private pollAllowed(req: IncomingMessage): boolean {
+    if (isLoopback(req.socket.remoteAddress ?? '')) return true;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const given = Buffer.from(m[1] as string);
+    const expected = Buffer.from(this.id);
+    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   private async prune(): Promise<void> {
@@ -373,6 +444,16 @@ export class DnsService {
     gauge('lars_dns_version', 'RouteVersion of the current snapshot', () => snap().version);
     gauge('lars_dns_connections', 'open agent connections', () => this.server.connectionCount);
     gauge('lars_dns_subscriptions', '(connection, route) subscriptions', () => this.subs.size);
+    gauge(
+      'lars_dns_unknown_route_subscriptions',
+      'subscriptions to routes dns does not have (they expire after unknown_route_ttl)',
+      () => this.subs.absentSize,
+    );
+    counter(
+      'lars_dns_unknown_route_subscriptions_dropped_total',
+      'subscriptions to unknown routes dropped: expired, or evicted past unknown_route_max per connection',
+      () => this.subs.stats.absentExpired + this.subs.stats.absentEvicted,
+    );
     gauge('lars_dns_database_up', '1 when the last database access succeeded', () =>
       this.sync.state === 'ok' ? 1 : 0,
     );
@@ -386,6 +467,11 @@ export class DnsService {
       'lars_dns_poll_requests_total',
       'immediate-poll requests received',
       () => this.stats.pollRequests,
+    );
+    counter(
+      'lars_dns_poll_requests_refused_total',
+      'immediate-poll requests refused: not from loopback and without the instance credential',
+      () => this.stats.pollRefused,
     );
     counter('lars_dns_reloads_full_total', 'full reloads', () => this.sync.stats.fullReloads);
     counter(
@@ -443,4 +529,9 @@ export class DnsService {
       if (kind === 'full') reload.observe(this.sync.stats.lastFullReloadMs / 1000);
     });
   }
+}
+
+/** 127.0.0.0/8, ::1, and IPv4 loopback as an IPv6-mapped address. */
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }

@@ -1,6 +1,7 @@
 /**
  * The native addon (native/binding.gyp): named POSIX shared-memory mappings and Unix-socket peer
- * credentials, nothing else (issue 12). Built from source by `npm install`/`npm run build`
+ * credentials (issue 12), and the listening sockets `lars up` holds across worker restarts plus the
+ * agent's datagram filter (issue 11, native/src/listen_sockets.cc). Built from source by `npm install`/`npm run build`
  * (scripts/build-native.mjs); when it did not build or does not load, `loadNative()` returns
  * undefined and `nativeStatus()` says why, so callers fall back (shm: /dev/shm file mode) and can
  * warn once and export the mode as a metric.
@@ -40,6 +41,27 @@ export interface NativeAddon {
   /** SO_PEERCRED of a connected Unix socket's file descriptor; throws (code 'EBADF', 'ENOTSOCK', ...). */
   peerCred(fd: number): PeerCredentials;
   readonly version: number;
+}
+
+/**
+ * Sockets held without being served (issue 11). Every call throws an Error with `code` (errno name)
+ * and `syscall` on failure. Hosts are numeric IPv4/IPv6 addresses.
+ */
+export interface NativeSockets {
+  /** socket + SO_REUSEADDR + bind + listen; close-on-exec, non-blocking. Returns the fd. */
+  listenTcp(host: string, port: number, backlog?: number): number;
+  /** socket + bind of a UDP socket; close-on-exec, non-blocking. Returns the fd. */
+  bindUdp(host: string, port: number): number;
+  /** SO_RCVBUFFORCE when permitted, else SO_RCVBUF; returns what the kernel set (twice the request). */
+  setRecvBuffer(fd: number, bytes: number): number;
+  /**
+   * A classic BPF socket filter on a UDP socket: the kernel drops every datagram that is not exactly
+   * one Lars frame (8 + msglen bytes) or is longer than `maxLen` bytes, before it takes buffer space.
+   */
+  attachDatagramFilter(fd: number, maxLen: number): void;
+  /** Datagrams the kernel dropped for this socket (filter and full receive buffer; SO_MEMINFO). */
+  socketDrops(fd: number): number;
+  closeFd(fd: number): void;
 }
 
 export interface NativeStatus {
@@ -91,6 +113,14 @@ function load(): { addon: NativeAddon | undefined; status: NativeStatus } {
 export function loadNative(): NativeAddon | undefined {
   cached ??= load();
   return cached.addon;
+}
+
+/** The socket functions, or undefined when the addon is unavailable or predates them. */
+export function nativeSockets(): NativeSockets | undefined {
+  const addon = loadNative() as (NativeAddon & Partial<NativeSockets>) | undefined;
+  return addon && typeof addon.listenTcp === 'function' && typeof addon.attachDatagramFilter === 'function'
+    ? (addon as NativeAddon & NativeSockets)
+    : undefined;
 }
 
 /** Whether the addon loaded and, if not, why. */

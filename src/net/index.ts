@@ -14,6 +14,9 @@ export {
   TcpServer,
   DEFAULT_CLOSE_GRACE_MS,
   DEFAULT_LINGER_MS,
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONN_PER_IP,
   type TcpServerOptions,
   type TcpServerStats,
 } from './tcp-server.js';

@@ -44,6 +44,13 @@ export interface TcpClientOptions {
   onConnect?: (client: TcpClient) => void;
   /** Fires once per established connection that ended; `reason` undefined for an orderly close. */
   onDisconnect?: (client: TcpClient, reason: Error | undefined) => void;
+  /**
+   * Connect on demand: a send() while idle dials (start() is not needed), and after a connection
+   * ends the client redials only while frames are queued or `stayConnected()` is true; otherwise it
+   * goes back to 'idle' until the next send(). Servers cut connections that complete no frame within
+   * their handshake_timeout (issue 11), so a link with nothing to say must not hold one open.
+   */
+  onDemand?: { stayConnected(): boolean };
 }
 
 export interface TcpClientStats {
@@ -118,6 +125,8 @@ export class TcpClient implements Transport {
   private redialTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private established = false;
+  /** close() came while dialling with frames queued: send them once connected, then end. */
+  private flushOnConnect = false;
   private handlerErrorLogged = false;
   private outageLogged = false;
   private closing: Promise<void> | undefined;
@@ -189,8 +198,16 @@ export class TcpClient implements Transport {
   close(reason?: Error): Promise<void> {
     if (this.closing) return this.closing;
     trace?.(`client closing${reason ? ` (${reason.message})` : ''}`);
-    const done = this.beginClose();
     const socket = this.socket;
+    if (this._state === 'connecting' && socket !== undefined && this.queue.length > 0) {
+      // Frames sent just before close() while the (on-demand) dial is in flight, e.g. an agent's
+      // last statistics: delivered once connected, then the connection ends (bounded by lingerMs).
+      const done = this.beginClose(true);
+      this.lingerTimer = setTimeout(destroySocket, this.options.lingerMs ?? DEFAULT_CLIENT_LINGER_MS, socket);
+      this.lingerTimer.unref();
+      return done;
+    }
+    const done = this.beginClose();
     if (socket !== undefined && this.writer !== undefined) {
       this.writer.flush();
       socket.end();
@@ -213,22 +230,31 @@ export class TcpClient implements Transport {
     return done;
   }
 
-  private beginClose(): Promise<void> {
+  /** `flushOnConnect`: keep the queue for the dial in flight (see close()); otherwise drop it. */
+  private beginClose(flushOnConnect = false): Promise<void> {
     if (!this.closing) {
       this.closing = new Promise((resolve) => {
         this.resolveClosing = resolve;
       });
       this.transition('closing');
       this.clearTimer('redialTimer');
-      const n = this.queue.clear();
-      this.stats.dropped += n;
-      this.stats.queued = 0;
+      this.flushOnConnect = flushOnConnect;
+      if (!flushOnConnect) this.dropQueue();
     }
     return this.closing;
   }
 
+  private dropQueue(): void {
+    const n = this.queue.clear();
+    this.stats.dropped += n;
+    this.stats.queued = 0;
+  }
+
   private maybeFinishClose(): void {
     if (this._state !== 'closing' || this.socket !== undefined) return;
+    // A dial that never connected (or a destroy) leaves what close() kept for it undelivered.
+    this.flushOnConnect = false;
+    this.dropQueue();
     this.clearTimer('lingerTimer');
     this.transition('closed');
     this.resolveClosing?.();
@@ -254,6 +280,7 @@ export class TcpClient implements Transport {
     }
     if (this.queue.push({ msgid, body }) !== undefined) this.stats.dropped += 1;
     this.stats.queued = this.queue.length;
+    if (this._state === 'idle' && this.options.onDemand) this.dial();
   }
 
   private dial(): void {
@@ -282,6 +309,10 @@ export class TcpClient implements Transport {
   }
 
   private onConnected(socket: Socket): void {
+    if (socket === this.socket && this._state === 'closing' && this.flushOnConnect) {
+      this.flushQueueAndEnd(socket);
+      return;
+    }
     if (socket !== this.socket || this._state !== 'connecting') return;
     this.clearTimer('connectTimer');
     socket.setNoDelay(true);
@@ -310,6 +341,25 @@ export class TcpClient implements Transport {
     }
     this.stats.queued = this.queue.length;
     writer.endBatch();
+  }
+
+  private flushQueueAndEnd(socket: Socket): void {
+    this.clearTimer('connectTimer');
+    this.flushOnConnect = false;
+    const writer = new FrameWriter(socket, this.maxOutboundBytes);
+    writer.beginBatch();
+    while (this.queue.length > 0) {
+      const f = this.queue.shift()!;
+      if (!writer.append(f.msgid, f.body)) {
+        this.stats.dropped += 1 + this.queue.length;
+        this.queue.clear();
+        break;
+      }
+      this.stats.framesOut += 1;
+    }
+    this.stats.queued = 0;
+    writer.endBatch();
+    socket.end();
   }
 
   private onData(socket: Socket, chunk: Buffer): void {
@@ -367,9 +417,15 @@ export class TcpClient implements Transport {
     this.established = false;
     this.dropWriter();
     const reason = this.reason;
+    const onDemand = this.options.onDemand;
+    // On demand with nothing queued and no reason to stay: idle until the next send().
+    const goIdle =
+      !this.closed && onDemand !== undefined && this.queue.length === 0 && !onDemand.stayConnected();
     if (wasConnected) {
       this.stats.disconnects += 1;
-      if (!this.closed) {
+      if (goIdle) {
+        this.logger.debug({ err: reason?.message }, 'disconnected: idle until there is something to send');
+      } else if (!this.closed) {
         this.logger.warn({ err: reason?.message }, 'disconnected: will reconnect');
         this.outageLogged = true;
       }
@@ -388,6 +444,10 @@ export class TcpClient implements Transport {
     }
     if (this.closed) {
       this.maybeFinishClose();
+      return;
+    }
+    if (goIdle) {
+      this.transition('idle');
       return;
     }
     const delay = this.backoff.next();

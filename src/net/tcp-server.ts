@@ -1,9 +1,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { ClosedError, type ProtocolError } from '../errors.js';
+import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
-import { TcpConnection, type ConnectionCounters, type ConnectionOwner } from './tcp-connection.js';
+import {
+  TcpConnection,
+  type ConnectionCounters,
+  type ConnectionOwner,
+  type CutKind,
+} from './tcp-connection.js';
+import { takeInheritedTcpHandle } from './inherited-sockets.js';
 import { nextTransportId } from './transport.js';
 
 const trace = tracer('net');
@@ -16,6 +23,12 @@ export const DEFAULT_LINGER_MS = 5_000;
 export const STAGGER_MIN_CONNECTIONS = 16;
 /** Number of waves a staggered close is split into, spread over the first half of the grace period. */
 const STAGGER_WAVES = 10;
+/** `[reactor] header_timeout`: seconds a started frame has to complete (issue 11). */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+/** `[reactor] handshake_timeout`: seconds a new connection has to complete its first frame. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+/** `[reactor] max_conn_per_ip`: simultaneous connections from one address. */
+export const DEFAULT_MAX_CONN_PER_IP = 1024;
 
 export interface TcpServerOptions<S> {
   host: string;
@@ -32,6 +45,17 @@ export interface TcpServerOptions<S> {
   maxOutboundBytes: number;
   /** Close connections with no inbound traffic for this long. Default: never. */
   idleTimeoutMs?: number;
+  /**
+   * Cut a new connection that has not completed its first frame within this (ms; 0 = never).
+   * Default DEFAULT_HANDSHAKE_TIMEOUT_MS. A connection that completed a frame may stay quiet forever.
+   */
+  handshakeTimeoutMs?: number;
+  /** Cut a connection holding a started frame for this long (ms; 0 = never). Default 10 s. */
+  headerTimeoutMs?: number;
+  /** Connections from one remote address beyond this are refused and counted. Default 1024. */
+  maxConnectionsPerIp?: number;
+  /** See ConnectionOwner.readWhileClosing (the reporter's drain). Default false. */
+  readWhileClosing?: boolean;
   /** See DEFAULT_LINGER_MS. */
   lingerMs?: number;
   logger?: Logger;
@@ -43,14 +67,18 @@ export interface TcpServerOptions<S> {
   /**
    * Called once per accepted connection after its socket closed. `reason` is undefined for an
    * orderly close by the peer, otherwise the error that ended it (ConnectionError SLOW_PEER,
-   * ProtocolError, TimeoutError for idle, ClosedError for server shutdown, or a socket error).
+   * ProtocolError, TimeoutError for idle, handshake or header timeouts, ClosedError for server
+   * shutdown, or a socket error).
    */
   onConnectionClose?: (conn: TcpConnection<S>, reason: Error | undefined) => void;
 }
 
 export interface TcpServerStats extends ConnectionCounters {
   connectionsAccepted: number;
+  /** Refused at maxConnections. */
   connectionsRefused: number;
+  /** Refused at maxConnectionsPerIp. */
+  perIpRefused: number;
   connectionsOpen: number;
   unknownMsgid: number;
   handlerErrors: number;
@@ -83,12 +111,19 @@ export class TcpServer<S = Record<string, unknown>> {
     handlerErrors: 0,
     slowPeerCuts: 0,
     idleTimeouts: 0,
+    handshakeTimeouts: 0,
+    headerTimeouts: 0,
+    perIpRefused: 0,
   };
 
   private readonly options: TcpServerOptions<S>;
   private readonly logger: Logger;
   private readonly owner: ConnectionOwner<S>;
   private readonly conns = new Map<number, TcpConnection<S>>();
+  /** Open connections per remote address (max_conn_per_ip). */
+  private readonly perIp = new Map<string, number>();
+  private readonly maxPerIp: number;
+  private readonly cutLog: LogLimiter<CutKind>;
   private server: Server | undefined;
   private state: ServerState = 'idle';
   private listening: Promise<{ host: string; port: number }> | undefined;
@@ -101,6 +136,8 @@ export class TcpServer<S = Record<string, unknown>> {
   constructor(options: TcpServerOptions<S>) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.cutLog = new LogLimiter<CutKind>(this.logger);
+    this.maxPerIp = options.maxConnectionsPerIp ?? DEFAULT_MAX_CONN_PER_IP;
     const stats = this.stats;
     const observer: DispatchObserver<TcpConnection<S>> = {
       unknownMsgid(msgid, conn) {
@@ -122,6 +159,10 @@ export class TcpServer<S = Record<string, unknown>> {
       logger: this.logger,
       maxOutboundBytes: options.maxOutboundBytes,
       idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      headerTimeoutMs: options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS,
+      cutLog: this.cutLog,
+      readWhileClosing: options.readWhileClosing ?? false,
       lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
       connectionClosed: (conn, reason) => this.connectionClosed(conn, reason),
     };
@@ -161,11 +202,7 @@ export class TcpServer<S = Record<string, unknown>> {
         reject(err);
       };
       server.once('error', onListenError);
-      const target =
-        this.options.path !== undefined
-          ? { path: this.options.path }
-          : { host: this.options.host, port: this.options.port };
-      server.listen(target, () => {
+      const onListening = (): void => {
         server.off('error', onListenError);
         // Accept errors (EMFILE, ...) must not crash the process: log them, keep serving.
         server.on('error', (err) => this.logger.error({ err }, 'tcp server error'));
@@ -177,9 +214,19 @@ export class TcpServer<S = Record<string, unknown>> {
         }
         this.state = 'listening';
         const addr = this.address() ?? { host: this.options.path ?? '', port: 0 };
-        this.logger.info({ host: addr.host, port: addr.port }, 'tcp server listening');
+        this.logger.info({ host: addr.host, port: addr.port, inherited }, 'tcp server listening');
         resolve(addr);
-      });
+      };
+      // Under `lars up` the socket may be held by the master across restarts (inherited-sockets.ts).
+      // A Unix socket path (the bus, lars shm) is never inherited.
+      const handle =
+        this.options.path === undefined
+          ? takeInheritedTcpHandle(this.options.host, this.options.port)
+          : undefined;
+      const inherited = handle !== undefined;
+      if (handle) server.listen(handle, onListening);
+      else if (this.options.path !== undefined) server.listen({ path: this.options.path }, onListening);
+      else server.listen({ host: this.options.host, port: this.options.port }, onListening);
     });
     return this.listening;
   }
@@ -277,6 +324,20 @@ export class TcpServer<S = Record<string, unknown>> {
       socket.destroy();
       return;
     }
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    if (fromIp >= this.maxPerIp) {
+      this.stats.perIpRefused += 1;
+      this.cutLog.warn(
+        'max_conn_per_ip',
+        { remote: ip, limit: this.maxPerIp },
+        'connection refused: too many connections from one address (max_conn_per_ip)',
+      );
+      socket.on('error', ignore);
+      socket.destroy();
+      return;
+    }
+    this.perIp.set(ip, fromIp + 1);
     const conn = new TcpConnection<S>(socket, this.owner, nextTransportId());
     this.conns.set(conn.id, conn);
     this.stats.connectionsAccepted += 1;
@@ -293,6 +354,9 @@ export class TcpServer<S = Record<string, unknown>> {
 
   private connectionClosed(conn: TcpConnection<S>, reason: Error | undefined): void {
     this.conns.delete(conn.id);
+    const left = (this.perIp.get(conn.remote.address) ?? 1) - 1;
+    if (left > 0) this.perIp.set(conn.remote.address, left);
+    else this.perIp.delete(conn.remote.address);
     this.stats.connectionsOpen = this.conns.size;
     if (this.atLimit && this.conns.size < this.options.maxConnections) {
       this.atLimit = false;

@@ -1,6 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
+import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import {
@@ -11,7 +12,9 @@ import {
   type KnownMsgId,
   type MessageMap,
 } from '../protocol/index.js';
+import { nativeSockets } from '../native/native-addon.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
+import { takeInheritedFd } from './inherited-sockets.js';
 import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
 
 const trace = tracer('net');
@@ -25,9 +28,19 @@ export interface UdpEndpointOptions {
   port: number;
   dispatcher: FrameDispatcher<UdpPeer>;
   logger?: Logger;
-  /** SO_RCVBUF request; the kernel may cap it (net.core.rmem_max). Default 4 MiB. */
+  /**
+   * SO_RCVBUF request. Default 4 MiB. With the native addon the endpoint asks with SO_RCVBUFFORCE,
+   * which a privileged process gets even above net.core.rmem_max; otherwise the kernel caps it there.
+   */
   recvBufferSize?: number;
   sendBufferSize?: number;
+  /**
+   * Drop malformed and oversized datagrams in the kernel (issue 11): with the native addon, a socket
+   * filter keeps only datagrams that are exactly one frame of at most `maxLen` bytes, so junk never
+   * takes receive-buffer space from real requests nor wakes the process. Such drops are counted by
+   * the kernel (`kernelDrops`), not in `malformed`. Without the addon the endpoint drops them itself.
+   */
+  datagramFilter?: { maxLen: number };
 }
 
 export interface UdpEndpointStats {
@@ -109,11 +122,15 @@ export class UdpEndpoint {
   private bound: Promise<RemoteAddress> | undefined;
   private _closed = false;
   private closing: Promise<void> | undefined;
-  private firstFailureLogged = { malformed: false, handler: false, send: false };
+  private readonly warnings: LogLimiter<'malformed' | 'handler' | 'send'>;
+  /** The socket's descriptor when it was inherited or created natively (filter, drop counter). */
+  private fd: number | undefined;
+  private filtered = false;
 
   constructor(options: UdpEndpointOptions) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+    this.warnings = new LogLimiter(this.logger);
     this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4' });
     const stats = this.stats;
     this.observer = {
@@ -123,7 +140,7 @@ export class UdpEndpoint {
       },
       protocolError: (err: ProtocolError, msgid, peer) => {
         stats.badBody += 1;
-        this.logFirst(
+        this.warnLimited(
           'malformed',
           { msgid, from: `${peer.remote.address}:${peer.remote.port}`, code: err.code },
           'malformed datagram dropped',
@@ -131,13 +148,13 @@ export class UdpEndpoint {
       },
       handlerError: (err, msgid) => {
         stats.handlerErrors += 1;
-        this.logFirst('handler', { msgid, err }, 'udp message handler failed');
+        this.warnLimited('handler', { msgid, err }, 'udp message handler failed');
       },
     };
     this.onSent = (err) => {
       if (err) {
         stats.sendErrors += 1;
-        this.logFirst('send', { err: err.message }, 'udp send failed');
+        this.warnLimited('send', { err: err.message }, 'udp send failed');
       }
     };
     this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
@@ -154,16 +171,73 @@ export class UdpEndpoint {
     this.bound = new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.socket.once('error', onError);
-      this.socket.bind({ port: this.options.port, address: this.options.host }, () => {
+      const onBound = (): void => {
         this.socket.off('error', onError);
         this.socket.on('error', (err) => this.logger.error({ err }, 'udp socket error'));
         this.applyBufferSizes();
         const a = this.socket.address();
-        this.logger.info({ host: a.address, port: a.port }, 'udp endpoint bound');
+        this.logger.info(
+          { host: a.address, port: a.port, inherited, filtered: this.filtered },
+          'udp endpoint bound',
+        );
         resolve({ address: a.address, port: a.port, family: a.family });
-      });
+      };
+      let inherited = false;
+      try {
+        // Under `lars up` the master holds the socket across restarts (inherited-sockets.ts).
+        const fd = takeInheritedFd('udp', this.options.host, this.options.port);
+        inherited = fd !== undefined;
+        this.fd = fd ?? this.nativeFd();
+      } catch (err) {
+        reject(err as Error);
+        return;
+      }
+      if (this.fd !== undefined) {
+        this.prepareFd(this.fd);
+        this.socket.bind({ fd: this.fd, exclusive: true }, onBound);
+      } else {
+        this.socket.bind({ port: this.options.port, address: this.options.host }, onBound);
+      }
     });
     return this.bound;
+  }
+
+  /**
+   * Datagrams the kernel dropped for this socket (the filter's, and a full receive buffer's), when
+   * it can tell (native addon); undefined otherwise.
+   */
+  get kernelDrops(): number | undefined {
+    const sockets = nativeSockets();
+    if (this.fd === undefined || this._closed || !sockets) return undefined;
+    try {
+      return sockets.socketDrops(this.fd);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A natively created socket when a filter is wanted and the addon is there (throws EADDRINUSE...). */
+  private nativeFd(): number | undefined {
+    const sockets = nativeSockets();
+    if (!this.options.datagramFilter || !sockets) return undefined;
+    return sockets.bindUdp(this.options.host, this.options.port);
+  }
+
+  private prepareFd(fd: number): void {
+    const sockets = nativeSockets();
+    const filter = this.options.datagramFilter;
+    if (!sockets) return;
+    try {
+      if (filter) {
+        sockets.attachDatagramFilter(fd, filter.maxLen);
+        this.filtered = true;
+      }
+    } catch (err) {
+      this.logger.warn(
+        { err },
+        'could not attach the datagram filter: malformed datagrams are dropped in user space',
+      );
+    }
   }
 
   /** @internal Used by UdpPeer. Throws ClosedError after close. */
@@ -201,7 +275,7 @@ export class UdpEndpoint {
       ({ msgid, body } = parseDatagram(datagram));
     } catch (err) {
       this.stats.malformed += 1;
-      this.logFirst(
+      this.warnLimited(
         'malformed',
         {
           from: `${rinfo.address}:${rinfo.port}`,
@@ -216,8 +290,11 @@ export class UdpEndpoint {
   }
 
   private applyBufferSizes(): void {
+    const size = this.options.recvBufferSize ?? DEFAULT_UDP_RECV_BUFFER_BYTES;
+    const sockets = nativeSockets();
     try {
-      this.socket.setRecvBufferSize(this.options.recvBufferSize ?? DEFAULT_UDP_RECV_BUFFER_BYTES);
+      if (this.fd !== undefined && sockets) sockets.setRecvBuffer(this.fd, size);
+      else this.socket.setRecvBufferSize(size);
       if (this.options.sendBufferSize !== undefined)
         this.socket.setSendBufferSize(this.options.sendBufferSize);
     } catch (err) {
@@ -225,13 +302,8 @@ export class UdpEndpoint {
     }
   }
 
-  /** Logs the first failure of each kind; the rest are only counted (a flood must not flood logs). */
-  private logFirst(kind: 'malformed' | 'handler' | 'send', obj: object, msg: string): void {
-    if (this.firstFailureLogged[kind]) {
-      trace?.(`udp: ${msg}`);
-      return;
-    }
-    this.firstFailureLogged[kind] = true;
-    this.logger.warn(obj, `${msg} (further ones are only counted)`);
+  /** A flood must not flood logs: see LogLimiter (the counters hold the exact numbers). */
+  private warnLimited(kind: 'malformed' | 'handler' | 'send', obj: object, msg: string): void {
+    if (!this.warnings.warn(kind, obj, msg)) trace?.(`udp: ${msg}`);
   }
 }

@@ -19,7 +19,10 @@ export interface FrameDecoderOptions {
  * is negative or larger than the limit is rejected as soon as the header is complete: the decoder
  * then records `failure` and ignores all further input (the caller closes the connection).
  *
- * Memory is bounded: at most one partial frame (8 + maxBodyLen) is buffered.
+ * Memory is bounded: at most one partial frame (8 + maxBodyLen) is buffered, and a partial body
+ * only takes about twice the bytes that actually arrived (it grows as they come), so a peer that
+ * sends headers announcing 64 KB and then stalls costs a few KB each, not 64 KB (issue 11).
+ * `reset()` releases it; a server calls it when it cuts a connection.
  *
  * visit() allocates nothing for frames that lie wholly inside one chunk (the hot path of the bus);
  * push() returns Frame objects whose bodies are views into the chunk when they can be.
@@ -30,6 +33,8 @@ export class FrameDecoder {
   private headerFill = 0;
   private body: Buffer | undefined;
   private bodyFill = 0;
+  /** msglen of the partial frame; `body` grows towards it. */
+  private bodyLen = 0;
   private msgid = 0;
   private _failure: ProtocolError | undefined;
 
@@ -42,9 +47,9 @@ export class FrameDecoder {
     return this._failure;
   }
 
-  /** Bytes held for an incomplete frame. */
+  /** Bytes received of an incomplete frame (its header included once the body has started). */
   get buffered(): number {
-    return this.headerFill + this.bodyFill;
+    return this.body === undefined ? this.headerFill : HEADER_LEN + this.bodyFill;
   }
 
   push(chunk: Uint8Array): Frame[] {
@@ -77,7 +82,7 @@ export class FrameDecoder {
             visitor(msgid, chunk, start, msglen);
             continue;
           }
-          this.startBody(msgid, msglen);
+          this.startBody(msgid, msglen, len - pos);
           continue;
         }
         const take = Math.min(HEADER_LEN - this.headerFill, len - pos);
@@ -93,15 +98,16 @@ export class FrameDecoder {
           visitor(msgid, EMPTY, 0, 0);
           continue;
         }
-        this.startBody(msgid, msglen);
+        this.startBody(msgid, msglen, len - pos);
         continue;
       }
+      const take = Math.min(this.bodyLen - this.bodyFill, len - pos);
+      if (this.bodyFill + take > this.body.length) this.grow(this.bodyFill + take);
       const body = this.body;
-      const take = Math.min(body.length - this.bodyFill, len - pos);
       body.set(chunk.subarray(pos, pos + take), this.bodyFill);
       this.bodyFill += take;
       pos += take;
-      if (this.bodyFill === body.length) {
+      if (this.bodyFill === this.bodyLen) {
         this.body = undefined;
         this.bodyFill = 0;
         visitor(this.msgid, body, 0, body.length);
@@ -129,15 +135,27 @@ export class FrameDecoder {
     return true;
   }
 
-  private startBody(msgid: number, msglen: number): void {
+  /** `available`: bytes of the current chunk after the header (what can be stored at once). */
+  private startBody(msgid: number, msglen: number, available: number): void {
     // msglen <= maxBodyLen was checked in accept(): the allocation is bounded.
     this.msgid = msgid;
-    this.body = Buffer.allocUnsafe(Math.min(msglen, this.maxBodyLen));
+    this.bodyLen = Math.min(msglen, this.maxBodyLen);
+    this.body = Buffer.allocUnsafe(Math.min(this.bodyLen, Math.max(available, FIRST_PARTIAL_BYTES)));
     this.bodyFill = 0;
+  }
+
+  /** Doubles the partial body (at least to `need`, at most to msglen), keeping what arrived. */
+  private grow(need: number): void {
+    const old = this.body as Buffer;
+    const next = Buffer.allocUnsafe(Math.min(this.bodyLen, Math.max(need, old.length * 2)));
+    old.copy(next, 0, 0, this.bodyFill);
+    this.body = next;
   }
 }
 
 const EMPTY = Buffer.alloc(0);
+/** First allocation for a body that did not arrive whole; it doubles as more arrives. */
+const FIRST_PARTIAL_BYTES = 1024;
 
 function readInt32LE(b: Uint8Array, off: number): number {
   return (

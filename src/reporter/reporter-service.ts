@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../log/silent.js';
 import type { BackoffOptions } from '../net/backoff.js';
 import { Dispatcher } from '../net/dispatcher.js';
 import type { TcpConnection } from '../net/tcp-connection.js';
-import { TcpServer } from '../net/tcp-server.js';
+import { TcpServer, type TcpServerStats } from '../net/tcp-server.js';
 import { MsgId, type ReportStatusRequest } from '../protocol/index.js';
 import { liveMetrics, tcpServerMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
@@ -21,8 +21,19 @@ import { WriterLane, type LaneObserver } from './writer-lane.js';
 export const DEFAULT_BATCH_MAX_ROWS = 2_000;
 /** How often old history samples are pruned. */
 export const DEFAULT_PRUNE_INTERVAL_MS = 10 * 60_000;
-/** How long close() lets connections finish and queues drain, each. */
+/** close()'s budget when none is given; the CLI gives `[supervisor] drain_timeout` (see drainBudgetMs). */
 export const DEFAULT_CLOSE_GRACE_MS = 5_000;
+/** Kept back from drain_timeout for what follows the deadline: batches in flight, closing, exiting. */
+const EXIT_MARGIN_MS = 1_000;
+
+/**
+ * The drain budget of a reporter that must be gone `drainTimeoutS` after SIGTERM (the supervisor
+ * SIGKILLs it then): the timeout minus a margin of up to 1 s (a fifth of short timeouts).
+ */
+export function drainBudgetMs(drainTimeoutS: number): number {
+  const total = drainTimeoutS * 1000;
+  return Math.max(1, total - Math.min(EXIT_MARGIN_MS, total / 5));
+}
 
 const SECONDS_PER_DAY = 86_400;
 
@@ -39,6 +50,10 @@ export interface ReporterServiceOptions {
   maxConnections: number;
   /** `[reactor] maxOutboundKb` * 1024 (the reporter sends nothing; kept for the server's contract). */
   maxOutboundBytes: number;
+  /** Hostile connections (`[reactor]` header_timeout, handshake_timeout, max_conn_per_ip); see TcpServer. */
+  headerTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  maxConnectionsPerIp?: number;
   /** Writer lanes, `[reporter] db_thread_cnt` (default 3). */
   writers?: number;
   /** Pending rows per lane before the oldest are dropped, `[reporter] queue_max_rows` (default 100000). */
@@ -57,6 +72,17 @@ export interface ReporterServiceOptions {
   /** See OpenStatusDbOptions: SQLite writer-thread script (tests) and lock wait. */
   sqliteWorkerScript?: URL;
   sqliteBusyTimeoutMs?: number;
+}
+
+/** Every host row received is written or dropped, exactly once (issue 11). */
+export interface RowAccounting {
+  received: number;
+  /** Rows whose batch was committed. */
+  written: number;
+  /** Rows dropped: oldest out of a full queue, not written by the drain deadline, or of a failed last batch. */
+  dropped: number;
+  /** Rows received and not yet written or dropped (0 once closed). */
+  pending: number;
 }
 
 export interface ReporterStats {
@@ -82,9 +108,8 @@ type ServiceState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
  * away never slows the agents' connections: the lanes queue, drop, retry and log once per crossing.
  *
  * Lifecycle: start() opens the database (fails if it cannot: wrong URL, tables missing) and
- * listens; close(graceMs) stops accepting, ends connections, lets the lanes drain for up to
- * graceMs, then releases the database; destroy() drops everything now. Both idempotent; start()
- * after either rejects with ClosedError.
+ * listens; close(budgetMs) drains without loss (see close()); destroy() drops everything now.
+ * Both idempotent; start() after either rejects with ClosedError.
  */
 export class ReporterService {
   readonly registry = new Registry();
@@ -131,6 +156,11 @@ export class ReporterService {
       port: options.port,
       maxConnections: options.maxConnections,
       maxOutboundBytes: options.maxOutboundBytes,
+      headerTimeoutMs: options.headerTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxConnectionsPerIp: options.maxConnectionsPerIp,
+      // Drain without loss (issue 11): what agents already sent is read after close() too.
+      readWhileClosing: true,
       logger: this.log,
       dispatcher,
     });
@@ -187,7 +217,7 @@ export class ReporterService {
       this.address = await this.server.listen();
       this.httpAddress = await this.http.listen();
     } catch (err) {
-      await this.shutdown(() => this.server.destroy());
+      await this.shutdown('abort', () => this.server.destroy());
       throw err;
     }
     this.state = 'running';
@@ -209,6 +239,11 @@ export class ReporterService {
       'reporter listening',
     );
     return { ...this.address, httpPort: this.httpAddress.port };
+  }
+
+  /** The TCP server's counters (connections, cuts by reason, frames). */
+  get tcpStats(): Readonly<TcpServerStats> {
+    return this.server.stats;
   }
 
   /** Pending rows of each lane. */
@@ -278,41 +313,79 @@ export class ReporterService {
     };
   }
 
-  /** Graceful shutdown (see the class comment). Idempotent: later calls return the same promise. */
-  close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
-    this.closing ??= this.shutdown(async () => {
-      await this.server.close(graceMs);
-      await this.drainWithin(graceMs);
+  /** Rows received, written and dropped so far (`received = written + dropped + pending`). */
+  accounting(): RowAccounting {
+    let written = 0;
+    let dropped = 0;
+    let pending = 0;
+    for (const l of this.lanes) {
+      written += l.stats.rowsCommitted;
+      dropped += l.stats.dropped;
+      pending += l.depth;
+    }
+    return { received: this.stats.rowsReceived, written, dropped, pending };
+  }
+
+  /**
+   * Drain without loss (issue 11), within `budgetMs` (the CLI passes drainBudgetMs of `[supervisor]
+   * drain_timeout`): stop accepting; end every connection but keep reading what its agent already
+   * sent until the agent closes its side (connections still open at half the budget are cut); let
+   * the lanes write every queued row; at the deadline discard what is left and let the batches in
+   * flight finish. Then `received = written + dropped` holds exactly; rows that could not be
+   * written are counted as dropped and logged. Idempotent: later calls return the same promise.
+   */
+  close(budgetMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> {
+    this.closing ??= this.shutdown('drain', async () => {
+      const deadline = Date.now() + budgetMs;
+      await this.server.close(Math.max(1, Math.floor(budgetMs / 2)));
+      await this.drainUntil(deadline);
     });
     return this.closing;
   }
 
   /** Abrupt shutdown: connections and pending rows are dropped now. Idempotent. */
   destroy(): Promise<void> {
-    this.closing ??= this.shutdown(() => this.server.destroy());
+    this.closing ??= this.shutdown('abort', () => this.server.destroy());
     return this.closing;
   }
 
-  private async shutdown(stopReceiving: () => Promise<void>): Promise<void> {
+  private async shutdown(mode: 'drain' | 'abort', stopReceiving: () => Promise<void>): Promise<void> {
+    const started = Date.now();
     this.state = 'closing';
     for (const t of this.timers) clearInterval(t);
     this.timers.clear();
     await stopReceiving();
-    let discarded = 0;
-    for (const lane of this.lanes) discarded += lane.destroy();
-    if (discarded > 0) this.log.warn({ discarded }, 'reporter closed with rows still pending: discarded');
+    let notWritten = 0;
+    if (mode === 'drain') {
+      for (const n of await Promise.all(this.lanes.map((l) => l.stop()))) notWritten += n;
+    } else {
+      for (const lane of this.lanes) notWritten += lane.destroy();
+    }
+    const rows = this.accounting();
+    if (notWritten > 0) {
+      this.log.warn(
+        { notWritten, ...rows },
+        mode === 'drain'
+          ? 'reporter stopping: rows not written within the drain budget were dropped (counted)'
+          : 'reporter destroyed with rows still pending: dropped (counted)',
+      );
+    }
     await this.pruning?.catch(() => undefined);
     await this.db?.close();
     await this.http.close();
     this.state = 'closed';
+    this.log.info(
+      { ...rows, ms: Date.now() - started, mode },
+      'reporter stopped: received = written + dropped',
+    );
   }
 
-  private async drainWithin(ms: number): Promise<void> {
+  private async drainUntil(deadline: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.drained().catch(() => undefined),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, ms);
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
         timer.unref();
       }),
     ]);

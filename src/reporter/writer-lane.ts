@@ -70,8 +70,10 @@ type LaneState = 'idle' | 'scheduled' | 'writing' | 'backoff' | 'closed';
  *   threshold crossing, never one per row). A lane holds at most `queueMaxRows` queued rows plus the
  *   one batch in flight, and every received row is counted exactly once: committed or dropped.
  *
- * Lifecycle: drain() resolves once nothing is pending (for a graceful close); destroy() stops the
- * loop and discards what is pending. After destroy(), enqueue() is a no-op counted as a drop.
+ * Lifecycle: drain() resolves once nothing is pending (for a graceful close); stop() ends the lane
+ * at a drain deadline: queued rows are discarded and the batch in flight is let finish, each row
+ * counted exactly once as committed or dropped; destroy() stops the loop and discards what is
+ * pending at once. After stop() or destroy(), enqueue() is a no-op counted as a drop.
  */
 export class WriterLane {
   readonly index: number;
@@ -101,6 +103,8 @@ export class WriterLane {
   /** The batch taken from the queue and not yet committed (in flight, or failed and waiting to retry). */
   private batch: RowBatch | undefined;
   private drainWaiters: Array<() => void> = [];
+  /** stop() was called: no retry, no new batch; the loop ends after the batch in flight. */
+  private stopping = false;
 
   constructor(options: WriterLaneOptions) {
     this.index = options.index;
@@ -148,7 +152,7 @@ export class WriterLane {
     overload: boolean,
   ): void {
     this.stats.rowsIn += 1;
-    if (this.state === 'closed') {
+    if (this.state === 'closed' || this.stopping) {
       this.stats.dropped += 1;
       return;
     }
@@ -178,6 +182,31 @@ export class WriterLane {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
+  /**
+   * Ends the lane at a drain deadline: discards the queued rows and lets the batch in flight finish,
+   * so that each row is counted once, as committed (its batch committed) or dropped (discarded, or its
+   * batch failed). A failed batch waiting for its retry is dropped. Resolves with the rows dropped
+   * here; the lane is closed afterwards. Idempotent (later calls resolve with 0).
+   */
+  async stop(): Promise<number> {
+    if (this.state === 'closed' || this.stopping) return 0;
+    this.stopping = true;
+    const before = this.stats.dropped;
+    const discarded = this.queue.clear();
+    this.stats.dropped += discarded;
+    if (this.state === 'backoff') {
+      if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.stats.dropped += this.batch?.taken ?? 0;
+      this.batch = undefined;
+    } else if (this.state === 'writing' || this.state === 'scheduled') {
+      await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+    }
+    this.state = 'closed';
+    this.drainWaiters = [];
+    return this.stats.dropped - before;
+  }
+
   /** Stops the loop and discards pending rows (counted as dropped). Idempotent. */
   destroy(): number {
     if (this.state === 'closed') return 0;
@@ -200,7 +229,7 @@ export class WriterLane {
     if (this.destroyed) return;
     this.state = 'writing';
     let conflicts = 0;
-    while (this.batch !== undefined || this.queue.length > 0) {
+    while (this.batch !== undefined || (this.queue.length > 0 && !this.stopping)) {
       let batch = this.batch;
       if (batch === undefined) {
         batch = takeBatch(this.queue, this.batchMaxRows);
@@ -219,6 +248,14 @@ export class WriterLane {
           this.stats.conflictRetries += 1;
           trace?.(`writer ${this.index}: conflict, retrying batch at once`);
           continue;
+        }
+        if (this.stopping) {
+          // At the drain deadline a failed batch is not retried: its rows are dropped (counted).
+          this.stats.failures += 1;
+          this.stats.dropped += batch.taken;
+          this.batch = undefined;
+          this.observer?.writeFailed(this, err, seconds);
+          break;
         }
         this.failed(err, seconds);
         return;

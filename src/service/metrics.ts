@@ -34,8 +34,9 @@ export function liveMetrics(registry: Registry): {
 
 /**
  * The TCP server counters every service exports, named `<prefix>_protocol_errors_total`,
- * `<prefix>_unknown_msgid_total`, `<prefix>_connections_refused_total` and
- * `<prefix>_slow_peer_cuts_total`.
+ * `<prefix>_unknown_msgid_total`, `<prefix>_connections_refused_total`,
+ * `<prefix>_slow_peer_cuts_total`, and every refused or cut connection by reason in
+ * `<prefix>_connections_cut_total{reason}` (issue 11).
  */
 export function tcpServerMetrics(registry: Registry, prefix: string, stats: TcpServerStats): void {
   const { counter } = liveMetrics(registry);
@@ -55,4 +56,23 @@ export function tcpServerMetrics(registry: Registry, prefix: string, stats: TcpS
     'connections cut because their outbound queue overflowed',
     () => stats.slowPeerCuts,
   );
+  const reasons: Record<string, () => number> = {
+    handshake_timeout: () => stats.handshakeTimeouts,
+    header_timeout: () => stats.headerTimeouts,
+    max_conn_per_ip: () => stats.perIpRefused,
+    max_conn: () => stats.connectionsRefused,
+    slow_peer: () => stats.slowPeerCuts,
+    protocol_error: () => stats.protocolErrors,
+    idle_timeout: () => stats.idleTimeouts,
+  };
+  new Counter({
+    name: `${prefix}_connections_cut_total`,
+    help: 'connections refused or cut by the server, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, read] of Object.entries(reasons)) this.inc({ reason }, read());
+    },
+  });
 }

@@ -63,7 +63,12 @@ export async function notifyDnsInstances(
     instances.map(async (instance) => {
       const url = adminPollUrl(instance);
       try {
-        const res = await doFetch(url, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
+        // The instance's id is its credential for requests that do not come from loopback (issue 11).
+        const res = await doFetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${instance.id}` },
+          signal: AbortSignal.timeout(timeoutMs),
+        });
         // Drain/cancel the body so the connection is released promptly.
         await res.body?.cancel().catch(() => undefined);
         if (res.ok) acknowledged++;

@@ -1,5 +1,5 @@
 import BetterSqlite3 from 'better-sqlite3';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
   sql,
@@ -94,7 +94,8 @@ function acquireFile(url: SqliteStoreUrl, createIfMissing: boolean, busyTimeoutM
         `database file ${url.path} does not exist (create it with \`lars db init --db ${url.display}\`)`,
       );
     }
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makePrivate(path);
     file = {
       key: path,
       driver: new SqliteDriver({ database: openHandle(path, false, busyTimeoutMs) }),
@@ -105,6 +106,21 @@ function acquireFile(url: SqliteStoreUrl, createIfMissing: boolean, busyTimeoutM
   }
   file.refs++;
   return file;
+}
+
+/**
+ * The database holds the console's password and session hashes (issue 11): a new file is created
+ * 0600, and an existing one of ours loses any group/other access. SQLite gives the -wal and -shm
+ * files the permissions of the database file. Failures are left to SQLite to report.
+ */
+function makePrivate(path: string): void {
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+    const st = statSync(path);
+    if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(path, st.mode & 0o600);
+  } catch {
+    // A read-only or foreign file: opening it says what is wrong.
+  }
 }
 
 /** Delegates to the file's shared driver; destroying the last user closes the file. */

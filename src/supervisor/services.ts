@@ -3,6 +3,7 @@ import { busSocketIn } from '../bus/socket-path.js';
 import { shmSocketFor } from '../shm/socket-path.js';
 import { SCHEMA, type Config } from '../config/index.js';
 import { SUPERVISOR_ENV } from './child-ipc.js';
+import type { ListenSpec } from './listen-sockets.js';
 import type { PortBook } from './ports.js';
 import type { SupervisorSettings } from './settings.js';
 
@@ -60,6 +61,12 @@ export interface WorkerLaunch {
   readyPort: number | undefined;
   /** Extra Node flags for this worker's process. */
   nodeFlags?: string[];
+  /**
+   * The public sockets the worker serves, which the master holds across restarts and passes to it
+   * (listen-sockets.ts, issue 11). A worker listening on a held socket does not go through
+   * node:cluster, so such services report READY over IPC.
+   */
+  listen: ListenSpec[];
 }
 
 /**
@@ -172,6 +179,8 @@ const dns: ServiceSpec = {
       ports,
       healthUrl: healthUrl(p.host, httpPort),
       readyPort: undefined,
+      // Handoff: the master's own listener holds connections while no worker is ready.
+      listen: ctx.settings.dnsHandoff ? [] : [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -179,7 +188,7 @@ const dns: ServiceSpec = {
 const reporter: ServiceSpec = {
   name: 'reporter',
   command: 'reporter',
-  readyMessage: false,
+  readyMessage: true,
   workers: (s) => s.workers.reporter,
   listen: (ctx) => [{ proto: 'tcp', host: ctx.ports.reporter.host, port: ctx.ports.reporter.port }],
   async launch(ctx, slot) {
@@ -202,6 +211,7 @@ const reporter: ServiceSpec = {
       ports,
       healthUrl: httpPort !== undefined ? healthUrl(p.host, httpPort) : undefined,
       readyPort: p.port,
+      listen: [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -209,7 +219,7 @@ const reporter: ServiceSpec = {
 const web: ServiceSpec = {
   name: 'web',
   command: 'web',
-  readyMessage: false,
+  readyMessage: true,
   workers: (s) => s.workers.web,
   listen: (ctx) => [{ proto: 'http', host: ctx.ports.web.host, port: ctx.ports.web.port }],
   async launch(ctx, slot) {
@@ -224,6 +234,7 @@ const web: ServiceSpec = {
       ports: { http: p.port },
       healthUrl: healthUrl(p.host, p.port),
       readyPort: p.port,
+      listen: [{ proto: 'tcp', host: p.host, port: p.port }],
     };
   },
 };
@@ -260,6 +271,7 @@ const agent: ServiceSpec = {
       ports: { udp: [...p.ports], http: p.httpPort },
       healthUrl: healthUrl(p.host, p.httpPort),
       readyPort: undefined,
+      listen: p.ports.map((port) => ({ proto: 'udp' as const, host: p.host, port })),
     };
   },
 };
@@ -281,6 +293,8 @@ const shm: ServiceSpec = {
       ports: { http: p.httpPort },
       healthUrl: healthUrl(p.host, p.httpPort),
       readyPort: undefined,
+      // Its Unix socket is its own (not held by the master): clients reconnect across a restart.
+      listen: [],
       nodeFlags: [...SHM_NODE_FLAGS],
     };
   },
@@ -307,6 +321,8 @@ const bus: ServiceSpec = {
       ports: { http: p.httpPort },
       healthUrl: healthUrl('127.0.0.1', p.httpPort),
       readyPort: undefined,
+      // Its Unix socket is its own (not held by the master): clients reconnect across a restart.
+      listen: [],
     };
   },
 };

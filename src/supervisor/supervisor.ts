@@ -12,7 +12,9 @@ import {
   type ControlRequest,
 } from './control.js';
 import { ExitCode } from './exit-codes.js';
+import { nativeSockets } from '../native/index.js';
 import { HandoffServer } from './handoff.js';
+import { ListenSockets, type ListenSpec } from './listen-sockets.js';
 import { PortBook } from './ports.js';
 import { RestartPolicy, type RestartDecision } from './restart-policy.js';
 import {
@@ -97,6 +99,8 @@ export class Supervisor extends EventEmitter {
   private readonly log: Logger;
   private readonly services = new Map<ServiceName, ServiceRuntime>();
   private readonly book = new PortBook();
+  /** Public sockets held across worker restarts (issue 11). */
+  private readonly sockets: ListenSockets;
   private readonly paths: { socket: string; state: string };
   private readonly control: ControlServer;
   private phase: MasterPhase = 'starting';
@@ -115,6 +119,7 @@ export class Supervisor extends EventEmitter {
     super();
     this.opts = options;
     this.log = options.logger;
+    this.sockets = new ListenSockets(nativeSockets(), this.log);
     this.paths = controlPaths(options.dataDir);
     this.control = new ControlServer(this.paths.socket, (req) => this.onControl(req));
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
@@ -340,6 +345,10 @@ export class Supervisor extends EventEmitter {
   ): Promise<ManagedWorker | undefined> {
     const launch = await rt.spec.launch(this.ctx, slot);
     if (this.stopping) return undefined;
+    const inherit = launch.listen.flatMap((spec) => {
+      const fd = this.sockets.fdFor(spec);
+      return fd === undefined ? [] : [{ spec, fd }];
+    });
     const w = new ManagedWorker({
       service: rt.spec.name,
       slot,
@@ -347,6 +356,7 @@ export class Supervisor extends EventEmitter {
       readyMessage: rt.spec.readyMessage,
       startTimeoutMs: this.ctx.settings.startTimeoutMs,
       log: this.opts.logSink,
+      inherit,
     });
     rt.live.add(w);
     if (intoSlot) rt.slots[slot] = w;
@@ -478,6 +488,8 @@ export class Supervisor extends EventEmitter {
         this.handoff.close();
         this.handoff = undefined;
       }
+      // Sockets of ports no worker serves any more (a service moved or was switched off) are closed.
+      this.sockets.retain(this.wantedSockets());
     } catch (err) {
       failures.push((err as Error).message);
     }
@@ -550,6 +562,18 @@ export class Supervisor extends EventEmitter {
     return true;
   }
 
+  /** Sockets to keep holding: every service's public ports, and whatever a live worker still serves. */
+  private wantedSockets(): ListenSpec[] {
+    const out: ListenSpec[] = [];
+    for (const rt of this.services.values()) {
+      for (const w of rt.live) out.push(...w.listen);
+      if (rt.wanted === 0 || (rt.spec.name === 'dns' && this.ctx.settings.dnsHandoff)) continue;
+      for (const e of rt.spec.listen(this.ctx))
+        out.push({ proto: e.proto === 'udp' ? 'udp' : 'tcp', host: e.host, port: e.port });
+    }
+    return out;
+  }
+
   private async retire(w: ManagedWorker): Promise<void> {
     const exit = await w.stop(Date.now() + this.ctx.settings.drainTimeoutMs);
     if (w.killed)
@@ -576,6 +600,7 @@ export class Supervisor extends EventEmitter {
       }
       if ([...this.services.values()].every((rt) => rt.live.size === 0)) break;
     }
+    this.sockets.closeAll();
     const degraded = [...this.services.values()].some((rt) => rt.gaveUp);
     this.exitCode =
       reason === 'start-failed'

@@ -2,7 +2,9 @@ import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { TimeoutError, WorkerError } from '../errors.js';
+import { LISTEN_FDS_ENV, listenKey } from '../net/inherited-sockets.js';
 import { SupervisorMsg, type SupervisorMessage } from './child-ipc.js';
+import type { ListenSpec } from './listen-sockets.js';
 import { LineSplitter } from './line-splitter.js';
 import type { ServiceName, WorkerLaunch } from './services.js';
 
@@ -29,7 +31,12 @@ export interface SpawnOptions {
   readyMessage: boolean;
   startTimeoutMs: number;
   log: LogSink;
+  /** Held listening sockets (listen-sockets.ts) to pass on as descriptors 4, 5, ... of the child. */
+  inherit?: ReadonlyArray<{ spec: ListenSpec; fd: number }>;
 }
+
+/** The child's first descriptor after stdin, stdout, stderr and the IPC channel. */
+const FIRST_INHERITED_FD = 4;
 
 /**
  * One child process of a service, started with node:cluster so that every listen()/bind() it makes
@@ -48,6 +55,8 @@ export class ManagedWorker extends EventEmitter {
   readonly startedAt = Date.now();
   readonly ports: Record<string, number | number[]>;
   readonly healthUrl: string | undefined;
+  /** The public sockets this worker serves (what the master must keep holding for it). */
+  readonly listen: readonly ListenSpec[];
   readyAt: number | undefined;
   exitInfo: WorkerExit | undefined;
   /** Set when the master asked this worker to go (stop, replacement): its exit is not a crash. */
@@ -65,6 +74,16 @@ export class ManagedWorker extends EventEmitter {
     this.slot = opts.slot;
     this.ports = { ...opts.launch.ports };
     this.healthUrl = opts.launch.healthUrl;
+    this.listen = opts.launch.listen;
+    const inherit = opts.inherit ?? [];
+    const env = { ...opts.launch.env };
+    if (inherit.length > 0) {
+      const fds: Record<string, number> = {};
+      inherit.forEach(
+        (h, i) => (fds[listenKey(h.spec.proto, h.spec.host, h.spec.port)] = FIRST_INHERITED_FD + i),
+      );
+      env[LISTEN_FDS_ENV] = JSON.stringify(fds);
+    }
     cluster.setupPrimary({
       exec: CLI_SCRIPT,
       args: opts.launch.args,
@@ -76,8 +95,10 @@ export class ManagedWorker extends EventEmitter {
         CHILD_HOOK_URL,
       ],
       silent: true,
+      // The held sockets follow the IPC channel as descriptors 4, 5, ... (see LISTEN_FDS_ENV).
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc', ...inherit.map((h) => h.fd)],
     });
-    this.worker = cluster.fork(opts.launch.env);
+    this.worker = cluster.fork(env);
     this.pid = this.worker.process.pid ?? 0;
     const label = `${opts.service}[${this.pid}]`;
     pipeLines(this.worker.process.stdout, (line) => opts.log(label, line, 'out'));

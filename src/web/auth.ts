@@ -1,10 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthError, ForbiddenError, InvalidArgumentError } from '../errors.js';
 import { bodyObject } from './input.js';
-import { verifyDummy, verifyPassword } from './passwords.js';
+import { needsRehash, verifyDummy, verifyPassword } from './passwords.js';
 import { createSession, deleteSession, findSession, pruneExpiredSessions, type Session } from './sessions.js';
-import { findUserByName } from './users.js';
+import { findUserByName, upgradePasswordHash } from './users.js';
 import { nowSeconds, type WebContext } from './web-context.js';
 
 /**
@@ -20,7 +21,10 @@ import { nowSeconds, type WebContext } from './web-context.js';
  *   the readable `lars_csrf` cookie; it is compared with the value stored with the session (not just
  *   with the cookie), so a planted cookie does not help an attacker. Bearer requests need no CSRF
  *   token: a browser never attaches an Authorization header on its own.
- * - Failed logins are limited per IP and per user name (login-rate-limit.ts): 429 with Retry-After.
+ * - Failed logins are limited per source address and per (source, user name), with a global
+ *   slow-down when failures come from everywhere (login-rate-limit.ts): 429 with Retry-After.
+ *   An outsider cannot lock a user out (issue 11).
+ * - A password hash made with weaker scrypt parameters than today's is replaced at login.
  */
 
 export const SESSION_COOKIE = 'lars_session';
@@ -141,14 +145,25 @@ export function registerAuth(app: FastifyInstance, ctx: WebContext): void {
     if (typeof password !== 'string' || password === '' || password.length > 1024)
       throw new InvalidArgumentError('password is required');
     ctx.limiter.check(request.ip, username);
+    const wait = ctx.limiter.slowDownMs();
+    if (wait > 0) await delay(wait);
     const user = await findUserByName(ctx.store, username);
-    const ok = user ? await verifyPassword(password, user.passwordHash) : await verifyDummy(password);
+    const ok = user
+      ? await verifyPassword(password, user.passwordHash)
+      : await verifyDummy(password, ctx.passwordHashing);
     if (!user || !ok) {
       ctx.limiter.recordFailure(request.ip, username);
       ctx.logger.warn({ user: username, ip: request.ip }, 'failed login');
       throw new AuthError('wrong user name or password');
     }
-    ctx.limiter.recordSuccess(username);
+    ctx.limiter.recordSuccess(request.ip, username);
+    if (needsRehash(user.passwordHash, ctx.passwordHashing)) {
+      await upgradePasswordHash(ctx.store, user.id, user.passwordHash, password, ctx.passwordHashing).then(
+        (done) =>
+          done && ctx.logger.info({ user: user.name }, 'password hash upgraded to current parameters'),
+        (err: unknown) => ctx.logger.warn({ err, user: user.name }, 'could not upgrade the password hash'),
+      );
+    }
     const now = nowSeconds(ctx);
     await pruneExpiredSessions(ctx.store, now).catch((err: unknown) =>
       ctx.logger.warn({ err }, 'could not prune expired sessions'),

@@ -4,11 +4,17 @@ import { InvalidArgumentError } from '../errors.js';
 /**
  * Password hashing with scrypt (node:crypto). Stored form: `scrypt$N$r$p$salt$hash`, salt and hash in
  * base64, so the cost parameters travel with each hash and can be raised later without breaking
- * existing users (verify reads them from the hash, never from the current defaults).
+ * existing users (verify reads them from the hash, never from the current defaults). A hash made
+ * with weaker parameters than today's is replaced at the user's next successful login
+ * (needsRehash; issue 11 raised N from 2^14 to 2^17).
  */
 
-/** CPU/memory cost (2^14): ~16 MiB and a few tens of ms per hash on a small server core. */
-export const DEFAULT_SCRYPT_N = 16384;
+/**
+ * CPU/memory cost 2^17 with r = 8, p = 1 (current OWASP guidance): 128 MiB and a few hundred ms per
+ * hash on a small server core. At most MAX_CONCURRENT_HASHES run at once, which bounds the memory
+ * and, with the login limiter, the rate of guesses.
+ */
+export const DEFAULT_SCRYPT_N = 131072;
 export const DEFAULT_SCRYPT_R = 8;
 export const DEFAULT_SCRYPT_P = 1;
 const SALT_BYTES = 16;
@@ -25,9 +31,29 @@ export interface ScryptParams {
   p: number;
 }
 
-const DEFAULT_PARAMS: ScryptParams = { N: DEFAULT_SCRYPT_N, r: DEFAULT_SCRYPT_R, p: DEFAULT_SCRYPT_P };
+export const DEFAULT_PARAMS: Readonly<ScryptParams> = {
+  N: DEFAULT_SCRYPT_N,
+  r: DEFAULT_SCRYPT_R,
+  p: DEFAULT_SCRYPT_P,
+};
+/** scrypt derivations in progress at most (each takes 128 * N * r bytes); others wait their turn. */
+export const MAX_CONCURRENT_HASHES = 2;
 
-function derive(password: string, salt: Buffer, keylen: number, params: ScryptParams): Promise<Buffer> {
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function derive(password: string, salt: Buffer, keylen: number, params: ScryptParams): Promise<Buffer> {
+  if (running >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await deriveNow(password, salt, keylen, params);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+function deriveNow(password: string, salt: Buffer, keylen: number, params: ScryptParams): Promise<Buffer> {
   const options: ScryptOptions = {
     N: params.N,
     r: params.r,
@@ -69,14 +95,27 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(key, expected);
 }
 
+/** Whether a stored hash was made with weaker parameters than today's (replace it at login). */
+export function needsRehash(stored: string, params: ScryptParams = DEFAULT_PARAMS): boolean {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return true;
+  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  return N < params.N || r < params.r || p < params.p;
+}
+
 /**
  * Burns the same time as a real verification, for logins naming an unknown user, so response time
  * does not reveal which user names exist.
  */
-let dummyHash: Promise<string> | undefined;
-export async function verifyDummy(password: string): Promise<false> {
-  dummyHash ??= hashPassword('lars-dummy-password');
-  await verifyPassword(password, await dummyHash);
+const dummyHashes = new Map<string, Promise<string>>();
+export async function verifyDummy(password: string, params: ScryptParams = DEFAULT_PARAMS): Promise<false> {
+  const key = `${params.N}/${params.r}/${params.p}`;
+  let dummy = dummyHashes.get(key);
+  if (dummy === undefined) {
+    dummy = hashPassword('lars-dummy-password', params);
+    dummyHashes.set(key, dummy);
+  }
+  await verifyPassword(password, await dummy);
   return false;
 }
 

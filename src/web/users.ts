@@ -1,7 +1,13 @@
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { Store } from '../store/index.js';
 import { dbOp, systemNowSeconds } from './db-op.js';
-import { assertPasswordPolicy, hashPassword, randomPassword } from './passwords.js';
+import {
+  assertPasswordPolicy,
+  DEFAULT_PARAMS,
+  hashPassword,
+  randomPassword,
+  type ScryptParams,
+} from './passwords.js';
 
 /**
  * Console users (table lars_user). Names are case-sensitive as stored; passwords are scrypt hashes
@@ -83,10 +89,11 @@ export async function createUser(
   name: string,
   password: string,
   nowSeconds: () => number = systemNowSeconds,
+  params: ScryptParams = DEFAULT_PARAMS,
 ): Promise<User> {
   assertUserName(name);
   assertPasswordPolicy(password);
-  const passwordHash = await hashPassword(password);
+  const passwordHash = await hashPassword(password, params);
   const taken = () => new ConflictError(`user ${JSON.stringify(name)} already exists`);
   if (await findUserByName(store, name)) throw taken();
   try {
@@ -107,9 +114,14 @@ export async function createUser(
 }
 
 /** Sets a new password and ends the user's sessions. NotFoundError for an unknown user. */
-export async function setUserPassword(store: Store, name: string, password: string): Promise<void> {
+export async function setUserPassword(
+  store: Store,
+  name: string,
+  password: string,
+  params: ScryptParams = DEFAULT_PARAMS,
+): Promise<void> {
   assertPasswordPolicy(password);
-  const passwordHash = await hashPassword(password);
+  const passwordHash = await hashPassword(password, params);
   await dbOp('setUserPassword', () =>
     store.db.transaction().execute(async (trx) => {
       const user = await trx.selectFrom('lars_user').select('id').where('name', '=', name).executeTakeFirst();
@@ -122,6 +134,30 @@ export async function setUserPassword(store: Store, name: string, password: stri
       await trx.deleteFrom('lars_session').where('user_id', '=', Number(user.id)).execute();
     }),
   );
+}
+
+/**
+ * Replaces a user's hash with one of today's parameters after a successful login (issue 11); the
+ * password and the sessions stay. Only when the stored hash is still the one that was verified, so
+ * a password change made meanwhile is never undone.
+ */
+export async function upgradePasswordHash(
+  store: Store,
+  id: number,
+  verifiedHash: string,
+  password: string,
+  params: ScryptParams = DEFAULT_PARAMS,
+): Promise<boolean> {
+  const passwordHash = await hashPassword(password, params);
+  const r = await dbOp('upgradePasswordHash', () =>
+    store.db
+      .updateTable('lars_user')
+      .set({ password_hash: passwordHash })
+      .where('id', '=', id)
+      .where('password_hash', '=', verifiedHash)
+      .executeTakeFirst(),
+  );
+  return Number(r.numUpdatedRows) === 1;
 }
 
 /** Removes a user and their sessions. NotFoundError for an unknown user. */

@@ -1,6 +1,7 @@
 import type { Logger } from '../log/logger.js';
 import type { DnsNotifier, Store } from '../store/index.js';
 import type { LoginRateLimiter } from './login-rate-limit.js';
+import type { ScryptParams } from './passwords.js';
 
 /** What every part of the console shares; built once by the WebService. */
 export interface WebContext {
@@ -14,6 +15,8 @@ export interface WebContext {
   /** Adds `Secure` to the cookies: set it when the console is served over HTTPS (e.g. behind a proxy). */
   readonly secureCookies: boolean;
   readonly limiter: LoginRateLimiter;
+  /** scrypt cost of today's hashes: weaker stored hashes are replaced at login. */
+  readonly passwordHashing: Readonly<ScryptParams>;
   /** Per-request timeout when reading dns instances' /healthz for the dashboard. */
   readonly dnsHealthTimeoutMs: number;
   /** ServerCallStatus rows older than this do not count as "overloaded now". */

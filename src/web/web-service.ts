@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { DEFAULT_HOST, DEFAULT_WEB_PORT } from '../config/schema.js';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/silent.js';
+import { takeInheritedTcpHandle } from '../net/inherited-sockets.js';
 import {
   DEFAULT_NOTIFY_TIMEOUT_MS,
   notifyDnsInstances,
@@ -10,6 +11,7 @@ import {
 } from '../store/index.js';
 import { DEFAULT_DNS_HEALTH_TIMEOUT_MS } from './dns-health.js';
 import { LoginRateLimiter, type LoginRateLimitOptions } from './login-rate-limit.js';
+import { DEFAULT_PARAMS, type ScryptParams } from './passwords.js';
 import { buildWebApp } from './server.js';
 import { DEFAULT_SESSION_TTL_S } from './sessions.js';
 import { loadAssets } from './static-assets.js';
@@ -32,6 +34,11 @@ export interface WebServiceOptions {
   sessionTtlS?: number;
   /** Failed-login limits (default 20 per IP and 5 per user name per 15 min). */
   loginRateLimit?: LoginRateLimitOptions;
+  /**
+   * scrypt cost of new password hashes; a stored hash with a lower cost is replaced at its user's
+   * next login. Default N = 2^17, r = 8, p = 1. Tests lower it to stay fast.
+   */
+  passwordHashing?: ScryptParams;
   /** Mark cookies `Secure` (when served over HTTPS, e.g. behind a TLS proxy). Default false. */
   secureCookies?: boolean;
   /** Trust X-Forwarded-For for the client IP. Default false. */
@@ -108,13 +115,19 @@ export class WebService {
       sessionTtlS: o.sessionTtlS ?? DEFAULT_SESSION_TTL_S,
       secureCookies: o.secureCookies ?? false,
       limiter: new LoginRateLimiter(o.loginRateLimit, now),
+      passwordHashing: o.passwordHashing ?? DEFAULT_PARAMS,
       dnsHealthTimeoutMs: o.dnsHealthTimeoutMs ?? DEFAULT_DNS_HEALTH_TIMEOUT_MS,
       overloadFreshnessS: o.overloadFreshnessS ?? DEFAULT_OVERLOAD_FRESHNESS_S,
       fetch: o.fetch ?? globalThis.fetch,
     };
     const app = await buildWebApp(ctx, loadAssets(o.publicDir), { trustProxy: o.trustProxy ?? false });
     this.app = app;
-    await app.listen({ host: o.host ?? DEFAULT_HOST, port: o.port ?? DEFAULT_WEB_PORT });
+    const host = o.host ?? DEFAULT_HOST;
+    const port = o.port ?? DEFAULT_WEB_PORT;
+    // Under `lars up` the master holds the console's socket across restarts (issue 11); fastify hands
+    // the options to net.Server.listen, which takes `handle`.
+    const handle = takeInheritedTcpHandle(host, port);
+    await app.listen({ host, port, ...(handle ? { handle } : {}) } as { host: string; port: number });
     if (this.state !== 'starting') {
       // close() was called while we were starting; it closes the app once we return.
       throw new ClosedError('web console was closed while starting');

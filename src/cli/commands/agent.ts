@@ -93,6 +93,7 @@ export function register(program: Command): void {
       const options = {
         host: config.agent.ip,
         ports: config.agent.ports,
+        recvBufferBytes: config.agent.recv_buffer_kb * 1024,
         dns: { host: config.dnsserver.ip, port: config.dnsserver.port },
         reporter: config.reporter.enabled
           ? { host: config.reporter.ip, port: config.reporter.port }

@@ -6,6 +6,7 @@ import type { DnsService } from '../../dns/dns-service.js';
 import { redact } from '../../store/url.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import {
+  connectionLimits,
   withDbOption,
   loadServiceConfig,
   parsePorts,
@@ -89,11 +90,14 @@ export async function runDns(o: DnsFlags): Promise<void> {
     httpPort: config.dns.http_port,
     maxConnections: config.reactor.maxConn,
     maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
+    ...connectionLimits(config),
     pollIntervalMs: config.dns.poll_interval * 1000,
     reloadIntervalMs: config.dns.reload_interval * 1000,
     changeRetentionS: config.dns.change_retention,
     leaseGraceMs: config.dns.lease_grace * 1000,
     leaseBrakeMaxMs: config.dns.lease_brake * 1000,
+    unknownRouteTtlMs: config.dns.unknown_route_ttl * 1000,
+    maxUnknownRoutesPerConnection: config.dns.unknown_route_max,
     logger: log.child({ db: redact(url) }),
   });
   let addr: { port: number; httpPort: number };

@@ -4,7 +4,15 @@ import type { Logger } from '../../log/logger.js';
 import { parsePort } from '../../protocol/ip.js';
 import type { ReporterServiceOptions } from '../../reporter/index.js';
 import { redact } from '../../store/url.js';
-import { loadServiceConfig, resolveDbUrl, untilSignal, withConfigOption, withDbOption } from '../options.js';
+import { notifyReady } from '../../supervisor/child-ipc.js';
+import {
+  connectionLimits,
+  loadServiceConfig,
+  resolveDbUrl,
+  untilSignal,
+  withConfigOption,
+  withDbOption,
+} from '../options.js';
 
 export interface ReporterFlags {
   db?: string;
@@ -60,6 +68,7 @@ export function reporterOptions(
     httpPort,
     maxConnections: config.reactor.maxConn,
     maxOutboundBytes: config.reactor.maxOutboundKb * 1024,
+    ...connectionLimits(config),
     writers: config.reporter.db_thread_cnt,
     queueMaxRows: config.reporter.queue_max_rows,
     historyRetentionDays: config.reporter.history_retention_days,
@@ -70,7 +79,7 @@ export function reporterOptions(
 /** Runs the reporter in this process until SIGINT/SIGTERM. */
 export async function runReporter(o: ReporterFlags): Promise<void> {
   // Loaded here, not at start-up: every other command starts faster without them.
-  const [{ createServiceLogger }, { ReporterService }, { openStore }] = await Promise.all([
+  const [{ createServiceLogger }, { drainBudgetMs, ReporterService }, { openStore }] = await Promise.all([
     import('../../log/logger.js'),
     import('../../reporter/index.js'),
     import('../../store/index.js'),
@@ -87,10 +96,13 @@ export async function runReporter(o: ReporterFlags): Promise<void> {
     await store.close();
   }
   const reporter = new ReporterService(reporterOptions(loaded, url, log.child({ db: redact(url) }), o));
-  await reporter.start();
+  const addr = await reporter.start();
+  notifyReady({ tcp: addr.port, http: addr.httpPort });
   const sig = await untilSignal();
-  log.info({ signal: sig }, 'reporter shutting down');
-  await reporter.close();
+  // Drain without loss within the time `lars up` gives a stopping worker (issue 11).
+  const budgetMs = drainBudgetMs(loaded.config.supervisor.drain_timeout);
+  log.info({ signal: sig, budgetMs }, 'reporter shutting down: draining connections and queues');
+  await reporter.close(budgetMs);
 }
 
 export function register(program: Command): void {

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LogLevel } from '../../log/logger.js';
 import { redact } from '../../store/url.js';
@@ -53,7 +53,7 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
     import('../../up/demo-routes.js'),
   ]);
   const dataDir = resolve(o.dataDir);
-  mkdirSync(dataDir, { recursive: true });
+  makePrivateDir(dataDir);
   const configArg = o.config ?? process.env.LARS_CONFIG;
   const configFile = configArg ? resolve(configArg) : undefined;
   const loaded = loadServiceConfig(configFile, []);
@@ -113,6 +113,16 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
   if (snapshot.master.state === 'running')
     process.stdout.write(banner(snapshot, o.dataDir, redact(dbUrl)) + '\n');
   return supervisor.finished;
+}
+
+/**
+ * The data directory holds the database (password and session hashes) and the control socket
+ * (issue 11): created 0700, and an existing one of ours loses group/other access.
+ */
+function makePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(dir, 0o700);
 }
 
 /** The master's own log: JSON lines like the services', each prefixed like theirs. */

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { FlagOverride } from '../../config/index.js';
 import { redact } from '../../store/url.js';
+import { notifyReady } from '../../supervisor/child-ipc.js';
 import type { WebService } from '../../web/index.js';
 import {
   loadServiceConfig,
@@ -52,16 +53,21 @@ export async function runWeb(o: WebFlags): Promise<void> {
   let web: WebService | undefined;
   try {
     await store.migrate();
-    const password = await ensureAdminUser(store, { password: process.env.LARS_ADMIN_PASSWORD || undefined });
+    const fromEnv = process.env.LARS_ADMIN_PASSWORD || undefined;
+    const password = await ensureAdminUser(store, { password: fromEnv });
     web = new WebService({
       store,
       host: config.web.ip,
       port: config.web.port,
       logger: log.child({ db: redact(url) }),
     });
-    const { url: consoleUrl } = await web.start();
+    const { url: consoleUrl, port } = await web.start();
+    notifyReady({ http: port });
     processIo.out(`lars web console: ${consoleUrl}`);
-    if (password !== undefined) {
+    if (password !== undefined && fromEnv !== undefined) {
+      // Never echo a password the operator gave (issue 11): it would land in logs.
+      processIo.out(`created console user "${ADMIN_USER_NAME}" with the password from LARS_ADMIN_PASSWORD`);
+    } else if (password !== undefined) {
       processIo.out(`created console user "${ADMIN_USER_NAME}" with password: ${password}`);
       processIo.out('(shown only this once; change it with `lars user passwd admin --password-stdin`)');
     }
