@@ -86,6 +86,8 @@ export const ErrorCode = {
   SHM_NOT_VERIFIED: 'LARS_ERR_SHM_NOT_VERIFIED',
   /** shm: the pool cannot be created or mapped (/dev/shm too small, segment error, socket path). */
   SHM_POOL: 'LARS_ERR_SHM_POOL',
+  /** SDK with `fastPath: 'require'`: the agent's shared-memory fast path is not usable (the message says why). */
+  FAST_PATH: 'LARS_ERR_FAST_PATH',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -271,6 +273,20 @@ export type ShmErrorCode =
 export class ShmError extends LarsError {
   constructor(code: ShmErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/**
+ * `fastPath: 'require'` and the agent's shared-memory fast path (issue 18) cannot be used: no native
+ * addon, no segment for the agent's port, a segment of another layout version, a failed Atomics
+ * check, or an agent that stopped beating. `reason` is a short stable word.
+ */
+export class FastPathError extends LarsError {
+  readonly reason: string;
+
+  constructor(reason: string, message: string) {
+    super(ErrorCode.FAST_PATH, message);
+    this.reason = reason;
   }
 }
 

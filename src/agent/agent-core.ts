@@ -24,6 +24,8 @@ export interface AgentCoreLinks {
   report(message: ReportStatusRequest): void;
   /** Called when a route's host list changed (for the last-known-good cache). */
   routeChanged?(modid: number, cmdid: number, hosts: readonly HostInfo[] | undefined): void;
+  /** A route's balancer changed: hosts, a host's state, or the route went away (issue 18's fast path). */
+  balancerChanged?(modid: number, cmdid: number): void;
 }
 
 export interface AgentCoreOptions {
@@ -118,6 +120,7 @@ export class AgentCore {
     this.callerIp = options.callerIp | 0;
     this.log = options.logger ?? silentLogger;
     this.onTransition = (t) => {
+      this.links.balancerChanged?.(t.modid, t.cmdid);
       if (t.to === 'overload') this.stats.transitionsToOverload++;
       else this.stats.transitionsToIdle++;
       this.trace?.(
@@ -149,6 +152,15 @@ export class AgentCore {
     if (entry.lb.stateChangedSinceReport) this.sendReport(entry, now);
   }
 
+  /**
+   * A route was used without a getHost reaching the core (issue 18's fast path): refresh it from dns
+   * if it is due, as a request would. Unknown routes are left alone.
+   */
+  touch(modid: number, cmdid: number): void {
+    const entry = this.routes.get(agentRouteKey(modid, cmdid));
+    if (entry) this.refreshIfDue(entry, this.now());
+  }
+
   /** The route's hosts, or undefined (NOEXIST) when unknown or not fetched yet. */
   getRoute(modid: number, cmdid: number): HostInfo[] | undefined {
     this.stats.getRoute++;
@@ -162,6 +174,7 @@ export class AgentCore {
     this.stats.routeUpdates++;
     const key = agentRouteKey(msg.modid, msg.cmdid);
     const now = this.now();
+    this.links.balancerChanged?.(msg.modid, msg.cmdid);
     let entry = this.routes.get(key);
     if (msg.host.length === 0) {
       // dns has no hosts for it: keep an empty entry (NOEXIST until update_timeout, then asked
@@ -195,6 +208,7 @@ export class AgentCore {
     // Due for a refresh at once: the next request asks dns to confirm.
     entry.lb.lastUpdateMs = Number.NEGATIVE_INFINITY;
     entry.stale = true;
+    this.links.balancerChanged?.(modid, cmdid);
   }
 
   /**
@@ -215,8 +229,10 @@ export class AgentCore {
       if (entry.lb.size === 0) {
         // Routes without hosts (unknown to dns, emptied, or never answered) are forgotten once
         // their answer is older than update_timeout: requests for random ids cannot pile up.
-        if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs)
+        if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs) {
           this.routes.delete(key);
+          this.links.balancerChanged?.(entry.lb.modid, entry.lb.cmdid);
+        }
         continue;
       }
       entry.lb.tick(now);

@@ -25,6 +25,7 @@ import { LocalRegistry } from './registrations.js';
 import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
+import { AgentFastPath, type FastPathSettings } from './agent-fast-path.js';
 import type { LoadBalanceConfig } from './lb-config.js';
 import { RouteCache } from './route-cache.js';
 
@@ -73,6 +74,11 @@ export interface AgentServiceOptions {
   name?: string;
   /** Local registrations this agent holds at most (more are refused). Default 10,000. */
   maxRegistrations?: number;
+  /**
+   * Publish routes in shared memory for the SDK's fast path (issue 18, `[agent] fast_path`). Off
+   * unless given: `lars agent` turns it on from the config.
+   */
+  fastPath?: FastPathSettings | false;
 }
 
 /** A request for a route this shard does not own, on its way to the owner. */
@@ -125,6 +131,7 @@ export class AgentService {
   private readonly localRegs: LocalRegistry;
   private readonly registrations: RegistrationLink;
   private tickTimer: NodeJS.Timeout | undefined;
+  private fast: AgentFastPath | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
   private httpPort = 0;
@@ -201,6 +208,7 @@ export class AgentService {
           this.cache?.markDirty();
           options.onRouteChanged?.(modid, cmdid, hosts);
         },
+        balancerChanged: (modid, cmdid) => this.fast?.markDirty(modid, cmdid),
       },
     });
 
@@ -275,6 +283,7 @@ export class AgentService {
     this.registrations.start();
     this.tickTimer = setInterval(() => this.core.tick(), this.opts.tickMs ?? TICK_MS);
     this.tickTimer.unref();
+    if (this.opts.fastPath) this.startFastPath(this.opts.fastPath);
     this.httpPort = this.http ? (await this.http.listen()).port : 0;
     this.log.info(
       {
@@ -291,6 +300,23 @@ export class AgentService {
 
   get ports(): number[] {
     return [...this.boundPorts];
+  }
+
+  /** The shared-memory fast path (issue 18), when it runs. */
+  get fastPath(): AgentFastPath | undefined {
+    return this.fast;
+  }
+
+  private startFastPath(settings: FastPathSettings): void {
+    this.fast = AgentFastPath.start({
+      ...settings,
+      core: this.core,
+      ports: this.boundPorts,
+      bindHost: this.opts.host,
+      probeNum: this.opts.lb.probeNum,
+      logger: this.log,
+    });
+    this.fast?.registerMetrics(this.registry);
   }
 
   get dnsConnected(): boolean {
@@ -333,6 +359,7 @@ export class AgentService {
       ...s,
       registrations: this.localRegs.size,
       watchedRegistrations: this.localRegs.watched,
+      fastPathRoutes: this.fast?.routes ?? 0,
       ports: this.boundPorts,
     };
   }
@@ -353,6 +380,8 @@ export class AgentService {
     this.state = 'closing';
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.registrations.close();
+    // Results already in the rings are applied; clients go back to UDP.
+    this.fast?.close();
     // Statistics not yet sent (interval not elapsed) go out before the reporter link is closed.
     this.core.flushReports();
     this.cache?.close();
@@ -368,6 +397,7 @@ export class AgentService {
     this.state = 'closing';
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.registrations.close();
+    this.fast?.close();
     this.cache?.close();
     await Promise.all(this.endpoints.map((e) => e.destroy()));
     await Promise.all([this.dns.destroy(), this.reporter?.destroy()]);

@@ -48,6 +48,10 @@ async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
   const logger = pino({ level: data.logLevel, base: { component: 'agent', shard: data.shard } });
   const agent: AgentService = new AgentService({
     ...data.options,
+    // The fast path's segment of a port holds the routes whose original port it is (issue 18).
+    ...(data.options.fastPath
+      ? { fastPath: { ...data.options.fastPath, portIndexes: data.portIndexes, portCount: data.portCount } }
+      : {}),
     logger,
     http: false,
     shard: {

@@ -13,4 +13,13 @@ export {
 export { Registration, type RegisterOptions, type RegistrationEvents } from './registration.js';
 export { DEFAULT_LEASE_TTL_S, MAX_WEIGHT } from '../protocol/lease-limits.js';
 export { RetCode, retCodeName } from '../protocol/retcode.js';
-export { ErrorCode, LarsError, RetcodeError, TimeoutError, ClosedError, QueueFullError } from '../errors.js';
+export { type FastPathMode, type FastPathStats, type FallbackReason } from './fast-path.js';
+export {
+  ErrorCode,
+  LarsError,
+  RetcodeError,
+  TimeoutError,
+  ClosedError,
+  QueueFullError,
+  FastPathError,
+} from '../errors.js';

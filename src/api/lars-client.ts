@@ -1,6 +1,7 @@
 import { ClosedError, ErrorCode, InvalidArgumentError, ProtocolError, RetcodeError } from '../errors.js';
 import { UdpClient } from '../net/udp-client.js';
 import { agentPortIndex, ipToWire, MsgId, RetCode, retCodeName, wireToIp } from '../protocol/index.js';
+import { FAST_PATH_MODES, FastPath, type FastPathMode, type FastPathStats } from './fast-path.js';
 import {
   onSigtermDeregister,
   Registration,
@@ -37,6 +38,14 @@ export interface LarsClientOptions {
    * usual; otherwise ending it is left to the application. Default false.
    */
   deregisterOnSigterm?: boolean;
+  /**
+   * getHost and report through the agent's shared memory, without a system call (issue 18):
+   * `auto` (default, or LARS_FAST_PATH) uses it when the local agent offers it and UDP otherwise;
+   * `require` throws LARS_ERR_FAST_PATH when the agent's segment cannot be used (at construction,
+   * and on a call once the segment is gone); `off` always uses UDP. Calls the table cannot serve
+   * (a route not in it yet, a slot being rewritten, a full ring) go over UDP in every mode.
+   */
+  fastPath?: FastPathMode;
 }
 
 export interface Host {
@@ -73,6 +82,7 @@ export class LarsClient {
   private readonly sendRegistration: RegistrationSender;
   private readonly deregisterOnSigterm: boolean;
   private unhookSigterm: (() => void) | undefined;
+  private readonly fast: FastPath | undefined;
 
   constructor(options: LarsClientOptions = {}) {
     this.ports = options.ports ?? DEFAULT_AGENT_PORTS;
@@ -88,6 +98,24 @@ export class LarsClient {
     });
     this.sendRegistration = udpRegistrationSender(this.udp, (m, c) => this.portFor(m, c));
     this.deregisterOnSigterm = options.deregisterOnSigterm ?? false;
+    const mode = options.fastPath ?? (process.env.LARS_FAST_PATH as FastPathMode | undefined) ?? 'auto';
+    if (!FAST_PATH_MODES.includes(mode)) {
+      throw new InvalidArgumentError(`fastPath must be auto, off or require, got ${JSON.stringify(mode)}`);
+    }
+    if (mode !== 'off') {
+      try {
+        this.fast = new FastPath({ host: options.host ?? '127.0.0.1', ports: this.ports, mode });
+      } catch (err) {
+        void this.udp.close();
+        throw err;
+      }
+    }
+  }
+
+  /** What the shared-memory fast path did so far, and whether it is mapped per agent port. */
+  fastPathStatus(): (ReturnType<FastPath['status']> & FastPathStats) | { mode: 'off' } {
+    if (!this.fast) return { mode: 'off' };
+    return { ...this.fast.status(), ...this.fast.stats, fallbacks: { ...this.fast.stats.fallbacks } };
   }
 
   /**
@@ -129,6 +157,26 @@ export class LarsClient {
   /** One host for a call, with the agent's return code; never throws for OVERLOAD/NOEXIST. */
   async tryGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
     checkIds(modid, cmdid);
+    return this.fastGetHost(modid, cmdid) ?? this.udpGetHost(modid, cmdid);
+  }
+
+  /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
+  async getHost(modid: number, cmdid: number): Promise<Host> {
+    checkIds(modid, cmdid);
+    const a = this.fastGetHost(modid, cmdid) ?? (await this.udpGetHost(modid, cmdid));
+    if (a.host) return a.host;
+    throw new RetcodeError(
+      a.retcode,
+      `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`,
+    );
+  }
+
+  /** The shared-memory answer (issue 18), or undefined: ask over UDP. */
+  private fastGetHost(modid: number, cmdid: number): HostAnswer | undefined {
+    return this.fast !== undefined && !this.closed ? this.fast.tryGetHost(modid, cmdid) : undefined;
+  }
+
+  private async udpGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
     this.seq = (this.seq + 1) >>> 0;
     const seq = this.seq;
     const res = await this.udp.request(
@@ -143,16 +191,6 @@ export class LarsClient {
     return { retcode: res.retcode === RetCode.SUCC ? RetCode.SYSTEM_ERROR : res.retcode };
   }
 
-  /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
-  async getHost(modid: number, cmdid: number): Promise<Host> {
-    const a = await this.tryGetHost(modid, cmdid);
-    if (a.host) return a.host;
-    throw new RetcodeError(
-      a.retcode,
-      `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`,
-    );
-  }
-
   /**
    * Reports a call's result: retcode 0 = success, anything else = failure. `timecostMs` (optional)
    * lets the agent count a slow failure as several (max(1, floor(ms / 100))). Fire-and-forget.
@@ -160,6 +198,7 @@ export class LarsClient {
   report(modid: number, cmdid: number, ip: string, port: number, retcode: number, timecostMs?: number): void {
     checkIds(modid, cmdid);
     if (this.closed) throw new ClosedError('LarsClient is closed');
+    if (this.fast?.report(modid, cmdid, ip, port, retcode, timecostMs)) return;
     this.udp.send(this.portFor(modid, cmdid), MsgId.ReportRequest, {
       modid,
       cmdid,
@@ -254,6 +293,7 @@ export class LarsClient {
     this.registrations.clear();
     this.unhookSigterm?.();
     this.unhookSigterm = undefined;
+    this.fast?.close();
     await this.udp.close();
   }
 

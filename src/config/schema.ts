@@ -32,6 +32,11 @@ import {
   DEFAULT_BUS_WRITE_DEADLINE_MS,
 } from '../bus/defaults.js';
 import { DEFAULT_CLASSES_SPEC } from '../shm/size-classes.js';
+import {
+  DEFAULT_FAST_PATH_HOSTS,
+  DEFAULT_FAST_PATH_RING,
+  DEFAULT_FAST_PATH_ROUTES,
+} from '../agent/fast-path-segment.js';
 import { DEFAULT_LEASE_BRAKE_MAX_MS, DEFAULT_LEASE_GRACE_MS } from '../dns/lease-guard.js';
 
 export type KeyType = 'int' | 'number' | 'bool' | 'string' | 'host' | 'port' | 'ports';
@@ -364,6 +369,30 @@ export const SCHEMA = {
       'receive buffer of each UDP API socket in KiB; with the native addon it is granted above net.core.rmem_max when the agent may (root)',
       64,
       1_048_576,
+    ),
+    fast_path: {
+      type: 'bool',
+      default: true,
+      description:
+        'publish routes in shared memory so local SDK clients pick hosts and report results without a system call (needs the native addon)',
+    } as BoolSpec,
+    fast_path_routes: int(
+      DEFAULT_FAST_PATH_ROUTES,
+      'fast path: routes each agent port publishes at most (more are served over UDP)',
+      1,
+      1_000_000,
+    ),
+    fast_path_hosts: int(
+      DEFAULT_FAST_PATH_HOSTS,
+      'fast path: hosts a published route may have (bigger routes are served over UDP)',
+      1,
+      65_536,
+    ),
+    fast_path_ring: int(
+      DEFAULT_FAST_PATH_RING,
+      'fast path: call results each agent port buffers between two drains (rounded up to a power of two; past it reports go over UDP)',
+      16,
+      1 << 24,
     ),
   },
   web: {

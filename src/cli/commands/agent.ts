@@ -26,6 +26,7 @@ interface AgentFlags {
   dataDir?: string;
   httpPort?: string;
   threads?: string;
+  fastPath?: boolean;
 }
 
 export function agentFlags(o: AgentFlags): FlagOverride[] {
@@ -52,6 +53,8 @@ export function agentFlags(o: AgentFlags): FlagOverride[] {
   if (o.cacheDir) flags.push({ section: 'agent', key: 'cache_dir', value: o.cacheDir, flag: '--cache-dir' });
   if (o.httpPort) flags.push({ section: 'agent', key: 'http_port', value: o.httpPort, flag: '--http-port' });
   if (o.threads) flags.push({ section: 'agent', key: 'threads', value: o.threads, flag: '--threads' });
+  if (o.fastPath === false)
+    flags.push({ section: 'agent', key: 'fast_path', value: false, flag: '--no-fast-path' });
   return flags;
 }
 
@@ -77,6 +80,10 @@ export function register(program: Command): void {
     .option(
       '--threads <n>',
       'threads serving the UDP API, at most one per port (default [agent] threads = 1)',
+    )
+    .option(
+      '--no-fast-path',
+      'do not publish routes in shared memory: local clients use UDP only (default [agent] fast_path = true)',
     )
     .action(async (o: AgentFlags) => {
       // Loaded here, not at start-up: every other command starts faster without them.
@@ -104,6 +111,13 @@ export function register(program: Command): void {
         callerIp: localIpv4Wire(),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
+        fastPath: config.agent.fast_path
+          ? {
+              routes: config.agent.fast_path_routes,
+              hostsPerRoute: config.agent.fast_path_hosts,
+              ringEntries: config.agent.fast_path_ring,
+            }
+          : (false as const),
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
