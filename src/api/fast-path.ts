@@ -465,7 +465,7 @@ export class FastPath {
       return undefined;
     }
     const got = this.attach(i);
-    if (got === undefined) this.count(this.why[i]?.reason ?? 'no-segment');
+    if (got === undefined) this.count((this.disabled ?? this.why[i])?.reason ?? 'no-segment');
     return got;
   }
 
