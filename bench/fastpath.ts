@@ -146,13 +146,13 @@ async function runEject(): Promise<void> {
   for (let k = 0; k < count; k++) {
     const modid = first + k;
     await warm(c, fast, modid, 1);
-    const victim = (await c.getHost(modid, 1)).ip;
-    for (let i = 0; i < 10; i++) c.report(modid, 1, victim, 9000, 1);
+    const victim = await c.getHost(modid, 1);
+    for (let i = 0; i < 10; i++) c.report(modid, 1, victim.ip, victim.port, 1);
     const t0 = performance.now();
     // Ejected once 9 picks in a row (fewer than probe_num) avoid the victim.
     for (let clean = 0; clean < 9;) {
       const h = await c.getHost(modid, 1);
-      clean = h.ip === victim && h.port === 9000 ? 0 : clean + 1;
+      clean = h.ip === victim.ip && h.port === victim.port ? 0 : clean + 1;
     }
     times.push((performance.now() - t0) * 1000);
   }
@@ -202,7 +202,7 @@ async function runMain(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const rates: Record<string, number[]> = {};
   const p99s: Record<string, number[]> = {};
-  for (const busy of [0, busyCount]) {
+  for (const busy of rounds > 0 ? [0, busyCount] : []) {
     const loops = Array.from({ length: busy }, () => forkRole(SELF, ['--role', 'busy']));
     const load = busy === 0 ? 'idle' : `${busy} busy loops`;
     for (let r = 1; r <= rounds; r++) {
@@ -240,20 +240,7 @@ async function runMain(): Promise<void> {
     }
     for (const l of loops) l.kill('SIGKILL');
   }
-  console.log(formatTable(['load', 'path', 'round', 'calls/s', 'p50 µs', 'p99 µs', 'fallbacks'], rows));
-  const summary: Array<Array<string | number>> = [];
-  for (const load of ['idle', `${busyCount} busy loops`]) {
-    const f = median(rates[`${load}/fast`] ?? [0]);
-    const u = median(rates[`${load}/udp`] ?? [0]);
-    summary.push([load, f, u, `${(f / u).toFixed(0)}x`, median(p99s[`${load}/fast`] ?? [0])]);
-  }
-  console.log('\nmedians over rounds');
-  console.log(formatTable(['load', 'fast calls/s', 'UDP calls/s', 'fast / UDP', 'fast p99 µs'], summary));
-  const idleFast = median(rates['idle/fast'] ?? [0]);
-  const busyFast = median(rates[`${busyCount} busy loops/fast`] ?? [0]);
-  console.log(
-    `fast path with ${busyCount} busy loops: ${((busyFast / idleFast) * 100).toFixed(0)} % of its idle rate`,
-  );
+  if (rounds > 0) printThroughput(rows, rates, p99s, busyCount);
 
   if (ejections > 0) {
     const ej: Array<Array<string | number>> = [];
@@ -284,4 +271,26 @@ async function runMain(): Promise<void> {
       .join(' ')}`,
   );
   await stopChild(agent);
+}
+
+function printThroughput(
+  rows: Array<Array<string | number>>,
+  rates: Record<string, number[]>,
+  p99s: Record<string, number[]>,
+  busyCount: number,
+): void {
+  console.log(formatTable(['load', 'path', 'round', 'calls/s', 'p50 µs', 'p99 µs', 'fallbacks'], rows));
+  const summary: Array<Array<string | number>> = [];
+  for (const load of ['idle', `${busyCount} busy loops`]) {
+    const f = median(rates[`${load}/fast`] ?? [0]);
+    const u = median(rates[`${load}/udp`] ?? [0]);
+    summary.push([load, f, u, `${(f / u).toFixed(0)}x`, median(p99s[`${load}/fast`] ?? [0])]);
+  }
+  console.log('\nmedians over rounds');
+  console.log(formatTable(['load', 'fast calls/s', 'UDP calls/s', 'fast / UDP', 'fast p99 µs'], summary));
+  const idleFast = median(rates['idle/fast'] ?? [0]);
+  const busyFast = median(rates[`${busyCount} busy loops/fast`] ?? [0]);
+  console.log(
+    `fast path with ${busyCount} busy loops: ${((busyFast / idleFast) * 100).toFixed(0)} % of its idle rate`,
+  );
 }

@@ -60,7 +60,7 @@ export const DEFAULT_FAST_PATH_RING = 65_536; // ring entries per agent port
 /** A ring position reserved but not committed for this long is skipped (its writer died or stalls). */
 export const STUCK_ENTRY_MS = 50;
 /** Entries applied per drain at most, so one drain never holds the event loop for long. */
-const MAX_DRAIN = 65_536;
+const MAX_DRAIN = 16_384;
 
 /** A host in wire form: int32 ip and port. */
 export interface TableHost {

@@ -129,6 +129,8 @@ class SegmentView {
   private readonly ringMask: number;
   /** A lower bound of the ring head (it only grows): read again only when the ring looks full. */
   private head: number;
+  /** The tail this process expects next (a guess: compare-exchange corrects it). */
+  private tail: number;
   private ops = 0;
   /** Per slot: dotted ips of the slot's hosts at one sequence number. */
   private readonly ips: Array<{ seq: number; list: Array<string | undefined> } | undefined> = [];
@@ -175,6 +177,7 @@ class SegmentView {
     this.ringEntries = g.ringEntries;
     this.ringMask = g.ringEntries - 1;
     this.head = Atomics.load(w, H_RING_HEAD);
+    this.tail = Atomics.load(w, H_RING_TAIL);
     if (this.beatStale()) throw new SegmentError('stale', 'the agent stopped beating');
   }
 
@@ -194,8 +197,12 @@ class SegmentView {
     return Atomics.load(this.w, H_STATE) !== SegmentState.Live;
   }
 
-  /** False when the segment must be let go (closed, or its agent stopped beating): see `miss`. */
+  /**
+   * False when the segment must be let go (closed, or its agent stopped beating): see `miss`. Also
+   * refreshes the cached ring head, so that it never lags by anything near the 2^30 wrap.
+   */
   healthy(): boolean {
+    this.head = Atomics.load(this.w, H_RING_HEAD);
     if (this.closedNow()) {
       this.miss = 'closed';
       return false;
@@ -232,18 +239,18 @@ class SegmentView {
       this.miss = 'route-missing';
       return undefined;
     }
-    const s1 = Atomics.load(w, b + S_SEQ);
-    // Odd: being rewritten (or closed for good); the key is read again inside the seqlock window.
-    if (
-      (s1 & 1) !== 0 ||
-      w[b + S_STATE] !== SlotState.Live ||
-      w[b + S_MODID] !== modid ||
-      w[b + S_CMDID] !== cmdid
-    ) {
+    // The seqlock's first read may be a plain one: the atomic add below is a full barrier, so it
+    // cannot move after the slot reads; the key is read again after it, inside the window.
+    const s1 = w[b + S_SEQ] as number;
+    if ((s1 & 1) !== 0) {
       this.miss = this.closedNow() ? 'closed' : 'rewriting';
       return undefined;
     }
     const n = Atomics.add(w, b + S_REQ, 1) + 1;
+    if (w[b + S_STATE] !== SlotState.Live || w[b + S_MODID] !== modid || w[b + S_CMDID] !== cmdid) {
+      this.miss = 'rewriting';
+      return undefined;
+    }
     const k = w[b + S_IDLE] as number;
     const m = w[b + S_OVERLOAD] as number;
     const idx =
@@ -280,24 +287,31 @@ class SegmentView {
       this.miss = 'closed';
       return false;
     }
-    let t = 0;
+    // Compare-exchange with the tail we expect (the one after our last entry); on a miss it returns
+    // the real tail, the next try's guess. One atomic operation when this process writes alone.
+    let t = this.tail;
     for (let tries = 0; ; tries++) {
-      t = Atomics.load(w, H_RING_TAIL);
       if (((t - this.head) & POS_MASK) >= this.ringEntries) {
+        // Looks full, or the guessed tail is behind the cached head: read both for real.
         this.head = Atomics.load(w, H_RING_HEAD);
+        t = Atomics.load(w, H_RING_TAIL);
         if (((t - this.head) & POS_MASK) >= this.ringEntries) {
           this.miss = 'ring-full';
           return false;
         }
       }
-      if (Atomics.compareExchange(w, H_RING_TAIL, t, (t + 1) & POS_MASK) === t) break;
+      const seen = Atomics.compareExchange(w, H_RING_TAIL, t, (t + 1) & POS_MASK);
+      if (seen === t) break;
+      t = seen;
       if (tries >= MAX_RESERVE_TRIES) {
         this.miss = 'ring-busy';
         return false;
       }
     }
+    this.tail = (t + 1) & POS_MASK;
     const e = this.ringOff + (t & this.ringMask) * RING_ENTRY_WORDS;
-    const old = Atomics.load(w, e);
+    // After the compare-exchange (a full barrier): a plain read sees the word as it is now or newer.
+    const old = w[e] as number;
     if (old === skippedWord(t)) {
       this.miss = 'skipped';
       return false;

@@ -161,14 +161,26 @@ export class LarsClient {
   }
 
   /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
-  async getHost(modid: number, cmdid: number): Promise<Host> {
+  getHost(modid: number, cmdid: number): Promise<Host> {
+    // Not async: an answer from shared memory costs one already-resolved promise (issue 18).
+    if (this.fast !== undefined && !this.closed && (modid | 0) === modid && (cmdid | 0) === cmdid) {
+      let f: HostAnswer | undefined;
+      try {
+        f = this.fast.tryGetHost(modid, cmdid);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      if (f?.host !== undefined) return Promise.resolve(f.host);
+      if (f !== undefined) return Promise.reject(noHost(modid, cmdid, f.retcode));
+    }
+    return this.udpHost(modid, cmdid);
+  }
+
+  private async udpHost(modid: number, cmdid: number): Promise<Host> {
     checkIds(modid, cmdid);
-    const a = this.fastGetHost(modid, cmdid) ?? (await this.udpGetHost(modid, cmdid));
+    const a = await this.udpGetHost(modid, cmdid);
     if (a.host) return a.host;
-    throw new RetcodeError(
-      a.retcode,
-      `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(a.retcode)}`,
-    );
+    throw noHost(modid, cmdid, a.retcode);
   }
 
   /** The shared-memory answer (issue 18), or undefined: ask over UDP. */
@@ -302,9 +314,13 @@ export class LarsClient {
   }
 }
 
+function noHost(modid: number, cmdid: number, retcode: number): RetcodeError {
+  return new RetcodeError(retcode, `getHost(${modid}, ${cmdid}): agent answered ${retCodeName(retcode)}`);
+}
+
 function checkIds(modid: number, cmdid: number): void {
-  const int32 = (n: number) => Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff;
-  if (!int32(modid) || !int32(cmdid)) {
+  // `n | 0` is n exactly for int32 integers (NaN, fractions and larger values differ).
+  if ((modid | 0) !== modid || (cmdid | 0) !== cmdid) {
     throw new InvalidArgumentError(`modid and cmdid must be int32 integers, got ${modid}, ${cmdid}`);
   }
 }
