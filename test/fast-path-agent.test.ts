@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentService, type AgentServiceOptions } from '../src/agent/agent-service.js';
+import { ThreadedAgent } from '../src/agent/agent-threads.js';
 import { FastPathSegment } from '../src/agent/fast-path-segment.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { FastPathError, LarsClient } from '../src/api/index.js';
@@ -292,8 +293,10 @@ describe.skipIf(skipNoAddon)(
         [10, 1, '10.0.0.2', 2],
         [10, 1, '10.0.0.3', 3],
       ]);
-      const fast = await startAgent(dnsPort);
-      const udp = await startAgent(dnsPort, { fastPath: false });
+      // Long windows: a slow run must not end an idle window on one agent and not on the other.
+      const lb = { ...DEFAULT_LOAD_BALANCE_CONFIG, idleTimeoutS: 600, overloadTimeoutS: 600 };
+      const fast = await startAgent(dnsPort, { lb });
+      const udp = await startAgent(dnsPort, { lb, fastPath: false });
       await warm(client(fast.ports), fast.agent, 10, 1);
       await client(udp.ports).regInit(10, 1, WARM);
 
@@ -383,5 +386,50 @@ describe.skipIf(skipNoAddon)('fast path: crash safety', () => {
     for (let i = 0; i < 20; i++) picks.add((await c.getHost(11, 1)).port);
     expect([...picks].sort()).toEqual([1, 2]);
     expect(status(c).fallbacks).toEqual({});
+  });
+});
+
+describe.skipIf(skipNoAddon)('fast path: agent on several threads', () => {
+  it('each thread publishes the routes of its ports; results reach the owner', async () => {
+    const hosts: Array<[number, number, string, number]> = [];
+    for (let m = 1; m <= 6; m++) hosts.push([m, 1, '10.0.0.1', 1000 + m], [m, 1, '10.0.0.2', 2000 + m]);
+    const { dnsPort } = await stack(hosts);
+    const agent = new ThreadedAgent({
+      threads: 2,
+      host: '127.0.0.1',
+      ports: [await unusedPort(), await unusedPort(), await unusedPort()],
+      dns: { host: '127.0.0.1', port: dnsPort },
+      reporter: undefined,
+      lb: DEFAULT_LOAD_BALANCE_CONFIG,
+      reportIntervalS: 1,
+      cacheDir: undefined,
+      callerIp: ipToWire('127.0.0.1'),
+      workerScript: new URL('./fixtures/agent-worker.mjs', import.meta.url),
+      logLevel: 'silent',
+      fastPath: {},
+    });
+    const { ports } = await agent.start();
+    onTestFinished(() => agent.destroy());
+    const c = client(ports, 'require');
+    for (let m = 1; m <= 6; m++) await c.regInit(m, 1, WARM);
+    // Every route ends up in the segment of its original port, written by the thread that owns it.
+    await waitFor(
+      () => {
+        for (let m = 1; m <= 6; m++) void c.tryGetHost(m, 1);
+        return status(c).getHost >= 60;
+      },
+      10_000,
+      'routes answered from shared memory',
+    );
+    // A host ejected through the ring of its owner thread.
+    for (let i = 0; i < 10; i++) c.report(5, 1, '10.0.0.2', 2005, 1);
+    expect(status(c).reports).toBe(10);
+    await waitFor(() => agent.health().overloaded === 1, 10_000, 'owner thread overloaded the host');
+    // A client that sends everything to one port: routes of other ports are not in that segment,
+    // so their results go over UDP and the agent forwards them to the owner.
+    const one = client([ports[1]!]);
+    for (let i = 0; i < 10; i++) one.report(4, 1, '10.0.0.2', 2004, 1);
+    expect(status(one).fallbacks['route-missing']).toBeGreaterThan(0);
+    await waitFor(() => agent.health().overloaded === 2, 10_000, 'second host overloaded via UDP');
   });
 });

@@ -89,6 +89,7 @@ describe.skipIf(skipNoAddon)('fast path across processes', () => {
       ringEntries: 1024, // small: the ring wraps many times and fills now and then
     });
     onTestFinished(() => seg.close());
+    seg.publish(7, 7, [{ ip: ipToWire('10.0.0.1'), port: 1 }], []); // results only for routes in the table
     const n = 30_000;
     const got = new Map<number, number[]>();
     let draining = true;

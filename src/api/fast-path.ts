@@ -220,21 +220,24 @@ class SegmentView {
     return (this.ops & (BEAT_CHECK_EVERY - 1)) === 0;
   }
 
-  /** The balancer's pick for one call, or undefined (see `miss`). */
-  pick(modid: number, cmdid: number): FastAnswer | undefined {
+  /** Word offset of the route's slot, or -1 when the route is not in the table. */
+  slotOf(modid: number, cmdid: number): number {
     const w = this.w;
     const mask = this.slotMask;
     let i = routeHash(modid, cmdid) & mask;
-    let b = -1;
     for (let n = 0; n <= mask; n++, i = (i + 1) & mask) {
       const at = this.routesOff + i * this.slotLen;
       const st = w[at + S_STATE];
-      if (st === SlotState.Empty) break;
-      if (st === SlotState.Live && w[at + S_MODID] === modid && w[at + S_CMDID] === cmdid) {
-        b = at;
-        break;
-      }
+      if (st === SlotState.Empty) return -1;
+      if (st === SlotState.Live && w[at + S_MODID] === modid && w[at + S_CMDID] === cmdid) return at;
     }
+    return -1;
+  }
+
+  /** The balancer's pick for one call, or undefined (see `miss`). */
+  pick(modid: number, cmdid: number): FastAnswer | undefined {
+    const w = this.w;
+    const b = this.slotOf(modid, cmdid);
     if (b < 0) {
       this.miss = 'route-missing';
       return undefined;
@@ -267,10 +270,11 @@ class SegmentView {
       return undefined;
     }
     if (idx < 0) return { retcode: RetCode.OVERLOAD };
-    let cache = this.ips[i];
+    const slot = (b - this.routesOff) / this.slotLen;
+    let cache = this.ips[slot];
     if (cache === undefined || cache.seq !== s1) {
       cache = { seq: s1, list: [] };
-      this.ips[i] = cache;
+      this.ips[slot] = cache;
     }
     let dotted = cache.list[idx];
     if (dotted === undefined) {
@@ -280,11 +284,19 @@ class SegmentView {
     return { retcode: RetCode.SUCC, host: { ip: dotted, port } };
   }
 
-  /** Appends one call result to the ring; false (see `miss`) when it must go over UDP. */
+  /**
+   * Appends one call result to the ring; false (see `miss`) when it must go over UDP. Only for a
+   * route in this table: the agent thread that drains the ring owns exactly those routes (a result
+   * for another one goes over UDP, which the agent forwards to the route's owner).
+   */
   push(modid: number, cmdid: number, ip: number, port: number, retcode: number, timecost: number): boolean {
     const w = this.w;
     if (w[H_STATE] !== SegmentState.Live) {
       this.miss = 'closed';
+      return false;
+    }
+    if (this.slotOf(modid, cmdid) < 0) {
+      this.miss = 'route-missing';
       return false;
     }
     // Compare-exchange with the tail we expect (the one after our last entry); on a miss it returns
