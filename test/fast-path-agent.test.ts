@@ -107,6 +107,12 @@ describe.skipIf(skipNoAddon)('fast path: agent and SDK', () => {
     expect(status(c).getHost).toBe(6);
     expect(agent.core.stats.getHost).toBe(1); // only the first, over UDP
     await waitFor(() => agent.fastPath!.stats.getHost === 6, 5_000, 'agent counted the table picks');
+    // A loop that awaits nothing but shared-memory answers still lets timers and I/O run.
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    onTestFinished(() => clearInterval(timer));
+    for (let i = 0; i < 20_000 && ticks < 2; i++) await c.getHost(1, 1);
+    expect(ticks).toBeGreaterThanOrEqual(2);
   });
 
   it('a weighted route stays on UDP (smooth weighted round robin is not in the table)', async () => {

@@ -17,6 +17,8 @@ export const DEFAULT_AGENT_PORTS: readonly number[] = Object.freeze([8888, 8889,
 export const DEFAULT_TIMEOUT_MS = 1_000;
 export const DEFAULT_REG_INIT_TRIES = 3;
 export const DEFAULT_REG_INIT_INTERVAL_MS = 50;
+/** Shared-memory answers in a row, within one event-loop turn, after which one waits for the next turn. */
+const FAST_STREAK_MAX = 1024;
 
 export interface LarsClientOptions {
   /** Agent address. Default 127.0.0.1. */
@@ -83,6 +85,8 @@ export class LarsClient {
   private readonly deregisterOnSigterm: boolean;
   private unhookSigterm: (() => void) | undefined;
   private readonly fast: FastPath | undefined;
+  /** Answers from shared memory since the event loop last turned (see settle). */
+  private fastStreak = 0;
 
   constructor(options: LarsClientOptions = {}) {
     this.ports = options.ports ?? DEFAULT_AGENT_PORTS;
@@ -155,9 +159,17 @@ export class LarsClient {
   }
 
   /** One host for a call, with the agent's return code; never throws for OVERLOAD/NOEXIST. */
-  async tryGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
-    checkIds(modid, cmdid);
-    return this.fastGetHost(modid, cmdid) ?? this.udpGetHost(modid, cmdid);
+  tryGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
+    if (this.fast !== undefined && !this.closed && (modid | 0) === modid && (cmdid | 0) === cmdid) {
+      let f: HostAnswer | undefined;
+      try {
+        f = this.fast.tryGetHost(modid, cmdid);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      if (f !== undefined) return this.settle(f);
+    }
+    return this.udpTry(modid, cmdid);
   }
 
   /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
@@ -170,10 +182,30 @@ export class LarsClient {
       } catch (err) {
         return Promise.reject(err as Error);
       }
-      if (f?.host !== undefined) return Promise.resolve(f.host);
+      if (f?.host !== undefined) return this.settle(f.host);
       if (f !== undefined) return Promise.reject(noHost(modid, cmdid, f.retcode));
     }
     return this.udpHost(modid, cmdid);
+  }
+
+  /**
+   * An answer from shared memory, as a promise. A loop that awaits nothing but such answers would
+   * never let the event loop turn (no I/O, no timers): after FAST_STREAK_MAX answers within one turn,
+   * the next one resolves from setImmediate, after pending I/O.
+   */
+  private settle<T>(value: T): Promise<T> {
+    if (this.fastStreak === 0) setImmediate(this.endStreak);
+    if (++this.fastStreak < FAST_STREAK_MAX) return Promise.resolve(value);
+    return new Promise((resolve) => setImmediate(resolve, value));
+  }
+
+  private readonly endStreak = (): void => {
+    this.fastStreak = 0;
+  };
+
+  private async udpTry(modid: number, cmdid: number): Promise<HostAnswer> {
+    checkIds(modid, cmdid);
+    return this.udpGetHost(modid, cmdid);
   }
 
   private async udpHost(modid: number, cmdid: number): Promise<Host> {
@@ -181,11 +213,6 @@ export class LarsClient {
     const a = await this.udpGetHost(modid, cmdid);
     if (a.host) return a.host;
     throw noHost(modid, cmdid, a.retcode);
-  }
-
-  /** The shared-memory answer (issue 18), or undefined: ask over UDP. */
-  private fastGetHost(modid: number, cmdid: number): HostAnswer | undefined {
-    return this.fast !== undefined && !this.closed ? this.fast.tryGetHost(modid, cmdid) : undefined;
   }
 
   private async udpGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
