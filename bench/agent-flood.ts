@@ -28,6 +28,7 @@ import { numberArg, parseArgs } from './lib/args.js';
 import { Histogram } from './lib/histogram.js';
 import {
   forkRole,
+  runBusyLoop,
   fromParent,
   machineLine,
   nextMessage,
@@ -44,19 +45,8 @@ const args = parseArgs(process.argv.slice(2));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 if (args.get('role') === 'flood') await runFlood();
-else if (args.get('role') === 'busy') runBusy();
+else if (args.get('role') === 'busy') runBusyLoop();
 else await runMain();
-
-/** A busy loop (another tenant's CPU-heavy work); exits when the parent does. */
-function runBusy(): void {
-  process.on('disconnect', () => process.exit(0));
-  const spin = (): void => {
-    const until = Date.now() + 50;
-    while (Date.now() < until);
-    setImmediate(spin);
-  };
-  spin();
-}
 
 /** Datagrams the kernel dropped on these local UDP ports (/proc/net/udp "drops"; no addon needed). */
 function udpDrops(ports: readonly number[]): number {

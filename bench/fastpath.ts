@@ -23,6 +23,7 @@ import { numberArg, parseArgs } from './lib/args.js';
 import { Histogram } from './lib/histogram.js';
 import {
   forkRole,
+  runBusyLoop,
   fromParent,
   machineLine,
   nextMessage,
@@ -48,7 +49,7 @@ switch (args.get('role') ?? 'main') {
     await runEject();
     break;
   case 'busy':
-    runBusy();
+    runBusyLoop();
     break;
   default:
     await runMain();
@@ -159,17 +160,6 @@ async function runEject(): Promise<void> {
   await c.close();
   tellParent({ type: 'result', times });
   process.exit(0);
-}
-
-/** A busy loop (another tenant's CPU-heavy work); exits when the parent does. */
-function runBusy(): void {
-  process.on('disconnect', () => process.exit(0));
-  const spin = (): void => {
-    const until = Date.now() + 50;
-    while (Date.now() < until);
-    setImmediate(spin);
-  };
-  spin();
 }
 
 interface ClientResult extends BenchMessage {

@@ -104,3 +104,14 @@ export function machineLine(): string {
   const cpu = cpus();
   return `node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} x ${cpu[0]?.model.trim() ?? 'unknown cpu'}`;
 }
+
+/** In a child: a busy loop (another tenant's CPU-heavy work) until the parent goes away. */
+export function runBusyLoop(): void {
+  process.on('disconnect', () => process.exit(0));
+  const spin = (): void => {
+    const until = Date.now() + 50;
+    while (Date.now() < until);
+    setImmediate(spin);
+  };
+  spin();
+}

@@ -160,32 +160,33 @@ export class LarsClient {
 
   /** One host for a call, with the agent's return code; never throws for OVERLOAD/NOEXIST. */
   tryGetHost(modid: number, cmdid: number): Promise<HostAnswer> {
-    if (this.fast !== undefined && !this.closed && (modid | 0) === modid && (cmdid | 0) === cmdid) {
-      let f: HostAnswer | undefined;
-      try {
-        f = this.fast.tryGetHost(modid, cmdid);
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-      if (f !== undefined) return this.settle(f);
+    let f: HostAnswer | undefined;
+    try {
+      f = this.fastAnswer(modid, cmdid);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    return this.udpTry(modid, cmdid);
+    return f !== undefined ? this.settle(f) : this.udpTry(modid, cmdid);
   }
 
   /** One host for a call; rejects with LARS_ERR_RETCODE (`retcode` 1 OVERLOAD, 3 NOEXIST, ...). */
   getHost(modid: number, cmdid: number): Promise<Host> {
     // Not async: an answer from shared memory costs one already-resolved promise (issue 18).
-    if (this.fast !== undefined && !this.closed && (modid | 0) === modid && (cmdid | 0) === cmdid) {
-      let f: HostAnswer | undefined;
-      try {
-        f = this.fast.tryGetHost(modid, cmdid);
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-      if (f?.host !== undefined) return this.settle(f.host);
-      if (f !== undefined) return Promise.reject(noHost(modid, cmdid, f.retcode));
+    let f: HostAnswer | undefined;
+    try {
+      f = this.fastAnswer(modid, cmdid);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    return this.udpHost(modid, cmdid);
+    if (f === undefined) return this.udpHost(modid, cmdid);
+    return f.host !== undefined ? this.settle(f.host) : Promise.reject(noHost(modid, cmdid, f.retcode));
+  }
+
+  /** The answer from shared memory (issue 18), or undefined: ask over UDP. Throws in `require` mode. */
+  private fastAnswer(modid: number, cmdid: number): HostAnswer | undefined {
+    if (this.fast === undefined || this.closed || (modid | 0) !== modid || (cmdid | 0) !== cmdid)
+      return undefined;
+    return this.fast.tryGetHost(modid, cmdid);
   }
 
   /**

@@ -6,14 +6,10 @@ import type { LoadBalanceConfig } from '../../src/agent/lb-config.js';
 import { silentLogger } from '../../src/log/silent.js';
 import { nativeStatus } from '../../src/native/index.js';
 import { ipToWire } from '../../src/protocol/index.js';
+import { tsBootstrap } from './shm.js';
 
 /** Under CI the addon must be there (a skip would hide a broken build); elsewhere skip without it. */
 export const skipNoAddon = !nativeStatus().loaded && process.env.CI !== 'true';
-
-const hooks = new URL('../fixtures/net-ts-hooks.mjs', import.meta.url).href;
-const bootstrap =
-  'data:text/javascript,' +
-  encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hooks)});`);
 
 export interface Peer {
   pid: number;
@@ -31,7 +27,7 @@ export function startPeer(job: Record<string, unknown>): Peer {
     new URL('../fixtures/fast-path-peer.ts', import.meta.url).pathname,
     [JSON.stringify(job)],
     {
-      execArgv: ['--import', bootstrap],
+      execArgv: ['--import', tsBootstrap],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );

@@ -37,7 +37,8 @@ export async function startDaemon(
 }
 
 const hooks = new URL('../fixtures/net-ts-hooks.mjs', import.meta.url).href;
-const bootstrap =
+/** `--import` it in a child process to run our TypeScript sources (fixtures/net-ts-hooks.mjs). */
+export const tsBootstrap =
   'data:text/javascript,' +
   encodeURIComponent(`import { register } from 'node:module'; register(${JSON.stringify(hooks)});`);
 
@@ -90,7 +91,7 @@ export class ShmPeerProcess {
 /** Forks a peer process and connects it to the daemon at `socket` in `mode`. */
 export async function startPeer(socket: string, mode: ShmMode): Promise<ShmPeerProcess> {
   const proc = fork(new URL('../fixtures/shm-peer.ts', import.meta.url).pathname, [], {
-    execArgv: ['--import', bootstrap],
+    execArgv: ['--import', tsBootstrap],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, LARS_SHM_MODE: '' },
   });
