@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { AgentService, type AgentServiceOptions } from '../src/agent/agent-service.js';
 import { ThreadedAgent } from '../src/agent/agent-threads.js';
@@ -16,6 +17,7 @@ import {
   slotWords,
   H_HOSTS_PER_ROUTE,
   H_ROUTE_SLOTS,
+  H_PID,
 } from '../src/protocol/shm-table.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { startTestDns } from './helpers/dns.js';
@@ -211,6 +213,27 @@ describe.skipIf(skipNoAddon)('fast path: agent and SDK', () => {
     expect(status(c).fallbacks.closed).toBe(1);
     // Then the name is mapped again: the new table answers.
     expect(await c.getHost(6, 1)).toEqual({ ip: '10.0.2.2', port: 62 });
+  });
+
+  it('segments of agents that died are removed when an agent starts', async () => {
+    const port = await unusedPort();
+    const name = fastPathSegmentName(uid, port);
+    const seg = FastPathSegment.create(loadNative()!, {
+      name,
+      port,
+      probeNum: 10,
+      bindIp: 0,
+      routeSlots: 16,
+      hostsPerRoute: 4,
+      ringEntries: 16,
+    });
+    onTestFinished(() => seg.close());
+    const exited = startPeer({ op: 'picks', ports: [1], modid: 1, cmdid: 1, n: 0, mode: 'off' });
+    await exited.exited;
+    segmentWords(port)[H_PID] = exited.pid; // as if that (now dead) process had created it
+    const { dnsPort } = await stack([[1, 1, '10.0.0.1', 1]]);
+    await startAgent(dnsPort);
+    expect(existsSync(`/dev/shm${name}`)).toBe(false);
   });
 
   it('an agent that stopped beating is left for UDP', async () => {

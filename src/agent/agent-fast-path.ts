@@ -2,7 +2,12 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../log/silent.js';
 import { loadNative, nativeStatus } from '../native/index.js';
 import { agentPortIndex, ipToWire, isValidIpv4 } from '../protocol/index.js';
-import { fastPathSegmentName, nextPowerOfTwo, REQ_REBASE_AT } from '../protocol/shm-table.js';
+import {
+  fastPathSegmentName,
+  fastPathSegmentPrefix,
+  nextPowerOfTwo,
+  REQ_REBASE_AT,
+} from '../protocol/shm-table.js';
 import { liveMetrics } from '../service/metrics.js';
 import type { AgentCore } from './agent-core.js';
 import { agentRouteKey } from './agent-core.js';
@@ -12,6 +17,7 @@ import {
   DEFAULT_FAST_PATH_RING,
   DEFAULT_FAST_PATH_ROUTES,
   FastPathSegment,
+  reapOrphanSegments,
   type Consumed,
   type TableHost,
   type UnpublishedReason,
@@ -110,6 +116,8 @@ export class AgentFastPath {
       return undefined;
     }
     const uid = process.getuid?.() ?? 0;
+    const reaped = reapOrphanSegments(addon, fastPathSegmentPrefix(uid));
+    if (reaped > 0) opts.logger.info({ segments: reaped }, 'fast path: removed segments of agents that died');
     const segments: FastPathSegment[] = [];
     try {
       for (const port of opts.ports) {

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import type { NativeAddon } from '../native/index.js';
 import {
   atomicsWork,
@@ -427,6 +428,44 @@ export class FastPathSegment {
       this.publish(p.modid, p.cmdid, p.idle, p.overload);
     }
   }
+}
+
+/** Whether a process exists (a signal 0 probe; EPERM means it exists under another user). */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * Closes and unlinks the fast-path segments of this user whose agent process is gone (killed
+ * without closing them: a segment outlives its process), so they do not pile up in /dev/shm when no
+ * agent comes back on their port. Returns how many it removed. Segments it cannot read are left.
+ */
+export function reapOrphanSegments(addon: NativeAddon, prefix: string): number {
+  let names: string[];
+  try {
+    names = readdirSync('/dev/shm').filter((n) => n.startsWith(prefix.slice(1)));
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const file of names) {
+    try {
+      const ab = addon.map(`/${file}`, 0, false);
+      const w = new Int32Array(ab, 0, Math.floor(ab.byteLength / 4));
+      const orphan = w.length > H_STATE && w[H_MAGIC] === FAST_PATH_MAGIC && !pidExists(w[H_PID] as number);
+      if (orphan) markClosed(w);
+      addon.unmap(ab);
+      if (orphan && addon.unlink(`/${file}`)) removed += 1;
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return removed;
 }
 
 /** Marks a mapped segment closed: state, then every even slot sequence made odd for good. */

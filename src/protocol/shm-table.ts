@@ -148,7 +148,12 @@ export function nextPowerOfTwo(n: number): number {
 
 /** The segment of the agent serving `port` for user `uid`. */
 export function fastPathSegmentName(uid: number, port: number): string {
-  return `/lars-fastpath-${uid}-${port}`;
+  return `${fastPathSegmentPrefix(uid)}${port}`;
+}
+
+/** What the names of user `uid`'s segments start with. */
+export function fastPathSegmentPrefix(uid: number): string {
+  return `/lars-fastpath-${uid}-`;
 }
 
 /** Home slot of a route (then linear probing). */
