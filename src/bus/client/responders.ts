@@ -1,4 +1,5 @@
 import { InvalidArgumentError, isLarsError } from '../../errors.js';
+import { ShmBuffer } from '../../shm/shm-buffer.js';
 import { Control } from '../wire/control.js';
 import { parseDataFrame, readU32, ReplyStatus, type DataFields } from '../wire/data-frame.js';
 import { BusMsgId } from '../wire/msg-id.js';
@@ -70,18 +71,19 @@ export class Responders {
     for (const r of this.bySid.values()) r.markStopped();
   }
 
-  onReq(buf: Uint8Array, start: number, len: number, f: DataFields): void {
-    if (!parseDataFrame(buf, start, len, f)) return;
+  onReq(buf: Uint8Array, start: number, len: number, f: DataFields, shm?: ShmBuffer): void {
+    if (!parseDataFrame(buf, start, len, f)) return void shm?.release();
     const rid = readU32(buf, start);
     const topic = this.topics.decode(buf, f.subjStart, f.subjLen);
     // A stopped topic still answers the requests the bus relayed before it read our UNSERVE.
     const r = this.byTopic.get(topic);
     const gen = this.host.link.gen;
     if (r === undefined) {
+      void shm?.release();
       this.reply(rid, ReplyStatus.NO_RESPONDERS, undefined, `${this.clientName} no longer serves "${topic}"`);
       return;
     }
-    const msg = new BusMsg(buf, f, this.host.nameOf(readU32(buf, start + 4)), undefined, topic);
+    const msg = new BusMsg(buf, f, this.host.nameOf(readU32(buf, start + 4)), undefined, topic, shm);
     r.inFlight += 1;
     let result: BusReply | Promise<BusReply>;
     try {
@@ -103,16 +105,24 @@ export class Responders {
   private replied(rid: number, gen: number, r: BusResponder, v: BusReply): void {
     r.done(true);
     if (!this.current(gen)) return;
-    let data: Uint8Array | string | undefined;
+    let data: Uint8Array | string | ShmBuffer | undefined;
     let headers: Record<string, string> | undefined;
-    if (v === undefined || v === null || typeof v === 'string' || v instanceof Uint8Array)
+    let keep = false;
+    if (
+      v === undefined ||
+      v === null ||
+      typeof v === 'string' ||
+      v instanceof Uint8Array ||
+      v instanceof ShmBuffer
+    )
       data = v ?? undefined;
     else {
       data = v.data;
       headers = v.headers;
+      keep = v.keep === true;
     }
     try {
-      this.reply(rid, ReplyStatus.OK, headers, data ?? EMPTY);
+      this.reply(rid, ReplyStatus.OK, headers, data ?? EMPTY, keep);
     } catch (err) {
       // An unencodable reply (too large, bad headers) reaches the caller as the handler's failure.
       const code = isLarsError(err) ? err.code : 'Error';
@@ -132,13 +142,20 @@ export class Responders {
     return gen === this.host.link.gen && this.host.link.isConnected;
   }
 
+  /** A request whose shared-memory payload could not be taken fails at its caller (issue 14). */
+  shmFailed(buf: Uint8Array, start: number, err: unknown): void {
+    const code = isLarsError(err) ? err.code : 'Error';
+    this.reply(readU32(buf, start), ReplyStatus.SHM_FAILED, undefined, `${code}: ${(err as Error).message}`);
+  }
+
   private reply(
     rid: number,
     status: number,
     headers: Record<string, string> | undefined,
-    data: Uint8Array | string,
+    data: Uint8Array | string | ShmBuffer,
+    keep = false,
   ): void {
-    this.out.stage(BusMsgId.Rep, rid, 0, status, '', data, headers, false);
+    this.out.stage(BusMsgId.Rep, rid, 0, status, '', data, headers, false, keep);
   }
 
   private drop(r: BusResponder): void {

@@ -4,14 +4,16 @@ import {
   BusError,
   ErrorCode,
   InvalidArgumentError,
+  isLarsError,
   LarsError,
   ProtocolError,
   TimeoutError,
 } from '../../errors.js';
+import { defaultShmSocket } from '../../shm/socket-path.js';
 import { silentLogger, type Logger } from '../../log/silent.js';
 import { Control, NoticeKind } from '../wire/control.js';
 import { ReplyStatus, statusReplyLength, writeStatusReply } from '../wire/data-frame.js';
-import { BusMsgId, busMsgIdName } from '../wire/msg-id.js';
+import { BusMsgId, busMsgIdName, isDataMsgId } from '../wire/msg-id.js';
 import type { BusConn } from './bus-conn.js';
 import { BusStats } from './bus-stats.js';
 import { handleControl } from './control-ops.js';
@@ -20,6 +22,7 @@ import type { Proc } from './proc.js';
 import { ProcTable } from './proc-table.js';
 import { Router, type PendingRequest, type ServeReg } from './router.js';
 import type { BusSettings } from './settings.js';
+import { ShmRelay } from './shm-relay.js';
 import { SlowConsumers } from './slow-consumers.js';
 import { Sublist } from './sublist.js';
 import type { BusSub } from './subscription.js';
@@ -32,6 +35,8 @@ export interface BusEngineOptions {
   logger?: Logger;
   /** Monotonic clock in ms; injected by tests. Default performance.now. */
   now?: () => number;
+  /** Socket of lars shm for shared-memory payloads (default LARS_SHM_SOCKET or the data directory's). */
+  shmSocket?: string;
 }
 
 /**
@@ -53,6 +58,8 @@ export class BusEngine {
   readonly requestSeconds: Histogram;
   /** The slow-consumer policy (drops, episodes with one notice each, cuts at the write deadline). */
   readonly slow: SlowConsumers;
+  /** The connection to lars shm that moves shared-memory payloads (opened on first use). */
+  readonly relay: ShmRelay;
   /** Set by lameDuck(): publishes are dropped (counted `closing`), requests fail with CLOSED. */
   lameDuck = false;
   /** `canTake(reg)`: the server's connection has room (bound once, used by Router.pick). */
@@ -77,6 +84,7 @@ export class BusEngine {
       registers: [],
     });
     this.slow = new SlowConsumers(this.settings, this.stats, this.log, this.now);
+    this.relay = new ShmRelay(options.shmSocket ?? defaultShmSocket(), this.log);
     this.procs = new ProcTable({
       offlineMs: this.settings.offlineMs,
       killMs: this.settings.killMs,
@@ -102,6 +110,10 @@ export class BusEngine {
   }
 
   onFrame(conn: BusConn, msgid: number, buf: Uint8Array, start: number, len: number): void {
+    if (conn.gated > 0 && isDataMsgId(msgid)) {
+      conn.held.push({ msgid, buf, start, len });
+      return;
+    }
     try {
       if (msgid === BusMsgId.Pub) handlePub(this, conn, buf, start, len);
       else if (msgid === BusMsgId.Req) handleReq(this, conn, buf, start, len);
@@ -137,6 +149,9 @@ export class BusEngine {
 
   connectionClosed(conn: BusConn, reason: Error | undefined, lostMsgs: number): void {
     this.conns.delete(conn);
+    // Shared-memory batches made for this connection and not taken are released now, not at their ttl.
+    if (conn.shmTagged) this.relay.cancelTag(conn.id);
+    conn.held.length = 0;
     this.slow.forget(conn);
     this.stats.dropped.disconnect += lostMsgs;
     const proc = conn.proc;
@@ -146,6 +161,41 @@ export class BusEngine {
       this.failServed(proc, `the responder ${proc.name} closed its connection`);
       this.log.debug({ proc: proc.name, reason: reason?.message }, 'connection closed');
     }
+  }
+
+  // ---- shared-memory hand-offs (issue 14) ---------------------------------------------------------
+
+  /**
+   * A hand-off of `conn` waits for lars shm: its later data frames wait too (FIFO per publisher), and
+   * its socket is paused so that at most what was already read waits here.
+   */
+  gate(conn: BusConn): void {
+    conn.gated += 1;
+    if (conn.gated === 1) conn.socket.pause();
+  }
+
+  /** A hand-off of `conn` ended: run the frames that waited, in order, until one waits again. */
+  ungate(conn: BusConn): void {
+    conn.gated -= 1;
+    if (conn.gated > 0) return;
+    const held = conn.held;
+    while (held.length > 0 && conn.gated === 0) {
+      const f = held.shift()!;
+      if (!conn.closed) this.onFrame(conn, f.msgid, f.buf, f.start, f.len);
+    }
+    if (conn.gated === 0 && !conn.closed) conn.socket.resume();
+  }
+
+  /** lars shm refused a hand-off (or is down): the sender hears it (ERR), the drop is counted. */
+  shmFailed(conn: BusConn, op: number, id: number, err: unknown, subject: string): void {
+    const e = isLarsError(err) ? err : new LarsError(ErrorCode.INVALID_ARGUMENT, String(err));
+    this.log.debug({ conn: conn.id, code: e.code, err: e.message }, 'shared-memory hand-off failed');
+    conn.sendErr(
+      op,
+      id,
+      new LarsError(e.code, `shared-memory payload not handed over: ${e.message}`),
+      subject,
+    );
   }
 
   // ---- output ------------------------------------------------------------------------------------
@@ -275,6 +325,10 @@ export class BusEngine {
     const conn = proc.conn;
     proc.conn = undefined;
     this.log.info({ proc: proc.name, num: proc.num, why }, 'proc removed');
+    // Connected yet silent past kill_ms: a hung process. Its shared memory goes back (DESIGN §9);
+    // a proc that disconnected or unregistered has nothing to reclaim here (lars shm saw its close).
+    if (why === 'killme' && conn !== undefined && proc.creds !== undefined)
+      this.relay.reclaim(proc.creds.pid, proc.name);
     if (conn === undefined) return;
     conn.proc = undefined;
     if (why === 'replaced') {

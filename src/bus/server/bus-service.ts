@@ -25,6 +25,8 @@ export interface BusServiceOptions {
   now?: () => number;
   /** Take the socket path over from a live bus (rolling restart under `lars up`); default refuse. */
   replace?: boolean;
+  /** Socket of lars shm for shared-memory payloads (default LARS_SHM_SOCKET or the data directory's). */
+  shmSocket?: string;
 }
 
 /** How often close() checks whether everything queued has been written during the linger. */
@@ -62,6 +64,7 @@ export class BusService {
       settings: options.settings ?? busSettings(),
       logger: this.log,
       ...(options.now ? { now: options.now } : {}),
+      ...(options.shmSocket ? { shmSocket: options.shmSocket } : {}),
     });
     this.registry = busMetrics(this.engine);
   }
@@ -185,6 +188,7 @@ export class BusService {
     await Promise.all(gone);
     await serverClosed;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await engine.relay.close();
     await this.admin?.close();
     this.state = 'closed';
     this.log.info(

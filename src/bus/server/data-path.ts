@@ -7,6 +7,7 @@ import {
   parseDataFrame,
   readU32,
   ReplyStatus,
+  SHM_PUB_PAYLOAD_BYTES,
   writeForward,
 } from '../wire/data-frame.js';
 import { BusMsgId } from '../wire/msg-id.js';
@@ -14,6 +15,7 @@ import { checkSubject } from '../wire/subject.js';
 import type { BusConn } from './bus-conn.js';
 import type { BusEngine } from './bus-engine.js';
 import { ProcState, type Proc } from './proc.js';
+import { shmPub, shmRep, shmReq } from './shm-path.js';
 import type { BusSub } from './subscription.js';
 import type { QueueGroup } from './sublist.js';
 
@@ -75,19 +77,44 @@ function acceptable(
     engine.badBody(conn, op, id, `malformed ${op === BusMsgId.Pub ? 'PUB' : 'REQ'} frame of ${len} bytes`);
     return false;
   }
+  const payloadLen = fields.end - fields.payloadStart;
+  if (fields.kind === PayloadKind.SHM) return shmAcceptable(engine, conn, op, id, payloadLen);
   if (fields.kind !== PayloadKind.INLINE) {
+    engine.invalid(conn, op, id, `payload kind ${fields.kind} is not known (0 inline, 1 shared memory)`);
+    return false;
+  }
+  if (payloadLen > engine.settings.maxPayload) {
+    engine.stats.dropped.too_large += 1;
+    engine.tooLarge(conn, op, id, payloadLen);
+    return false;
+  }
+  return true;
+}
+
+/** A kind-1 payload: exactly a handle and an options byte, from a proc whose pid the kernel gave. */
+function shmAcceptable(
+  engine: BusEngine,
+  conn: BusConn,
+  op: number,
+  id: number,
+  payloadLen: number,
+): boolean {
+  if (payloadLen !== SHM_PUB_PAYLOAD_BYTES) {
     engine.invalid(
       conn,
       op,
       id,
-      `payload kind ${fields.kind} is not supported by this bus (shared-memory payloads come with the shm issue)`,
+      `a shared-memory payload is ${SHM_PUB_PAYLOAD_BYTES} bytes, got ${payloadLen}`,
     );
     return false;
   }
-  const payloadLen = fields.end - fields.payloadStart;
-  if (payloadLen > engine.settings.maxPayload) {
-    engine.stats.dropped.too_large += 1;
-    engine.tooLarge(conn, op, id, payloadLen);
+  if (conn.proc?.creds === undefined) {
+    engine.invalid(
+      conn,
+      op,
+      id,
+      'the bus does not know your pid (no SO_PEERCRED): shared-memory payloads need it',
+    );
     return false;
   }
   return true;
@@ -112,6 +139,8 @@ export function handlePub(
   }
   const subject = subjectOf(engine, conn, buf, fields.subjStart, fields.subjLen, BusMsgId.Pub, 0);
   if (subject === undefined) return;
+  if (fields.kind === PayloadKind.SHM)
+    return shmPub(engine, conn, from, subject, buf, start, fields.payloadStart);
   const m = engine.sublist.match(subject);
   const plain = m.plain;
   const groups = m.groups;
@@ -227,6 +256,8 @@ export function handleReq(
     readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS,
     MAX_REQUEST_TIMEOUT_MS,
   );
+  if (fields.kind === PayloadKind.SHM)
+    return shmReq(engine, conn, caller, id, picked, timeoutMs, buf, start, fields.payloadStart);
   const p = engine.router.open(caller, id, picked, engine.now(), timeoutMs);
   deliver(engine, picked.proc, BusMsgId.Req, buf, start, len, p.rid, caller, false);
 }
@@ -256,5 +287,23 @@ export function handleRep(
   if (status === ReplyStatus.OK) stats.requests.ok += 1;
   else stats.requests.error += 1;
   engine.observeRequest(engine.now() - p.startMs);
+  if (
+    status === ReplyStatus.OK &&
+    parseDataFrame(buf, start, len, fields) &&
+    fields.kind === PayloadKind.SHM
+  ) {
+    if (fields.end - fields.payloadStart !== SHM_PUB_PAYLOAD_BYTES || server.creds === undefined) {
+      const c = p.caller.conn;
+      if (c !== undefined)
+        engine.replyStatus(
+          c,
+          p.callerId,
+          ReplyStatus.SHM_FAILED,
+          'the responder sent a malformed shared-memory reply',
+        );
+      return;
+    }
+    return shmRep(engine, conn, server, p, buf, start, fields.payloadStart);
+  }
   deliver(engine, p.caller, BusMsgId.Rep, buf, start, len, p.callerId, server, false);
 }
