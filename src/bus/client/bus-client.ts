@@ -217,6 +217,11 @@ export class BusClient extends EventEmitter {
     return this.responders.add(topic, handler, opts);
   }
 
+  /** @internal The bus bridge: answers requests the bus relays here for topics no one serves locally. */
+  serveUnmatched(handler: BusHandler): void {
+    this.responders.serveUnmatched(handler);
+  }
+
   /**
    * Sends a request through the bus to one server of `topic`. Rejects with LARS_ERR_BUS_NO_RESPONDERS
    * (nobody serves it, at once), LARS_ERR_TIMEOUT (a server took it but did not answer in time),

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, isLarsError } from '../../errors.js';
+import { ErrorCode, InvalidArgumentError, isLarsError } from '../../errors.js';
 import { ShmBuffer } from '../../shm/shm-buffer.js';
 import { Control } from '../wire/control.js';
 import { parseDataFrame, readU32, ReplyStatus, type DataFields } from '../wire/data-frame.js';
@@ -11,6 +11,14 @@ import { BusResponder, type BusHandler, type BusReply, type ServeOptions } from 
 
 const EMPTY = new Uint8Array(0);
 
+/** Errors a handler throws that reach the caller as the bus's statuses, not as a handler failure. */
+const PASSED_ON: Readonly<Record<string, number>> = {
+  [ErrorCode.BUS_NO_RESPONDERS]: ReplyStatus.NO_RESPONDERS,
+  [ErrorCode.BUS_OVERLOADED]: ReplyStatus.OVERLOADED,
+  [ErrorCode.CLOSED]: ReplyStatus.CLOSED,
+  [ErrorCode.MESSAGE_TOO_LARGE]: ReplyStatus.TOO_LARGE,
+};
+
 /**
  * The client's served topics: SERVE/UNSERVE on the wire (replayed after every reconnect), and each
  * relayed REQ run through its topic's handler, the result (or the thrown error) sent back as REP.
@@ -20,6 +28,8 @@ export class Responders {
   private readonly bySid = new Map<number, BusResponder>();
   private readonly byTopic = new Map<string, BusResponder>();
   private readonly topics = new SubjectCache();
+  /** Answers requests for topics this client does not serve (the bus bridge's forward). */
+  private fallback: BusResponder | undefined;
 
   constructor(
     private readonly host: ClientSide,
@@ -45,6 +55,11 @@ export class Responders {
     this.byTopic.set(topic, r);
     if (this.host.link.isConnected) this.host.link.stage(BusMsgId.Serve, frame(r));
     return r;
+  }
+
+  /** @internal Requests the bus relays for topics not served here (the bridge: forward to NATS). */
+  serveUnmatched(handler: BusHandler): void {
+    this.fallback = new BusResponder({ unserve: () => {} }, 0, '>', '', 0, handler);
   }
 
   all(): BusResponder[] {
@@ -76,7 +91,7 @@ export class Responders {
     const rid = readU32(buf, start);
     const topic = this.topics.decode(buf, f.subjStart, f.subjLen);
     // A stopped topic still answers the requests the bus relayed before it read our UNSERVE.
-    const r = this.byTopic.get(topic);
+    const r = this.byTopic.get(topic) ?? this.fallback;
     const gen = this.host.link.gen;
     if (r === undefined) {
       void shm?.release();
@@ -135,7 +150,10 @@ export class Responders {
     if (!this.current(gen)) return;
     const code = isLarsError(err) ? err.code : err instanceof Error ? err.name : 'Error';
     const message = err instanceof Error ? err.message : String(err);
-    this.reply(rid, ReplyStatus.HANDLER_ERROR, { [ERROR_CODE_HEADER]: code }, message);
+    // A responder that asked elsewhere (the bridge) passes the far end's outcome on as the bus's own.
+    const passOn = PASSED_ON[code];
+    if (passOn !== undefined) this.reply(rid, passOn, undefined, message);
+    else this.reply(rid, ReplyStatus.HANDLER_ERROR, { [ERROR_CODE_HEADER]: code }, message);
   }
 
   private current(gen: number): boolean {

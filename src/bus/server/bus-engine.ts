@@ -20,11 +20,13 @@ import { handleControl } from './control-ops.js';
 import { handlePub, handleRep, handleReq } from './data-path.js';
 import type { Proc } from './proc.js';
 import { ProcTable } from './proc-table.js';
-import { Router, type PendingRequest, type ServeReg } from './router.js';
+import { BRIDGE_PROC_NAME } from '../bridge/bridge-settings.js';
+import type { NatsBridge } from '../bridge/nats-bridge.js';
+import { Router, ServeReg, type PendingRequest } from './router.js';
 import type { BusSettings } from './settings.js';
 import { ShmRelay } from './shm-relay.js';
 import { SlowConsumers } from './slow-consumers.js';
-import { Sublist } from './sublist.js';
+import { Sublist, type SubEntry } from './sublist.js';
 import type { BusSub } from './subscription.js';
 
 /** Buckets (seconds) of lars_bus_request_seconds: relayed round trips are tens of µs to seconds. */
@@ -58,6 +60,8 @@ export class BusEngine {
   readonly requestSeconds: Histogram;
   /** The slow-consumer policy (drops, episodes with one notice each, cuts at the write deadline). */
   readonly slow: SlowConsumers;
+  /** The bridge to NATS, when `[bus.bridge]` is configured (set by BusService). */
+  bridge: NatsBridge | undefined;
   /** The connection to lars shm that moves shared-memory payloads (opened on first use). */
   readonly relay: ShmRelay;
   /** Set by lameDuck(): publishes are dropped (counted `closing`), requests fail with CLOSED. */
@@ -67,6 +71,10 @@ export class BusEngine {
     const conn = reg.proc.conn;
     return conn !== undefined && this.hasRoom(conn, 0);
   };
+
+  /** Topics whose requests go to the bridge when no local server takes them (`[bus.bridge] forward`). */
+  private readonly forwards = new Sublist<SubEntry>();
+  private forwardReg: ServeReg | undefined;
 
   private dirty: BusConn[] = [];
   private spareDirty: BusConn[] = [];
@@ -241,6 +249,28 @@ export class BusEngine {
   }
 
   // ---- requests ----------------------------------------------------------------------------------
+
+  /** `[bus.bridge] forward`: requests on these subjects (no local server) go to the bridge proc. */
+  setForwards(patterns: readonly string[]): void {
+    for (const subject of patterns) this.forwards.insert({ subject, queue: '', exact: false });
+  }
+
+  /**
+   * The bridge as the server of a request on `topic` no local server takes, when `topic` is to be
+   * forwarded and the bridge (proc `lars-bridge` of this very process) is there to take it.
+   */
+  forwardServer(topic: string): ServeReg | undefined {
+    if (this.forwards.count === 0) return undefined;
+    const m = this.forwards.match(topic);
+    if (m.plain.length === 0) return undefined;
+    const proc = this.procs.get(BRIDGE_PROC_NAME);
+    if (proc === undefined || proc.state !== 'normal' || proc.conn === undefined) return undefined;
+    if (proc.creds !== undefined && proc.creds.pid !== process.pid) return undefined;
+    if (this.forwardReg?.proc !== proc)
+      this.forwardReg = new ServeReg(proc, 0, '>', 'bridge', this.settings.defaultConcurrency * 16);
+    const reg = this.forwardReg;
+    return reg.inFlight < reg.concurrency && this.hasRoom(proc.conn, 0) ? reg : undefined;
+  }
 
   whyNoServer(topic: string, status: number): string {
     const regs = this.router.servers(topic);

@@ -245,7 +245,8 @@ export function handleReq(
     stats.requests.closed += 1;
     return engine.replyStatus(conn, id, ReplyStatus.CLOSED, 'the bus is shutting down');
   }
-  const picked = engine.router.pick(topic, engine.canTake);
+  let picked = engine.router.pick(topic, engine.canTake);
+  if (picked === ReplyStatus.NO_RESPONDERS) picked = engine.forwardServer(topic) ?? picked;
   if (typeof picked === 'number') {
     if (picked === ReplyStatus.OVERLOADED) stats.requests.overloaded += 1;
     else stats.requests.no_responders += 1;
