@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { BusMsg } from '../src/bus/index.js';
 import { ErrorCode } from '../src/errors.js';
 import { parseClasses, ShmClient, type ShmBuffer } from '../src/shm/index.js';
-import { client, startBus } from './helpers/bus.js';
+import { busChild, client, startBus } from './helpers/bus.js';
 import { Latch, waitForAsync } from './helpers/latch.js';
 import { pattern } from './helpers/shm-pattern.js';
 import { shmModes, startDaemon } from './helpers/shm.js';
@@ -125,5 +125,43 @@ describe.each(shmModes())('bus shared-memory payloads (%s mode)', (mode) => {
     expect(() => caller.publish('svc.invert', Buffer.alloc(MiB + 1))).toThrow(
       expect.objectContaining({ code: ErrorCode.MESSAGE_TOO_LARGE }),
     );
+  });
+});
+
+describe('bus shared memory and dying or hung receivers', () => {
+  it('a receiver killed before taking its messages: the bus cancels their batches at once', async () => {
+    const { bus, shm } = await setup('addon');
+    const s0 = await shm();
+    const child = await busChild(bus.socket, 'victim', {
+      shmSocket: bus.svc.engine.relay.socketPath,
+      subscribe: 'f',
+    });
+    child.kill('SIGSTOP');
+    const pub = await client(bus, 'pub', { shm: s0 });
+    for (let i = 0; i < 3; i++) pub.publish('f', await s0.alloc(5000));
+    await pub.flush();
+    await waitForAsync(
+      async () => (await s0.stat()).classes.some((k) => k.used === 3),
+      5_000,
+      'batches made',
+    );
+    child.kill('SIGKILL');
+    // Well before the batches' ttl (30 s): released when the bus saw the connection close.
+    await allFree(s0);
+  });
+
+  it('a proc the bus declares killme (hung, still connected) has its shared memory reclaimed', async () => {
+    const shmd = await startDaemon('addon', { classes: parseClasses(CLASSES) });
+    const bus = await startBus({ offlineMs: 300, killMs: 900, heartbeatMs: 100 }, { shmSocket: shmd.socket });
+    const watcher = await ShmClient.connect({ socket: shmd.socket });
+    onTestFinished(() => watcher.destroy());
+    const child = await busChild(bus.socket, 'hung', { shmSocket: shmd.socket, hold: 2, heartbeatMs: 100 });
+    const held = async (): Promise<number> =>
+      (await watcher.holders()).holders.find((h) => h.pid === child.pid)?.blocks ?? 0;
+    expect(await held()).toBe(2);
+    child.kill('SIGSTOP');
+    await waitForAsync(async () => (await held()) === 0, 10_000, 'holdings reclaimed');
+    await allFree(watcher);
+    expect(bus.svc.engine.procs.get('hung')).toBeUndefined();
   });
 });
