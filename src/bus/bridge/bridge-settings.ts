@@ -10,6 +10,8 @@ export const HOPS_HEADER = 'Lars-Hops';
 export const BRIDGE_HOP_LIMIT = 2;
 /** Reply headers of a request served through the bridge that failed (typed error at the far end). */
 export const ERROR_HEADER = 'Lars-Error';
+/** The far end of a forwarded request: how long the caller waits (the local request's timeout). */
+export const TIMEOUT_HEADER = 'Lars-Timeout-Ms';
 /** How long a request crossing the bridge waits when its caller's timeout is not known. */
 export const BRIDGE_REQUEST_TIMEOUT_MS = 5_000;
 /** Proc name of the bridge on its own bus. */

@@ -12,6 +12,7 @@ import {
   HOPS_HEADER,
   natsSubjects,
   ORIGIN_HEADER,
+  TIMEOUT_HEADER,
   type BridgeSettings,
 } from './bridge-settings.js';
 
@@ -161,12 +162,25 @@ export class NatsBridge {
     else this.o.log.info({ url: this.o.settings.url }, 'bus bridge: NATS connected');
   }
 
+  /** Headers of a local message that had none (the common case), built once: publish only reads them. */
+  private plain: MsgHdrs | undefined;
+
   /** Stamps origin and hops (+1) on a copy of `h` for NATS. */
   private natsHeaders(h: Readonly<Record<string, string>>, origin: string, hops: number): MsgHdrs {
+    const own = origin === this.o.busId && hops === 0;
+    if (own && this.plain !== undefined) {
+      let empty = true;
+      for (const _ in h) {
+        empty = false;
+        break;
+      }
+      if (empty) return this.plain;
+    }
     const out = this.headers!();
     for (const [k, v] of Object.entries(h)) if (k !== ORIGIN_HEADER && k !== HOPS_HEADER) out.set(k, v);
     out.set(ORIGIN_HEADER, origin);
     out.set(HOPS_HEADER, String(hops + 1));
+    if (own && this.plain === undefined && Object.keys(h).length === 0) this.plain = out;
     return out;
   }
 
@@ -232,7 +246,7 @@ export class NatsBridge {
 
   private async serve(msg: Msg, topic: string): Promise<void> {
     if (!msg.reply) return;
-    const timeoutMs = Number(msg.headers?.get('Lars-Timeout-Ms')) || BRIDGE_REQUEST_TIMEOUT_MS;
+    const timeoutMs = Number(msg.headers?.get(TIMEOUT_HEADER)) || BRIDGE_REQUEST_TIMEOUT_MS;
     try {
       const rep = await this.bus!.request(topic, msg.data, { timeoutMs, headers: localHeaders(msg.headers) });
       const data = rep.shm ? Buffer.from(rep.data) : rep.data;
@@ -265,8 +279,11 @@ export class NatsBridge {
         `request to "${topic}" is larger than NATS's max_payload`,
       );
     const hops = Number(req.headers[HOPS_HEADER] ?? 0) || 0;
-    const headers = this.natsHeaders(req.headers, req.headers[ORIGIN_HEADER] ?? this.o.busId, hops);
-    headers.set('Lars-Timeout-Ms', String(BRIDGE_REQUEST_TIMEOUT_MS));
+    const headers = this.natsHeaders(
+      { ...req.headers, [TIMEOUT_HEADER]: String(BRIDGE_REQUEST_TIMEOUT_MS) },
+      req.headers[ORIGIN_HEADER] ?? this.o.busId,
+      hops,
+    );
     let rep: Msg;
     try {
       rep = await nc.request(topic, data, { timeout: BRIDGE_REQUEST_TIMEOUT_MS, headers });
