@@ -4,6 +4,7 @@ import type { Logger } from '../../log/logger.js';
 import { BusClient } from '../client/bus-client.js';
 import type { BusMsg } from '../client/bus-msg.js';
 import type { BusReply } from '../client/responder.js';
+import { decodeHeaders } from '../wire/data-frame.js';
 import {
   BRIDGE_HOP_LIMIT,
   BRIDGE_PROC_NAME,
@@ -15,6 +16,8 @@ import {
   TIMEOUT_HEADER,
   type BridgeSettings,
 } from './bridge-settings.js';
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 export type BridgeState = 'disconnected' | 'connected' | 'closed';
 
@@ -194,14 +197,23 @@ export class NatsBridge {
     return data;
   }
 
+  /**
+   * An inline publish on an export subject, handed over by the bus engine from the bytes it read
+   * (the bridge's subscriptions only carry shared-memory payloads, which it must take from lars shm).
+   */
+  exportInline(
+    subject: string,
+    buf: Uint8Array,
+    hdrStart: number,
+    hdrLen: number,
+    start: number,
+    end: number,
+  ): void {
+    const h = hdrLen === 0 ? NO_HEADERS : decodeHeaders(buf, hdrStart, hdrLen);
+    this.send(subject, h, buf.subarray(start, end));
+  }
+
   private export(m: BusMsg): void {
-    const h = m.headers;
-    const hops = Number(h[HOPS_HEADER] ?? 0) || 0;
-    if (h[ORIGIN_HEADER] === this.o.busId || hops >= BRIDGE_HOP_LIMIT) {
-      this.counters.loops += 1;
-      void m.shm?.release();
-      return;
-    }
     const nc = this.nc;
     if (!nc || nc.isClosed()) {
       this.counters.dropped += 1;
@@ -209,9 +221,22 @@ export class NatsBridge {
       return;
     }
     const data = this.payload(m, nc);
-    if (data === undefined) return;
+    if (data !== undefined) this.send(m.subject, m.headers, data);
+  }
+
+  private send(subject: string, h: Readonly<Record<string, string>>, data: Uint8Array): void {
+    const hops = Number(h[HOPS_HEADER] ?? 0) || 0;
+    if (h[ORIGIN_HEADER] === this.o.busId || hops >= BRIDGE_HOP_LIMIT) {
+      this.counters.loops += 1;
+      return;
+    }
+    const nc = this.nc;
+    if (!nc || nc.isClosed()) {
+      this.counters.dropped += 1;
+      return;
+    }
     try {
-      nc.publish(this.prefixDot + m.subject, data, {
+      nc.publish(this.prefixDot + subject, data, {
         headers: this.natsHeaders(h, h[ORIGIN_HEADER] ?? this.o.busId, hops),
       });
       this.counters.exported += 1;

@@ -250,6 +250,13 @@ export class BusEngine {
 
   // ---- requests ----------------------------------------------------------------------------------
 
+  /** The bridge's proc on this bus (its client in this very process), when it is registered. */
+  bridgeProc(): Proc | undefined {
+    const proc = this.procs.get(BRIDGE_PROC_NAME);
+    if (proc === undefined || (proc.creds !== undefined && proc.creds.pid !== process.pid)) return undefined;
+    return proc;
+  }
+
   /** `[bus.bridge] forward`: requests on these subjects (no local server) go to the bridge proc. */
   setForwards(patterns: readonly string[]): void {
     for (const subject of patterns) this.forwards.insert({ subject, queue: '', exact: false });
@@ -263,9 +270,8 @@ export class BusEngine {
     if (this.forwards.count === 0) return undefined;
     const m = this.forwards.match(topic);
     if (m.plain.length === 0) return undefined;
-    const proc = this.procs.get(BRIDGE_PROC_NAME);
+    const proc = this.bridgeProc();
     if (proc === undefined || proc.state !== 'normal' || proc.conn === undefined) return undefined;
-    if (proc.creds !== undefined && proc.creds.pid !== process.pid) return undefined;
     if (this.forwardReg?.proc !== proc)
       this.forwardReg = new ServeReg(proc, 0, '>', 'bridge', this.settings.defaultConcurrency * 16);
     const reg = this.forwardReg;

@@ -148,12 +148,25 @@ export function handlePub(
     stats.dropped.no_interest += 1;
     return;
   }
+  // The bridge's export subscriptions get inline payloads straight from this chunk (no socket hop).
+  const bridgeProc = engine.bridge !== undefined ? engine.bridgeProc() : undefined;
+  let exported = false;
+  const hdrStart = fields.hdrStart;
+  const hdrLen = fields.hdrLen;
+  const payloadStart = fields.payloadStart;
+  const end = fields.end;
   for (let i = 0; i < plain.length; i++) {
     const sub = plain[i] as BusSub;
+    if (sub.proc === bridgeProc) {
+      if (!exported) sub.msgs += 1;
+      exported = true;
+      continue;
+    }
     if (deliver(engine, sub.proc, BusMsgId.Msg, buf, start, len, sub.sid, from, true)) sub.msgs += 1;
   }
   for (let g = 0; g < groups.length; g++)
     deliverToGroup(engine, groups[g] as QueueGroup<BusSub>, buf, start, len, from);
+  if (exported) engine.bridge!.exportInline(subject, buf, hdrStart, hdrLen, payloadStart, end);
 }
 
 /** One member of a queue group gets the message: round robin over members able to take it. */
