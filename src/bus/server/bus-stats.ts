@@ -1,6 +1,6 @@
 /** Why a message was not delivered (label `reason` of lars_bus_dropped_total). */
 export type DropReason =
-  'no_interest' | 'slow_consumer' | 'offline' | 'too_large' | 'closing' | 'disconnect' | 'shm' | 'bridge';
+  'no_interest' | 'slow_consumer' | 'offline' | 'too_large' | 'closing' | 'disconnect' | 'shm';
 /** How a request ended (label `result` of lars_bus_requests_total). */
 export type RequestResult = 'ok' | 'error' | 'no_responders' | 'timeout' | 'closed' | 'overloaded';
 
@@ -23,7 +23,6 @@ export class BusStats {
     closing: 0,
     disconnect: 0,
     shm: 0,
-    bridge: 0,
   };
   readonly requests: Record<RequestResult, number> = {
     ok: 0,
