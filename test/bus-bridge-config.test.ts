@@ -4,6 +4,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { bridgeSettingsFromConfig, defaultPrefix, natsSubjects } from '../src/bus/bridge/bridge-settings.js';
 import { loadConfig } from '../src/config/index.js';
 import { ErrorCode } from '../src/errors.js';
+import { formatStatus, type StatusSnapshot } from '../src/supervisor/status.js';
 
 function load(text: string) {
   const dir = mkdtempSync('/tmp/lars-cfg-');
@@ -54,5 +55,45 @@ describe('[bus.bridge] settings', () => {
       /\[bus.bridge\] url/,
     );
     expect(() => load('[bus.bridge]\nexprot = x\n')).toThrow(/unknown key "exprot"/);
+  });
+});
+
+describe('lars status and the bridge', () => {
+  it('shows the bus as "ok, bridge: disconnected" when its bridge lost NATS', () => {
+    const snap = {
+      master: {
+        pid: 1,
+        state: 'running',
+        startedAt: '',
+        updatedAt: '',
+        dataDir: '',
+        database: '',
+        configFile: null,
+        controlSocket: '',
+        dnsHandoff: false,
+      },
+      services: [
+        {
+          name: 'bus',
+          state: 'running',
+          workers: { wanted: 1, running: 1 },
+          restarts: 0,
+          recentCrashes: 0,
+          listen: [],
+          processes: [
+            {
+              pid: 2,
+              role: 'worker',
+              slot: 0,
+              state: 'ready',
+              ports: {},
+              startedAt: '',
+              health: { status: 'ok', detail: { status: 'ok', bridge: { state: 'disconnected' } } },
+            },
+          ],
+        },
+      ],
+    } as unknown as StatusSnapshot;
+    expect(formatStatus(snap, true)).toMatch(/^bus .*ok, bridge: disconnected$/m);
   });
 });
