@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorCode } from '../src/errors.js';
 import { ShmClient } from '../src/shm/index.js';
-import { decodeRequest, encodeRequest } from '../src/shm/wire-codec.js';
+import { decodeRequest, encodeRequest, type ShmRequest } from '../src/shm/wire-codec.js';
 import { ShmMsg } from '../src/shm/wire-ids.js';
 import { startDaemon } from './helpers/shm.js';
 
@@ -74,16 +74,16 @@ describe('shm TRANSFER and CANCEL (relays, issue 14)', () => {
 
   it('encodes and decodes TRANSFER and CANCEL; a malformed body is INVALID_ARGUMENT', () => {
     const handle = { pool: 1, block: 2, gen: 3, len: 4 };
-    const t = {
+    const t: ShmRequest = {
       cmd: ShmMsg.TRANSFER,
       fromPid: 9,
       keep: true,
       ttlMs: 5,
       handle,
       to: [{ pid: 10, tag: 11 }],
-    } as const;
+    };
     expect(decodeRequest(ShmMsg.TRANSFER, encodeRequest(1, t))).toEqual(t);
-    const c = { cmd: ShmMsg.CANCEL, tag: 3, batchIds: [4, 5] } as const;
+    const c: ShmRequest = { cmd: ShmMsg.CANCEL, tag: 3, batchIds: [4, 5] };
     expect(decodeRequest(ShmMsg.CANCEL, encodeRequest(1, c))).toEqual(c);
     const body = encodeRequest(1, t);
     for (const cut of [4, 30, body.length - 1])

@@ -15,7 +15,7 @@ import { checkSubject } from '../wire/subject.js';
 import type { BusConn } from './bus-conn.js';
 import type { BusEngine } from './bus-engine.js';
 import { ProcState, type Proc } from './proc.js';
-import { shmPub, shmRep, shmReq } from './shm-path.js';
+import { releaseShm, shmPub, shmRep, shmReq } from './shm-path.js';
 import type { BusSub } from './subscription.js';
 import type { QueueGroup } from './sublist.js';
 
@@ -135,6 +135,8 @@ export function handlePub(
   if (!acceptable(engine, conn, BusMsgId.Pub, 0, buf, start, len)) return;
   if (engine.lameDuck) {
     stats.dropped.closing += 1;
+    // A shared-memory payload nobody will receive goes back to the pool (best effort: shutting down).
+    if (fields.kind === PayloadKind.SHM) releaseShm(engine, from, buf, fields.payloadStart);
     return;
   }
   const subject = subjectOf(engine, conn, buf, fields.subjStart, fields.subjLen, BusMsgId.Pub, 0);

@@ -36,6 +36,13 @@ export function shmPayload(buf: Uint8Array, p: number): { handle: ShmHandle; kee
   };
 }
 
+/** Releases the reference a kind-1 payload of `from` carries, unless it asked to keep it. */
+export function releaseShm(engine: BusEngine, from: Proc, buf: Uint8Array, payloadStart: number): void {
+  const { handle, keep } = shmPayload(buf, payloadStart);
+  if (!keep && from.creds !== undefined)
+    engine.relay.transfer(from.creds.pid, handle, [], false).catch(() => {});
+}
+
 function failure(err: unknown): string {
   return isLarsError(err) ? `${err.code}: ${err.message}` : String(err);
 }
@@ -208,7 +215,7 @@ export function shmRep(
   const callerConn = caller.conn;
   if (caller.creds === undefined || callerConn === undefined) {
     // The caller is gone (or cannot take shared memory): nobody receives the reply; release it.
-    if (!keep) engine.relay.transfer(server.creds!.pid, handle, [], false).catch(() => {});
+    releaseShm(engine, server, buf, payloadStart);
     if (callerConn !== undefined)
       engine.replyStatus(callerConn, p.callerId, ReplyStatus.SHM_FAILED, 'the bus does not know your pid');
     return;
