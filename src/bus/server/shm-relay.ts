@@ -66,9 +66,11 @@ export class ShmRelay {
     this.shm()
       .then((c) => c.reclaim(pid, { reason: 'killme' }))
       .then((r) => this.log.info({ proc, ...r }, 'shm holdings of a killme proc reclaimed'))
-      .catch((err: Error) =>
-        this.log.warn({ proc, pid, err: err.message }, 'shm reclaim of a killme proc failed'),
-      );
+      .catch((err: Error & { code?: string }) => {
+        // No lars shm on this host (it does not use shared memory): nothing to reclaim, no warning.
+        const level = err.code === 'LARS_ERR_NOT_CONNECTED' ? 'debug' : 'warn';
+        this.log[level]({ proc, pid, err: err.message }, 'shm reclaim of a killme proc failed');
+      });
   }
 
   async close(): Promise<void> {
