@@ -70,7 +70,8 @@ export function register(program: Command): void {
     program
       .command('bus')
       .description(
-        'run the same-host message bus (registration, pub/sub, request/reply over a Unix socket; see docs/bus.md), ' +
+        'run the same-host message bus (registration, pub/sub, request/reply over a Unix socket; shared-memory ' +
+          'payloads through lars shm; [bus.bridge] of --config bridges subjects to NATS; see docs/bus.md), ' +
           'or talk to a running one: procs, topics, pub, sub, req, bench',
       ),
   )
