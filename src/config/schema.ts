@@ -510,6 +510,33 @@ export const SCHEMA = {
     ),
     http_port: port(0, 'port of the health/metrics/procs HTTP endpoint on 127.0.0.1 (0 = any free port)'),
   },
+  // The bus's bridge to NATS between hosts (issue 14); off unless `url` is set.
+  'bus.bridge': {
+    url: str(
+      '',
+      'NATS server of the bridge, e.g. nats://127.0.0.1:4222 (empty = no bridge; the nats client is not even loaded)',
+    ),
+    prefix: str(
+      '',
+      'NATS subject = prefix + "." + local subject for what this bus exports and serves (empty = lars.<hostname>)',
+    ),
+    export: str(
+      '',
+      'local subjects (comma-separated; hierarchical, * and >) whose messages are copied to NATS',
+    ),
+    import: str(
+      '',
+      'NATS subjects (comma-separated) whose messages are published on this bus (this prefix stripped)',
+    ),
+    serve: str(
+      '',
+      'local topics (comma-separated) whose NATS requests (on prefix.topic) local servers answer',
+    ),
+    forward: str(
+      '',
+      'local topics (comma-separated; * and >) whose requests go to NATS when no local server is there',
+    ),
+  },
   shm: {
     socket: str('', 'Unix socket of lars shm (empty = <data-dir>/shm/shm.sock); clients use the same key'),
     classes: str(
