@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isLarsError } from '../errors.js';
+import { explainListenError } from '../service/listen-error.js';
 import { registerCommands } from './commands/index.js';
 
 function packageVersion(): string {
@@ -23,15 +24,23 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Prints a LarsError as `lars: CODE: message` and exits 1; other errors keep their stack. */
+/**
+ * Prints a failure as one line, `lars: CODE: message`, and exits 1 (issue 16: never a stack). A
+ * bind/listen failure no command explained still names its address; anything else unexpected is
+ * LARS_ERR_INTERNAL, with the stack only under LARS_DEBUG=1.
+ */
 export function reportFatal(err: unknown): never {
-  if (isLarsError(err)) {
-    process.stderr.write(`lars: ${err.code}: ${err.message}\n`);
-  } else if (err instanceof CommanderError) {
-    process.exit(err.exitCode);
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const lars = isLarsError(err) ? err : explainListenError(err, []);
+  if (lars) {
+    process.stderr.write(`lars: ${lars.code}: ${lars.message}\n`);
   } else {
-    process.stderr.write(`lars: ${(err as Error)?.stack ?? String(err)}\n`);
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`lars: LARS_ERR_INTERNAL: ${message}\n`);
+    if (process.env.LARS_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    else process.stderr.write('(an unexpected failure: set LARS_DEBUG=1 to print its stack and report it)\n');
   }
+  if (process.env.LARS_DEBUG && isLarsError(err) && err.stack) process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 }
 

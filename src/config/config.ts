@@ -21,6 +21,8 @@ export const RESERVED_ENV = new Set([
   'LARS_ADMIN_PASSWORD',
   // `off` makes the native addon count as missing (src/native/native-addon.ts).
   'LARS_NATIVE',
+  // `1`: the CLI prints the stack of an unexpected failure (src/cli/main.ts).
+  'LARS_DEBUG',
 ]);
 const RESERVED_ENV_PREFIXES = ['LARS_TEST_', 'LARS_BENCH_'];
 

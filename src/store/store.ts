@@ -44,7 +44,7 @@ import { createPostgresBackend } from './store-postgres.js';
 import { createSqliteBackend } from './store-sqlite.js';
 import { parseStoreUrl, type StoreKind, type StoreUrl } from './url.js';
 import {
-  assertInt32,
+  assertId,
   assertIpNumber,
   assertNonNegativeInt,
   assertPort,
@@ -436,8 +436,8 @@ class KyselyStore implements Store {
 
   getRoute(modid: number, cmdid: number): Promise<RouteRow[]> {
     return this.run('getRoute', async () => {
-      assertInt32(modid, 'modid');
-      assertInt32(cmdid, 'cmdid');
+      assertId(modid, 'modid');
+      assertId(cmdid, 'cmdid');
       const rows = await this.db
         .selectFrom('RouteData')
         .select(['id', 'modid', 'cmdid', 'serverip', 'serverport'])
@@ -454,8 +454,8 @@ class KyselyStore implements Store {
   listRoutes(options: ListRoutesOptions = {}): Promise<RouteRow[]> {
     return this.run('listRoutes', async () => {
       let q = this.db.selectFrom('RouteData').select(['id', 'modid', 'cmdid', 'serverip', 'serverport']);
-      if (options.modid !== undefined) q = q.where('modid', '=', assertInt32(options.modid, 'modid'));
-      if (options.cmdid !== undefined) q = q.where('cmdid', '=', assertInt32(options.cmdid, 'cmdid'));
+      if (options.modid !== undefined) q = q.where('modid', '=', assertId(options.modid, 'modid'));
+      if (options.cmdid !== undefined) q = q.where('cmdid', '=', assertId(options.cmdid, 'cmdid'));
       q = q.orderBy('modid').orderBy('cmdid').orderBy('serverip').orderBy('serverport').orderBy('id');
       if (options.limit !== undefined || options.offset !== undefined) {
         // MySQL and SQLite accept OFFSET only after LIMIT: "no limit" is the largest safe integer.
@@ -626,7 +626,7 @@ class KyselyStore implements Store {
   }
 
   async upsertModId(modid: number, content: string): Promise<{ id: number; created: boolean }> {
-    assertInt32(modid, 'modid');
+    assertId(modid, 'modid');
     assertText(content, 'content', MAX_CONTENT_LENGTH, true);
     // Not serialised against a concurrent upsert of the same new modid (the original table has no
     // unique key we could lean on); the console is the only writer and edits are rare.
@@ -653,7 +653,7 @@ class KyselyStore implements Store {
 
   deleteModId(modid: number): Promise<number> {
     return this.run('deleteModId', async () => {
-      assertInt32(modid, 'modid');
+      assertId(modid, 'modid');
       const res = await this.db.deleteFrom('ModIDConfig').where('modid', '=', modid).executeTakeFirst();
       return Number(res.numDeletedRows);
     });
@@ -672,7 +672,7 @@ class KyselyStore implements Store {
   }
 
   async upsertCmdId(cmdid: number, content: string): Promise<{ id: number; created: boolean }> {
-    assertInt32(cmdid, 'cmdid');
+    assertId(cmdid, 'cmdid');
     assertText(content, 'content', MAX_CONTENT_LENGTH, true);
     return this.run('upsertCmdId', () =>
       this.db.transaction().execute(async (trx) => {
@@ -697,7 +697,7 @@ class KyselyStore implements Store {
 
   deleteCmdId(cmdid: number): Promise<number> {
     return this.run('deleteCmdId', async () => {
-      assertInt32(cmdid, 'cmdid');
+      assertId(cmdid, 'cmdid');
       const res = await this.db.deleteFrom('CmdIDConfig').where('cmdid', '=', cmdid).executeTakeFirst();
       return Number(res.numDeletedRows);
     });
@@ -737,7 +737,7 @@ class KyselyStore implements Store {
   }
 
   getRouteWeights(modid: number, cmdid: number): Promise<WeightRow[]> {
-    return this.weights.load({ modid: assertInt32(modid, 'modid'), cmdid: assertInt32(cmdid, 'cmdid') });
+    return this.weights.load({ modid: assertId(modid, 'modid'), cmdid: assertId(cmdid, 'cmdid') });
   }
 
   describeHosts(rows: readonly RouteRow[]): Promise<Map<number, HostMeta>> {
@@ -950,8 +950,8 @@ class KyselyStore implements Store {
 
 function validHost(h: HostSpec): HostSpec {
   return {
-    modid: assertInt32(h.modid, 'modid'),
-    cmdid: assertInt32(h.cmdid, 'cmdid'),
+    modid: assertId(h.modid, 'modid'),
+    cmdid: assertId(h.cmdid, 'cmdid'),
     ip: assertIpNumber(h.ip, 'ip'),
     port: assertPort(h.port, 'port'),
   };
@@ -971,8 +971,8 @@ export function assertWeight(value: unknown, field = 'weight'): number {
 
 function validKey(k: LeaseKey): LeaseKey {
   return {
-    modid: assertInt32(k.modid, 'modid'),
-    cmdid: assertInt32(k.cmdid, 'cmdid'),
+    modid: assertId(k.modid, 'modid'),
+    cmdid: assertId(k.cmdid, 'cmdid'),
     ip: assertIpNumber(k.ip, 'ip'),
     port: assertPort(k.port, 'port'),
   };

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { join } from 'node:path';
 import type { FlagOverride } from '../../config/index.js';
+import { withListenErrors, type ListenSetting } from '../../service/listen-error.js';
 import {
   notifyReady,
   onSupervisorMessage,
@@ -111,7 +112,21 @@ export function register(program: Command): void {
         config.agent.threads > 1
           ? new ThreadedAgent({ ...options, threads: config.agent.threads })
           : new AgentService(options);
-      const addr = await agent.start();
+      const listens: ListenSetting[] = config.agent.ports.map((port) => ({
+        what: 'the agent UDP API',
+        proto: 'udp',
+        host: config.agent.ip,
+        port,
+        setting: '--ports or [agent] ports',
+      }));
+      listens.push({
+        what: 'the agent admin HTTP',
+        proto: 'tcp',
+        host: config.agent.ip,
+        port: config.agent.http_port,
+        setting: '--http-port or [agent] http_port',
+      });
+      const addr = await withListenErrors(listens, () => agent.start());
       // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the
       // new agent loads, so it answers at once (docs/operations.md).
       const stopFlushing = onSupervisorMessage(SupervisorMsg.FLUSH_CACHE, () => {

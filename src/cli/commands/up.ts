@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LogLevel } from '../../log/logger.js';
+import { isLarsError } from '../../errors.js';
 import { redact } from '../../store/url.js';
 import type { StatusSnapshot } from '../../supervisor/index.js';
 import { loadServiceConfig, withConfigOption } from '../options.js';
@@ -106,7 +107,8 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
   try {
     await supervisor.start();
   } catch (err) {
-    process.stderr.write(`lars up: could not start: ${(err as Error).message}\n`);
+    const what = isLarsError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
+    process.stderr.write(`lars: ${what}\nlars up: could not start; stopped.\n`);
     return supervisor.finished;
   }
   const snapshot = await supervisor.snapshot(false);
