@@ -39,9 +39,6 @@ import {
 } from './lease-types.js';
 import { LeaseOps, type LeaseStoreContext } from './store-leases.js';
 import { WeightOps } from './store-weights.js';
-import { createMysqlBackend } from './store-mysql.js';
-import { createPostgresBackend } from './store-postgres.js';
-import { createSqliteBackend } from './store-sqlite.js';
 import { parseStoreUrl, type StoreKind, type StoreUrl } from './url.js';
 import {
   assertId,
@@ -296,19 +293,23 @@ function hostLabel(modid: number, cmdid: number, ip: number, port: number): stri
   return `${numberToIp(ip)}:${port} in route ${modid}/${cmdid}`;
 }
 
-function createBackend(
+/**
+ * The backend of `url`, its driver loaded only now: a process opens one kind of database, and
+ * loading all three drivers cost every command that opens a store ~0.3 s (issue 16).
+ */
+async function createBackend(
   url: StoreUrl,
   logger: Logger,
   createIfMissing: boolean,
   busyTimeoutMs?: number,
-): StoreBackend {
+): Promise<StoreBackend> {
   switch (url.kind) {
     case 'sqlite':
-      return createSqliteBackend(url, createIfMissing, busyTimeoutMs);
+      return (await import('./store-sqlite.js')).createSqliteBackend(url, createIfMissing, busyTimeoutMs);
     case 'mysql':
-      return createMysqlBackend(url);
+      return (await import('./store-mysql.js')).createMysqlBackend(url);
     case 'postgres':
-      return createPostgresBackend(url, logger);
+      return (await import('./store-postgres.js')).createPostgresBackend(url, logger);
   }
 }
 
@@ -318,7 +319,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   const logger = (options.logger ?? silentLogger).child({ store: parsed.kind });
   let backend: StoreBackend;
   try {
-    backend = createBackend(parsed, logger, options.createIfMissing ?? true, options.busyTimeoutMs);
+    backend = await createBackend(parsed, logger, options.createIfMissing ?? true, options.busyTimeoutMs);
   } catch (err) {
     if (isLarsError(err)) throw err;
     throw new StoreError(ErrorCode.STORE, `cannot open ${parsed.display}: ${describeError(err)}`, {

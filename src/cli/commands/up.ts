@@ -137,6 +137,12 @@ function masterLogger(pino: typeof import('pino').pino) {
   );
 }
 
+/** Where a service's admin HTTP answers: its listen address, or loopback for a wildcard or a Unix socket. */
+function healthHost(first: { proto: string; host: string } | undefined): string {
+  if (!first || first.proto === 'unix' || first.host === '0.0.0.0') return '127.0.0.1';
+  return first.host.includes(':') ? `[${first.host}]` : first.host;
+}
+
 /** "Lars is up": where each service listens, and how to operate the master. */
 function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
   const lines = [`Lars is up (master pid ${s.master.pid}, data: ${s.master.dataDir}, database: ${db})`];
@@ -165,13 +171,16 @@ function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
     const health = svc.processes
       .map((p) => p.ports.http)
       .filter((p): p is number => typeof p === 'number' && svc.name !== 'web')
-      .map((p) => `http://${first?.host === '0.0.0.0' ? '127.0.0.1' : first?.host}:${p}/healthz`);
+      .map((p) => `http://${healthHost(first)}:${p}/healthz`);
     lines.push(
       `  ${svc.name.padEnd(9)} ${where.padEnd(32)} ${n} worker${n === 1 ? '' : 's'}${mode}${health.length ? `   health ${[...new Set(health)].join(' ')}` : ''}`,
     );
   }
   if (missing.length) lines.push(`  (not in this build: ${missing.join(', ')})`);
   const dd = dataDirArg === './lars-data' ? '' : ` --data-dir ${dataDirArg}`;
+  lines.push(
+    '  (health ports are per worker and change when a worker is replaced: lars status shows the current ones)',
+  );
   lines.push(
     `Status: lars status${dd}   Stop: lars stop${dd} (or Ctrl-C)   Reload config: kill -HUP ${s.master.pid}`,
   );
