@@ -44,5 +44,11 @@ export function reportFatal(err: unknown): never {
   process.exit(1);
 }
 
+// `lars … | head`: a closed pipe ends the command quietly, not with an EPIPE stack.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  reportFatal(err);
+});
+
 const program = buildProgram();
 program.parseAsync(process.argv).catch(reportFatal);

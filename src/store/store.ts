@@ -37,6 +37,7 @@ import {
   type LeaseWriteResult,
   type WeightRow,
 } from './lease-types.js';
+import { isMissingDatabase, missingDatabaseHint } from './create-database.js';
 import { LeaseOps, type LeaseStoreContext } from './store-leases.js';
 import { WeightOps } from './store-weights.js';
 import { parseStoreUrl, type StoreKind, type StoreUrl } from './url.js';
@@ -346,9 +347,14 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     await sql`select 1`.execute(db);
   } catch (err) {
     await store.close();
-    throw new StoreError(ErrorCode.STORE, `cannot connect to ${parsed.display}: ${describeError(err)}`, {
-      cause: err,
-    });
+    const hint = isMissingDatabase(err) ? `; ${missingDatabaseHint(parsed.display)}` : '';
+    throw new StoreError(
+      ErrorCode.STORE,
+      `cannot connect to ${parsed.display}: ${describeError(err)}${hint}`,
+      {
+        cause: err,
+      },
+    );
   }
   logger.debug({ url: parsed.display }, 'store opened');
   return store;
