@@ -62,7 +62,11 @@ export function renderChart(container, history) {
     ],
     axes: [
       {},
-      { scale: 'calls', label: 'calls (latest report per minute)' },
+      {
+        scale: 'calls',
+        label:
+          history.exact === false ? 'calls per minute (some agents: window counters)' : 'calls per minute',
+      },
       {
         scale: 'hosts',
         side: 1,
