@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { join } from 'node:path';
+import { ipToWire } from '../../protocol/ip.js';
 import type { FlagOverride } from '../../config/index.js';
 import { withListenErrors, type ListenSetting } from '../../service/listen-error.js';
 import {
@@ -10,7 +11,7 @@ import {
 } from '../../supervisor/child-ipc.js';
 import {
   loadServiceConfig,
-  localIpv4Wire,
+  resolveCallerIp,
   parseHostPort,
   parsePorts,
   untilSignal,
@@ -102,7 +103,7 @@ export function register(program: Command): void {
         lb: toLoadBalanceConfig(config.loadbalance),
         reportIntervalS: config.agent.report_interval,
         cacheDir,
-        callerIp: localIpv4Wire(),
+        callerIp: ipToWire(await resolveCallerIp(config.agent.caller_ip)),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
         ...(config.agent.name ? { name: config.agent.name } : {}),
