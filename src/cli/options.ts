@@ -2,7 +2,7 @@ import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import { loadConfig, type Config, type FlagOverride, type LoadedConfig } from '../config/index.js';
 import { ConfigError, InvalidArgumentError } from '../errors.js';
-import { ipToWire, isValidIpv4, parsePort } from '../protocol/ip.js';
+import { isValidIpv4, parsePort } from '../protocol/ip.js';
 import { DEFAULT_STORE_URL, STORE_URL_ENV } from '../store/url.js';
 import { SUPERVISOR_ENV } from '../supervisor/child-ipc.js';
 
