@@ -1,54 +1,15 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
-import { isLarsError } from '../errors.js';
-import { explainListenError } from '../service/listen-error.js';
-import { registerCommands } from './commands/index.js';
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
-export function buildProgram(): Command {
-  const program = new Command('lars')
-    .description(
-      'Lars: call services by name. Route service (dns), per-host load-balancing agent, reporter, web console and tools.',
-    )
-    .version(packageVersion(), '-V, --version', 'print the version')
-    .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ showGlobalOptions: true });
-  registerCommands(program);
-  return program;
-}
+import { packageVersion } from './version.js';
 
 /**
- * Prints a failure as one line, `lars: CODE: message`, and exits 1 (issue 16: never a stack). A
- * bind/listen failure no command explained still names its address; anything else unexpected is
- * LARS_ERR_INTERNAL, with the stack only under LARS_DEBUG=1.
+ * The `lars` executable. `lars --version` answers before anything else loads (issue 16: within 2×
+ * of a bare `node -e 0`); every other command goes through program.ts, and each command loads its
+ * heavy modules (servers, database drivers, the SDK) only when it runs.
  */
-export function reportFatal(err: unknown): never {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
-  const lars = isLarsError(err) ? err : explainListenError(err, []);
-  if (lars) {
-    process.stderr.write(`lars: ${lars.code}: ${lars.message}\n`);
-  } else {
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`lars: LARS_ERR_INTERNAL: ${message}\n`);
-    if (process.env.LARS_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
-    else process.stderr.write('(an unexpected failure: set LARS_DEBUG=1 to print its stack and report it)\n');
-  }
-  if (process.env.LARS_DEBUG && isLarsError(err) && err.stack) process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${packageVersion()}\n`);
+} else {
+  const { runCli } = await import('./program.js');
+  await runCli(process.argv);
 }
-
-// `lars … | head`: a closed pipe ends the command quietly, not with an EPIPE stack.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  reportFatal(err);
-});
-
-const program = buildProgram();
-program.parseAsync(process.argv).catch(reportFatal);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { LarsClient, type Host } from '../../api/index.js';
+import type { Host, LarsClient } from '../../api/index.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { ipToNumber } from '../../protocol/ip.js';
 import { parsePorts } from '../options.js';
@@ -19,10 +19,12 @@ export function intArg(value: string, name: string, min = -0x80000000, max = 0x7
   return Number(value);
 }
 
-export function clientFrom(o: ClientFlags): LarsClient {
+/** A client for the flags; the SDK (protobuf, sockets) is loaded only by the commands that use it. */
+export async function clientFrom(o: ClientFlags): Promise<LarsClient> {
   ipToNumber(o.agent === 'localhost' ? '127.0.0.1' : o.agent);
   if (parsePorts(o.ports, '--ports').includes(0))
     throw new InvalidArgumentError('--ports: port 0 is not an agent port');
+  const { LarsClient } = await import('../../api/index.js');
   return new LarsClient({
     host: o.agent === 'localhost' ? '127.0.0.1' : o.agent,
     ports: parsePorts(o.ports, '--ports'),

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { LarsClient } from '../../api/index.js';
 import { RetCode, retCodeName } from '../../protocol/retcode.js';
 import { parseId } from '../../store/validate.js';
 import { parseHostPort, parsePorts } from '../options.js';
@@ -25,7 +24,7 @@ export function registerLoadTools(test: Command): void {
         cnt: string | undefined,
         o: ClientFlags & { fail?: string[]; rate: string },
       ) => {
-        const client = clientFrom(o);
+        const client = await clientFrom(o);
         const modid = parseId(m, 'modid');
         const cmdid = parseId(c, 'cmdid');
         const errRate = intArg(err ?? '2', 'errRate', 0, 10);
@@ -96,7 +95,7 @@ export function registerLoadTools(test: Command): void {
       const threads = intArg(t, 'threads', 1, 256);
       const duration = intArg(o.duration, '--duration', 1, 86_400);
       // Validated here, in the parent: a bad value must be one clear message, not a worker's crash.
-      clientFrom(o).close();
+      (await clientFrom(o)).close();
       const counts = new Array<number>(threads).fill(0);
       const workers = Array.from({ length: threads }, (_, i) => {
         const w = new Worker(new URL(import.meta.url), {
@@ -147,6 +146,7 @@ async function qpsWorker(d: {
   timeout: string;
   duration: number;
 }): Promise<void> {
+  const { LarsClient } = await import('../../api/index.js');
   const client = new LarsClient({
     host: d.agent,
     ports: parsePorts(d.ports, '--ports'),

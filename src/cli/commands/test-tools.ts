@@ -23,7 +23,7 @@ export function register(program: Command): void {
   )
     .option('--once', 'a single request: do not retry while the agent is still fetching the route (NOEXIST)')
     .action(async (m: string, c: string, o: ClientFlags & { once?: boolean }) => {
-      const client = clientFrom(o);
+      const client = await clientFrom(o);
       try {
         const modid = parseId(m, 'modid');
         const cmdid = parseId(c, 'cmdid');
@@ -52,7 +52,7 @@ export function register(program: Command): void {
         'ask the agent for every host of a route (exit 0 hosts, 2 route unknown: NOEXIST, 1 an error such as LARS_ERR_NOT_CONNECTED)',
       ),
   ).action(async (m: string, c: string, o: ClientFlags) => {
-    const client = clientFrom(o);
+    const client = await clientFrom(o);
     try {
       const modid = parseId(m, 'modid');
       const cmdid = parseId(c, 'cmdid');
@@ -87,7 +87,7 @@ export function register(program: Command): void {
         rc: string,
         o: ClientFlags & { timecost?: string },
       ) => {
-        const client = clientFrom(o);
+        const client = await clientFrom(o);
         try {
           ipToNumber(ip);
           const retcode = intArg(rc, 'retcode', 0, 1);
@@ -115,7 +115,7 @@ export function register(program: Command): void {
   )
     .option('--calls <n>', 'number of calls', '5')
     .action(async (m: string, c: string, o: ClientFlags & { calls: string }) => {
-      const client = clientFrom(o);
+      const client = await clientFrom(o);
       const modid = parseId(m, 'modid');
       const cmdid = parseId(c, 'cmdid');
       try {
