@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LarsClient } from '../src/api/index.js';
 import { ExitCode } from '../src/supervisor/exit-codes.js';
 import {
   alive,
+  CLI,
   CLI_BUILT,
   configText,
   eventually,
@@ -221,6 +223,26 @@ suite('lars up supervisor', () => {
     expect(lines[0]).toContain('[dnsserver] port');
     expect(err).not.toMatch(/gave up|SIGHUP|EADDRINUSE|\n\s+at /);
     expect(stack.logRecords('worker started')).toHaveLength(0);
+  });
+
+  it('a second lars up on the same data directory is refused at once, in one line', async () => {
+    const stack = await startStack({ supervisor: { dns_workers: 1 } });
+    const second = spawn(process.execPath, [CLI, 'up', '--data-dir', stack.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    onTestFinished(() => void second.kill('SIGKILL'));
+    let err = '';
+    second.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((r) => second.once('exit', (c) => r(c)));
+    expect(code).toBe(ExitCode.START_FAILED);
+    expect(err.trim().split('\n')).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^lars: LARS_ERR_ADDRESS_IN_USE: another lars up \\(pid ${stack.pid}\\) is running on .*lars stop --data-dir`,
+        ),
+      ),
+    ]);
+    expect((await stack.status()).master.state).toBe('running');
   });
 
   it('gives up on a crash-looping service with a clear message (at start: exit 1, no SIGHUP advice)', async () => {

@@ -77,7 +77,8 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
   const busyPid = await supervisor.claim();
   if (busyPid !== undefined) {
     process.stderr.write(
-      `lars up: another lars up (pid ${busyPid}) is running on ${dataDir}; see \`lars status --data-dir ${o.dataDir}\`\n`,
+      `lars: LARS_ERR_ADDRESS_IN_USE: another lars up (pid ${busyPid}) is running on ${dataDir}; ` +
+        `see \`lars status --data-dir ${o.dataDir}\`, stop it with \`lars stop --data-dir ${o.dataDir}\`, or use another --data-dir\n`,
     );
     return ExitCode.START_FAILED;
   }
