@@ -201,6 +201,9 @@ describe('explainListenError', () => {
     );
     const notHere = Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL', syscall: 'bind', port: 80 });
     expect(explainListenError(notHere, [web])?.code).toBe('LARS_ERR_CONFIG');
+    expect(explainListenError(notHere, [{ ...web, hostSetting: '--host' }])?.message).toMatch(
+      /not one of this host\. Change --host\.$/,
+    );
   });
 
   it('finds the errno in the cause chain and leaves other errors alone', () => {

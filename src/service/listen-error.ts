@@ -11,6 +11,8 @@ export interface ListenSetting {
   port: number;
   /** e.g. "--port or [web] port". */
   setting: string;
+  /** The flag/key of the address, for an address not of this host: "--host or [web] ip". */
+  hostSetting?: string;
 }
 
 /** Socket errors a bind/listen can end with that an operator can fix by configuration. */
@@ -82,7 +84,8 @@ export function explainListenError(err: unknown, settings: readonly ListenSettin
     e.code === 'EACCES'
       ? 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
       : 'the address is not one of this host';
-  return new ConfigError(`${s.what} cannot listen on ${s.proto} ${addr}: ${why}. Change ${s.setting}.`);
+  const change = e.code === 'EACCES' ? s.setting : (s.hostSetting ?? s.setting);
+  return new ConfigError(`${s.what} cannot listen on ${s.proto} ${addr}: ${why}. Change ${change}.`);
 }
 
 /** Runs `start`, rethrowing bind/listen failures as explained by explainListenError. */

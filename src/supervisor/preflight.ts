@@ -2,6 +2,16 @@ import { explainListenError, probeListen, type ListenSetting } from '../service/
 import type { ListenSockets } from './listen-sockets.js';
 import { SERVICES, type LaunchContext, type ServiceName } from './services.js';
 
+/** The configuration key of each service's address, for an address not of this host. */
+const HOST_SETTING: Record<ServiceName, string> = {
+  dns: '[dnsserver] ip',
+  reporter: '[reporter] ip',
+  web: '[web] ip',
+  agent: '[agent] ip',
+  bus: '[bus] socket',
+  shm: '[shm] socket',
+};
+
 /** The configuration key that places each service's public port, for messages. */
 const PORT_SETTING: Record<ServiceName, string> = {
   dns: '[dnsserver] port',
@@ -25,6 +35,7 @@ export function publicListens(ctx: LaunchContext): ListenSetting[] {
         host: e.host,
         port: e.port,
         setting: `${PORT_SETTING[spec.name]} in the config file`,
+        hostSetting: `${HOST_SETTING[spec.name]} in the config file`,
       });
     }
   }

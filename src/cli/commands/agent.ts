@@ -119,6 +119,7 @@ export function register(program: Command): void {
         host: config.agent.ip,
         port,
         setting: '--ports or [agent] ports',
+        hostSetting: '--host or [agent] ip',
       }));
       listens.push({
         what: 'the agent admin HTTP',
@@ -126,6 +127,7 @@ export function register(program: Command): void {
         host: config.agent.ip,
         port: config.agent.http_port,
         setting: '--http-port or [agent] http_port',
+        hostSetting: '--host or [agent] ip',
       });
       const addr = await withListenErrors(listens, () => agent.start());
       // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the

@@ -18,6 +18,7 @@ import {
 import { parsePort } from '../../protocol/ip.js';
 
 const DNS_PORT_SETTING = '--port or [reactor]/[dnsserver] port';
+const DNS_HOST_SETTING = '--host or [reactor]/[dnsserver] ip';
 
 interface DnsFlags {
   db?: string;
@@ -107,13 +108,14 @@ export async function runDns(o: DnsFlags): Promise<void> {
   try {
     addr = await withListenErrors(
       [
-        { what: 'dns', proto: 'tcp', ...listen, setting: DNS_PORT_SETTING },
+        { what: 'dns', proto: 'tcp', ...listen, setting: DNS_PORT_SETTING, hostSetting: DNS_HOST_SETTING },
         {
           what: 'the dns admin HTTP',
           proto: 'tcp',
           host: listen.host,
           port: config.dns.http_port,
           setting: '--http-port or [dns] http_port',
+          hostSetting: DNS_HOST_SETTING,
         },
       ],
       () => dns.start(),

@@ -106,6 +106,7 @@ export async function runReporter(o: ReporterFlags): Promise<void> {
         host: options.host,
         port: options.port,
         setting: '--port or [reactor]/[reporter] port',
+        hostSetting: '--host or [reactor]/[reporter] ip',
       },
       {
         what: 'the reporter admin HTTP',
@@ -113,6 +114,7 @@ export async function runReporter(o: ReporterFlags): Promise<void> {
         host: options.host,
         port: options.httpPort ?? 0,
         setting: '--http-port',
+        hostSetting: '--host or [reactor]/[reporter] ip',
       },
     ],
     () => reporter.start(),

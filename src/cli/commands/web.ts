@@ -71,6 +71,7 @@ export async function runWeb(o: WebFlags): Promise<void> {
           host: config.web.ip,
           port: config.web.port,
           setting: '--port or [web] port',
+          hostSetting: '--host or [web] ip',
         },
       ],
       () => started.start(),
