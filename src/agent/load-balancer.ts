@@ -269,6 +269,8 @@ export class LoadBalancer {
         succ: c.succ,
         err: c.err,
         overload: h.state === HostState.Overload,
+        total_succ: h.totalSucc,
+        total_err: h.totalErr,
       });
     }
     this.changed = pending;

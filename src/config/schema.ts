@@ -348,6 +348,10 @@ export const SCHEMA = {
       max: 3600,
     }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
+    caller_ip: str(
+      'interface',
+      "the `caller` address of this agent's statistics: interface = the first non-loopback IPv4 address; hostname = the address the host name resolves to (the original agent's choice); or an IPv4 address",
+    ),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
     name: str(
       '',

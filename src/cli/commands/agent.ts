@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { join } from 'node:path';
+import { ipToWire } from '../../protocol/ip.js';
 import type { FlagOverride } from '../../config/index.js';
+import { withListenErrors, type ListenSetting } from '../../service/listen-error.js';
 import {
   notifyReady,
   onSupervisorMessage,
@@ -9,7 +11,7 @@ import {
 } from '../../supervisor/child-ipc.js';
 import {
   loadServiceConfig,
-  localIpv4Wire,
+  resolveCallerIp,
   parseHostPort,
   parsePorts,
   untilSignal,
@@ -101,7 +103,7 @@ export function register(program: Command): void {
         lb: toLoadBalanceConfig(config.loadbalance),
         reportIntervalS: config.agent.report_interval,
         cacheDir,
-        callerIp: localIpv4Wire(),
+        callerIp: ipToWire(await resolveCallerIp(config.agent.caller_ip)),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
         ...(config.agent.name ? { name: config.agent.name } : {}),
@@ -111,7 +113,23 @@ export function register(program: Command): void {
         config.agent.threads > 1
           ? new ThreadedAgent({ ...options, threads: config.agent.threads })
           : new AgentService(options);
-      const addr = await agent.start();
+      const listens: ListenSetting[] = config.agent.ports.map((port) => ({
+        what: 'the agent UDP API',
+        proto: 'udp',
+        host: config.agent.ip,
+        port,
+        setting: '--ports or [agent] ports',
+        hostSetting: '--host or [agent] ip',
+      }));
+      listens.push({
+        what: 'the agent admin HTTP',
+        proto: 'tcp',
+        host: config.agent.ip,
+        port: config.agent.http_port,
+        setting: '--http-port or [agent] http_port',
+        hostSetting: '--host or [agent] ip',
+      });
+      const addr = await withListenErrors(listens, () => agent.start());
       // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the
       // new agent loads, so it answers at once (docs/operations.md).
       const stopFlushing = onSupervisorMessage(SupervisorMsg.FLUSH_CACHE, () => {

@@ -7,7 +7,7 @@ import {
   MIN_LEASE_TTL_S,
 } from '../../protocol/lease-limits.js';
 import { isValidIpv4, parsePort } from '../../protocol/ip.js';
-import { parseInt32 } from '../../store/validate.js';
+import { parseId } from '../../store/validate.js';
 import { parsePorts, processIo, untilSignal, type CliIo } from '../options.js';
 
 /**
@@ -46,8 +46,8 @@ export async function runRouteRegister(
   deps: RouteRegisterDeps = {},
 ): Promise<void> {
   const io = deps.io ?? processIo;
-  const modid = parseInt32(args.modid, 'modid');
-  const cmdid = parseInt32(args.cmdid, 'cmdid');
+  const modid = parseId(args.modid, 'modid');
+  const cmdid = parseId(args.cmdid, 'cmdid');
   const port = parsePort(args.port, 'port');
   if (flags.ip !== undefined && !isValidIpv4(flags.ip))
     throw new InvalidArgumentError(`--ip: invalid IPv4 address ${JSON.stringify(flags.ip)}`);
