@@ -25,6 +25,7 @@ import { LocalRegistry } from './registrations.js';
 import { liveMetrics } from '../service/metrics.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
+import { AgentHotPath, hotPathCounts } from './agent-hot-path.js';
 import type { LoadBalanceConfig } from './lb-config.js';
 import { RouteCache } from './route-cache.js';
 
@@ -73,6 +74,8 @@ export interface AgentServiceOptions {
   name?: string;
   /** Local registrations this agent holds at most (more are refused). Default 10,000. */
   maxRegistrations?: number;
+  /** `[agent] hot_path`: get_host and report on the lean path (agent-hot-path.ts). Default true. */
+  hotPath?: boolean;
 }
 
 /** A request for a route this shard does not own, on its way to the owner. */
@@ -124,6 +127,8 @@ export class AgentService {
   private readonly http: AdminHttp | undefined;
   private readonly localRegs: LocalRegistry;
   private readonly registrations: RegistrationLink;
+  /** get_host and report answered without the generic dispatch (issue 17); undefined when off. */
+  private readonly hot: AgentHotPath | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   private boundPorts: number[] = [];
@@ -222,6 +227,11 @@ export class AgentService {
       logger: this.log,
     });
 
+    this.hot =
+      options.hotPath !== false
+        ? new AgentHotPath({ core: this.core, ...(options.shard ? { owns: options.shard.owns } : {}) })
+        : undefined;
+
     this.cache =
       options.cacheDir !== undefined
         ? new RouteCache(join(options.cacheDir, 'routes.json'), () => this.core.knownRoutes())
@@ -262,6 +272,7 @@ export class AgentService {
         logger: this.log,
         datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
         recvBufferSize: this.opts.recvBufferBytes,
+        ...(this.hot ? { fastPath: this.hot.handle } : {}),
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();
@@ -611,7 +622,8 @@ export class AgentService {
       registers: [r],
       collect: () => {
         requests.reset();
-        for (const [id, n] of this.stats.requests) requests.inc({ msg: msgIdName(id) }, n);
+        for (const [id, n] of hotPathCounts(this.stats.requests, this.hot))
+          requests.inc({ msg: msgIdName(id) }, n);
       },
     });
   }

@@ -1,5 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { lookup, type LookupOneOptions } from 'node:dns';
+import { isIP, isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
 import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/silent.js';
@@ -18,6 +19,34 @@ import { takeInheritedFd } from './inherited-sockets.js';
 import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
 
 const trace = tracer('net');
+
+/**
+ * dgram resolves the destination of every send through dns.lookup, which answers a numeric address
+ * on the next tick: one more trip through the event loop per reply. Replies go to the numeric
+ * source address of a datagram, so answer those at once; names still go to dns.lookup.
+ */
+function numericLookup(
+  address: string,
+  family: LookupOneOptions | number,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const v = numericFamily(address);
+  if (v !== 0) callback(null, address, v);
+  else lookup(address, family as LookupOneOptions, callback);
+}
+
+/** The last address numericFamily() saw, and its answer: replies mostly go to the same few clients. */
+let lastAddress = '';
+let lastFamily: 0 | 4 | 6 = 0;
+
+/** 4 or 6 when `address` is a numeric address, else 0; remembers the last one (net.isIP is a regular expression). */
+function numericFamily(address: string): 0 | 4 | 6 {
+  if (address === lastAddress) return lastFamily;
+  const v = isIP(address) as 0 | 4 | 6;
+  lastAddress = address;
+  lastFamily = v;
+  return v;
+}
 
 /** Bursts of requests arrive at the agent's ports: ask the kernel for a roomy receive buffer. */
 export const DEFAULT_UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -41,6 +70,12 @@ export interface UdpEndpointOptions {
    * the kernel (`kernelDrops`), not in `malformed`. Without the addon the endpoint drops them itself.
    */
   datagramFilter?: { maxLen: number };
+  /**
+   * Sees every well-sized datagram before the generic parse and dispatch (issue 17: the agent answers
+   * get_host and report from here without allocating). Returns true when it handled the datagram;
+   * false hands it, untouched, to the generic path. It must not throw.
+   */
+  fastPath?: (datagram: Buffer, rinfo: RemoteInfo, endpoint: UdpEndpoint) => boolean;
 }
 
 export interface UdpEndpointStats {
@@ -131,7 +166,7 @@ export class UdpEndpoint {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
     this.warnings = new LogLimiter(this.logger);
-    this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4' });
+    this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4', lookup: numericLookup });
     const stats = this.stats;
     this.observer = {
       unknownMsgid(msgid, peer) {
@@ -248,6 +283,16 @@ export class UdpEndpoint {
     this.socket.send(frame, port, address, this.onSent);
   }
 
+  /**
+   * Sends `len` bytes of an already framed datagram. The bytes are handed to the socket as they are:
+   * the caller gives a buffer it does not reuse. Throws ClosedError after close.
+   */
+  sendFrameTo(port: number, address: string, frame: Buffer, len: number): void {
+    if (this._closed) throw new ClosedError('udp endpoint is closed');
+    this.stats.datagramsOut += 1;
+    this.socket.send(frame, 0, len, port, address, this.onSent);
+  }
+
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this._closed = true;
@@ -269,6 +314,7 @@ export class UdpEndpoint {
   private onMessage(datagram: Buffer, rinfo: RemoteInfo): void {
     if (this._closed) return;
     this.stats.datagramsIn += 1;
+    if (this.options.fastPath?.(datagram, rinfo, this)) return;
     let msgid: number;
     let body: Uint8Array;
     try {

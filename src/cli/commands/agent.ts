@@ -104,6 +104,7 @@ export function register(program: Command): void {
         callerIp: localIpv4Wire(),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
+        hotPath: config.agent.hot_path,
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
