@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { Counter, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/silent.js';
 import { Dispatcher } from '../net/dispatcher.js';
@@ -22,7 +21,7 @@ import {
 import { pidNamespace, procStat, processAlive } from '../api/process-identity.js';
 import { RegistrationLink } from './registration-link.js';
 import { LocalRegistry } from './registrations.js';
-import { liveMetrics } from '../service/metrics.js';
+import { LazyRegistry } from '../service/lazy-registry.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
 import { AgentHotPath, hotPathCounts } from './agent-hot-path.js';
@@ -116,7 +115,8 @@ export const MAX_API_DATAGRAM_BYTES = 4096;
  * re-subscription, a bounded link to the reporter, the last-known-good cache, and health/metrics.
  */
 export class AgentService {
-  readonly registry = new Registry();
+  /** Metrics; prom-client is loaded on the first scrape (issue 17: footprint). */
+  readonly registry = new LazyRegistry();
   readonly core: AgentCore;
   private readonly opts: AgentServiceOptions;
   private readonly log: Logger;
@@ -506,7 +506,7 @@ export class AgentService {
 
   private createMetrics(): void {
     const r = this.registry;
-    const { gauge, counter } = liveMetrics(r);
+    const { gauge, counter } = r.live();
     const summary = () => this.core.summary();
     gauge('lars_agent_routes', 'routes known to the agent', () => summary().routes);
     gauge(
@@ -615,16 +615,8 @@ export class AgentService {
       'datagrams with an unknown msgid',
       () => this.apiStats().unknownMsgid,
     );
-    const requests = new Counter({
-      name: 'lars_agent_requests_total',
-      help: 'API requests by message',
-      labelNames: ['msg'],
-      registers: [r],
-      collect: () => {
-        requests.reset();
-        for (const [id, n] of hotPathCounts(this.stats.requests, this.hot))
-          requests.inc({ msg: msgIdName(id) }, n);
-      },
-    });
+    r.labelledCounter('lars_agent_requests_total', 'API requests by message', 'msg', () =>
+      Array.from(hotPathCounts(this.stats.requests, this.hot), ([id, n]) => [msgIdName(id), n] as const),
+    );
   }
 }

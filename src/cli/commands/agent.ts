@@ -80,13 +80,11 @@ export function register(program: Command): void {
     )
     .action(async (o: AgentFlags) => {
       // Loaded here, not at start-up: every other command starts faster without them.
-      const [{ AgentService }, { ThreadedAgent }, { toLoadBalanceConfig }, { createServiceLogger }] =
-        await Promise.all([
-          import('../../agent/agent-service.js'),
-          import('../../agent/agent-threads.js'),
-          import('../../agent/lb-config-from-ini.js'),
-          import('../../log/logger.js'),
-        ]);
+      const [{ AgentService }, { toLoadBalanceConfig }, { createServiceLogger }] = await Promise.all([
+        import('../../agent/agent-service.js'),
+        import('../../agent/lb-config-from-ini.js'),
+        import('../../log/logger.js'),
+      ]);
       const { config } = loadServiceConfig(o.config, agentFlags(o));
       const log = createServiceLogger('agent');
       const cacheDir = config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache');
@@ -108,9 +106,13 @@ export function register(program: Command): void {
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
+      // The threaded agent (and the metrics aggregation it loads) only when asked for: issue 17.
       const agent =
         config.agent.threads > 1
-          ? new ThreadedAgent({ ...options, threads: config.agent.threads })
+          ? new (await import('../../agent/agent-threads.js')).ThreadedAgent({
+              ...options,
+              threads: config.agent.threads,
+            })
           : new AgentService(options);
       const addr = await agent.start();
       // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the
