@@ -8,7 +8,11 @@
  *
  *   npm run bench:contention
  *   node dist/bench/contention.js [--loops 0,2,4,8] [--rounds 3] [--duration 3] [--threads 1]
- *                                 [--agent-threads 1] [--node-flags "--max-semi-space-size=1"]
+ *                                 [--agent-threads 1] [--node-flags="--max-semi-space-size=1"]
+ *                                 [--generic false]
+ *
+ * A second agent with `[agent] hot_path = false` runs beside the first (interleaved like the rest)
+ * unless --generic false.
  *
  * Target: with 4 busy loops the agent keeps >= 70 % of its idle rate, and its loaded/idle ratio is
  * no worse than the C responder's in the same run.
@@ -23,6 +27,7 @@ import { machineLine } from './lib/proc.js';
 import { freeUdpPorts } from './lib/stack.js';
 import { formatTable } from './lib/table.js';
 import { uptime } from './lib/uptime.js';
+import { LEAN_NODE_FLAGS } from '../src/supervisor/services.js';
 
 const HOST = '127.0.0.1';
 const args = parseArgs(process.argv.slice(2));
@@ -31,9 +36,13 @@ const rounds = numberArg(args, 'rounds', 3);
 const duration = numberArg(args, 'duration', 3);
 const threads = numberArg(args, 'threads', 1);
 const agentThreads = numberArg(args, 'agent-threads', 1);
-const nodeFlags = (args.get('node-flags') ?? '').split(' ').filter(Boolean);
+/** Default: the flags `lars up` starts the agent with (LEAN_NODE_FLAGS). */
+const nodeFlags = (args.get('node-flags') ?? LEAN_NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
+/** Also run an agent with `[agent] hot_path = false`, to show what the hot path changes. */
+const withGeneric = args.get('generic') !== 'false';
 
-type Target = 'agent' | 'C responder';
+type Target = 'agent' | 'agent (generic path)' | 'C responder';
+const TARGETS: readonly Target[] = ['agent', 'agent (generic path)', 'C responder'];
 interface Run {
   target: Target;
   loops: number;
@@ -61,25 +70,44 @@ async function main(): Promise<void> {
     agentFlags: ['--threads', String(agentThreads)],
     nodeFlags,
   });
+  const generic = withGeneric
+    ? await startCliServices({
+        routes: Math.max(8, threads),
+        hosts: 10,
+        agentFlags: ['--threads', String(agentThreads)],
+        nodeFlags,
+        env: { LARS_AGENT_HOT_PATH: 'false' },
+      })
+    : undefined;
   const responderPorts = await freeUdpPorts(3);
   const responder = await startCResponder(tools, HOST, responderPorts);
   const loopsAlive: ChildProcess[] = [];
   try {
     // The agent fetches each route on its first request: ask for them all before measuring.
-    const sdk = new LarsClient({ host: HOST, ports: services.agentPorts, timeoutMs: 2_000 });
-    for (let m = 1; m <= threads; m++) await sdk.regInit(m, 1, { tries: 40, intervalMs: 50 });
-    await sdk.close();
-    // Warm-up: the agent's JIT and the C tools' caches, not measured.
-    await runCClient(tools, { host: HOST, ports: services.agentPorts, threads, seconds: 2 });
+    for (const s of [services, generic]) {
+      if (!s) continue;
+      const sdk = new LarsClient({ host: HOST, ports: s.agentPorts, timeoutMs: 2_000 });
+      for (let m = 1; m <= threads; m++) await sdk.regInit(m, 1, { tries: 40, intervalMs: 50 });
+      await sdk.close();
+      // Warm-up: the agent's JIT and the C tools' caches, not measured.
+      await runCClient(tools, { host: HOST, ports: s.agentPorts, threads, seconds: 2 });
+    }
+    const where = (t: Target): { pid: number; ports: number[] } =>
+      t === 'agent'
+        ? { pid: services.agent.pid!, ports: services.agentPorts }
+        : t === 'C responder'
+          ? { pid: responder.pid!, ports: responderPorts }
+          : { pid: generic!.agent.pid!, ports: generic!.agentPorts };
+    const targets = TARGETS.filter((t) => withGeneric || t !== 'agent (generic path)');
     const runs: Run[] = [];
     for (let r = 0; r < rounds; r++) {
       for (const n of r % 2 === 0 ? loopCounts : [...loopCounts].reverse()) {
         const loops = busyLoops(n);
         loopsAlive.push(...loops);
-        const targets: Target[] = (r + n) % 2 === 0 ? ['agent', 'C responder'] : ['C responder', 'agent'];
-        for (const target of targets) {
-          const pid = target === 'agent' ? services.agent.pid! : responder.pid!;
-          const ports = target === 'agent' ? services.agentPorts : responderPorts;
+        // Rotate the order of the targets from one run to the next.
+        const k = (r + loopCounts.indexOf(n)) % targets.length;
+        for (const target of [...targets.slice(k), ...targets.slice(0, k)]) {
+          const { pid, ports } = where(target);
           const before = sampleProc(pid);
           const result = await runCClient(tools, { host: HOST, ports, threads, seconds: duration });
           const d = procDelta(before, sampleProc(pid));
@@ -97,6 +125,7 @@ async function main(): Promise<void> {
     await stopAll(loopsAlive);
     await stopProcess(responder, 1_000);
     await services.stop();
+    await generic?.stop();
   }
   console.log(`load after: ${uptime()}`);
 }
@@ -107,8 +136,9 @@ function report(runs: Run[]): void {
     median(runs.filter((x) => x.target === t && x.loops === 0).map((x) => x.result.rate));
   const ratios = new Map<string, number>();
   for (const n of loopCounts) {
-    for (const t of ['agent', 'C responder'] as const) {
+    for (const t of TARGETS) {
       const rs = runs.filter((x) => x.target === t && x.loops === n);
+      if (rs.length === 0) continue;
       const rate = median(rs.map((x) => x.result.rate));
       const ratio = rate / idle(t);
       ratios.set(`${t}:${n}`, ratio);
@@ -148,9 +178,10 @@ function report(runs: Run[]): void {
   );
   for (const n of loopCounts.filter((x) => x > 0)) {
     const a = ratios.get(`agent:${n}`)!;
+    const g = ratios.get(`agent (generic path):${n}`);
     const c = ratios.get(`C responder:${n}`)!;
     console.log(
-      `${n} loops: agent keeps ${(a * 100).toFixed(0)} % of idle, C responder ${(c * 100).toFixed(0)} %; agent/C ratio of ratios ${(a / c).toFixed(2)}`,
+      `${n} loops: agent keeps ${(a * 100).toFixed(0)} % of its idle rate${g !== undefined ? ` (generic path ${(g * 100).toFixed(0)} %)` : ''}, C responder ${(c * 100).toFixed(0)} %; agent/C ${(a / c).toFixed(2)}`,
     );
   }
 }
