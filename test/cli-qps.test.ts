@@ -19,6 +19,7 @@ import {
   MsgId,
   RetCode,
 } from '../src/protocol/index.js';
+import { waitFor } from './helpers/latch.js';
 import { startSeededAgent } from './helpers/seeded-agent.js';
 
 const CLI = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
@@ -102,7 +103,8 @@ describe('lars test qps (issue 17)', () => {
       expect(s.p99Us).toBeGreaterThanOrEqual(s.p50Us);
       // Every counted call was a get_host the agent answered, each followed by a report.
       expect(agent.core.stats.getHost).toBeGreaterThanOrEqual(s.calls);
-      expect(agent.core.stats.report).toBeGreaterThanOrEqual(s.calls);
+      // The last reports may still sit in the agent's socket when the tool exits.
+      await waitFor(() => agent.core.stats.report >= s.calls, 5_000, 'every report read by the agent');
       expect(agent.core.stats.unknownHostReports).toBe(0);
     },
   );

@@ -141,6 +141,7 @@ export async function runQps(o: QpsOptions): Promise<QpsSummary> {
   for (const w of workers) w.postMessage('go');
   const t0 = performance.now();
   let prev = start;
+  let elapsedMs = 0;
   const perSecond: number[] = [];
   for (let s = 1; s <= o.durationS; s++) {
     await new Promise((r) => setTimeout(r, Math.max(0, t0 + s * 1000 - performance.now())));
@@ -151,9 +152,11 @@ export async function runQps(o: QpsOptions): Promise<QpsSummary> {
     perSecond.push(calls);
     o.onSecond?.({ second: s, calls, p50Us: percentileOf(hist, 0.5), p99Us: percentileOf(hist, 0.99) });
     prev = now;
+    if (s === o.durationS) elapsedMs = performance.now() - t0;
   }
-  const elapsed = (performance.now() - t0) / 1000;
-  const end = snapshot();
+  // The totals are the seconds' sum: the last second's snapshot ends the run.
+  const elapsed = elapsedMs / 1000;
+  const end = prev;
   await Promise.all(workers.map((w) => w.terminate()));
   const hist = new Int32Array(BUCKETS);
   for (let k = 0; k < BUCKETS; k++) hist[k] = end[HEAD + k]! - start[HEAD + k]!;
