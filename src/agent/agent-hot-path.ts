@@ -79,7 +79,7 @@ export class AgentHotPath {
         : encodeGetHostResponseFrame(out, m.seq, m.modid, m.cmdid, RetCode.SUCC, true, h.ip | 0, h.port);
     this.slabUsed += n;
     // Closed between the datagram and now (shutting down): the request simply goes unanswered.
-    if (!endpoint.closed) endpoint.sendFrameTo(rinfo.port, rinfo.address, out, n);
+    if (!endpoint.closed) endpoint.replyFrame(rinfo, out, n);
     return true;
   }
 

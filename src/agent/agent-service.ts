@@ -75,6 +75,8 @@ export interface AgentServiceOptions {
   maxRegistrations?: number;
   /** `[agent] hot_path`: get_host and report on the lean path (agent-hot-path.ts). Default true. */
   hotPath?: boolean;
+  /** With the hot path: read datagrams in batches through the native addon when it is there (`[agent] batch_receive`). Default true. */
+  batchReceive?: boolean;
 }
 
 /** A request for a route this shard does not own, on its way to the owner. */
@@ -272,7 +274,7 @@ export class AgentService {
         logger: this.log,
         datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
         recvBufferSize: this.opts.recvBufferBytes,
-        ...(this.hot ? { fastPath: this.hot.handle } : {}),
+        ...(this.hot ? { fastPath: this.hot.handle, batchReceive: this.opts.batchReceive ?? true } : {}),
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();

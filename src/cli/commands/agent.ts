@@ -103,6 +103,7 @@ export function register(program: Command): void {
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
         hotPath: config.agent.hot_path,
+        batchReceive: config.agent.batch_receive,
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
