@@ -39,32 +39,62 @@ constexpr int kMaxBatch = 64;
 
 struct Watcher {
   uv_poll_t poll;
-  napi_env env;
-  Napi::FunctionReference callback;
-  Napi::AsyncContext* context = nullptr;
+  napi_env env = nullptr;
+  napi_ref callback = nullptr;
+  napi_async_context context = nullptr;
   bool stopped = false;
 };
 
 void OnClosed(uv_handle_t* handle) {
-  Watcher* w = static_cast<Watcher*>(handle->data);
-  delete w->context;
-  w->callback.Reset();
-  delete w;
+  delete static_cast<Watcher*>(handle->data);
 }
 
+// Closes the poll handle (the memory goes once libuv is done with it); with `release`, also the
+// JavaScript references (not while the environment is being torn down: it frees them itself).
+void Stop(Watcher* w, bool release) {
+  if (w->stopped) return;
+  w->stopped = true;
+  uv_poll_stop(&w->poll);
+  if (release) {
+    if (w->callback != nullptr) napi_delete_reference(w->env, w->callback);
+    if (w->context != nullptr) napi_async_destroy(w->env, w->context);
+  }
+  w->callback = nullptr;
+  w->context = nullptr;
+  // At environment teardown (a worker thread ending) Node may unload this addon before libuv runs
+  // close callbacks, so none points into it then: the ~200-byte Watcher is left behind instead.
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), release ? OnClosed : nullptr);
+}
+
+// The environment is going away (a worker thread ending) with the watcher still on: stop it, or the
+// thread's event loop would hold a handle nobody closes.
+void OnEnvCleanup(void* arg) {
+  Stop(static_cast<Watcher*>(arg), false);
+}
+
+// Plain N-API here, not node-addon-api: while a worker thread terminates, calls into JavaScript fail,
+// and that must end the watching, not the process.
 void OnReadable(uv_poll_t* handle, int status, int events) {
+  (void)status;
+  (void)events;
   Watcher* w = static_cast<Watcher*>(handle->data);
   if (w->stopped) return;
-  Napi::Env env(w->env);
-  Napi::HandleScope scope(env);
-  // MakeCallback: process.nextTick callbacks and promise jobs queued by the handler run afterwards,
-  // as they do after any I/O callback.
-  w->callback.MakeCallback(env.Global(), {Napi::Number::New(env, status)}, *w->context);
-  if (env.IsExceptionPending()) {
-    napi_value err = env.GetAndClearPendingException().Value();
-    napi_fatal_exception(env, err);
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn;
+  napi_value global;
+  napi_value result;
+  napi_status st = napi_get_reference_value(env, w->callback, &fn);
+  if (st == napi_ok) st = napi_get_global(env, &global);
+  // make_callback: process.nextTick callbacks and promise jobs queued by the handler run afterwards,
+  // as after any I/O callback.
+  if (st == napi_ok) st = napi_make_callback(env, w->context, global, fn, 0, nullptr, &result);
+  if (st == napi_pending_exception) {
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
   }
-  (void)events;
+  napi_close_handle_scope(env, scope);
 }
 
 Napi::Value Watch(const Napi::CallbackInfo& info) {
@@ -88,12 +118,14 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   w->poll.data = w;
-  w->callback = Napi::Persistent(info[1].As<Napi::Function>());
-  w->context = new Napi::AsyncContext(env, "lars:udp");
+  napi_value name = Napi::String::New(env, "lars:udp");
+  napi_create_reference(env, info[1], 1, &w->callback);
+  napi_async_init(env, nullptr, name, &w->context);
+  napi_add_env_cleanup_hook(env, OnEnvCleanup, w);
   err = uv_poll_start(&w->poll, UV_READABLE, OnReadable);
   if (err != 0) {
-    w->stopped = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnClosed);
+    napi_remove_env_cleanup_hook(env, OnEnvCleanup, w);
+    Stop(w, true);
     ThrowErrno(env, "uv_poll_start", -err, std::to_string(fd));
     return env.Undefined();
   }
@@ -108,9 +140,8 @@ Napi::Value Unwatch(const Napi::CallbackInfo& info) {
   }
   Watcher* w = info[0].As<Napi::External<Watcher>>().Data();
   if (w == nullptr || w->stopped) return Napi::Boolean::New(env, false);
-  w->stopped = true;
-  uv_poll_stop(&w->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnClosed);
+  napi_remove_env_cleanup_hook(env, OnEnvCleanup, w);
+  Stop(w, true);
   return Napi::Boolean::New(env, true);
 }
 
