@@ -1,6 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { lookup, type LookupOneOptions } from 'node:dns';
-import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
 import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/silent.js';
@@ -17,45 +16,10 @@ import { nativeSockets, nativeUdp, type NativeUdp } from '../native/native-addon
 import { BatchReceiver, type BatchSource } from './udp-batch-receiver.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
 import { takeInheritedFd } from './inherited-sockets.js';
+import { ipv4ToNumber, numericLookup } from './udp-address.js';
 import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
 
 const trace = tracer('net');
-
-/**
- * dgram resolves the destination of every send through dns.lookup, which answers a numeric address
- * on the next tick: one more trip through the event loop per reply. Replies go to the numeric
- * source address of a datagram, so answer those at once; names still go to dns.lookup.
- */
-function numericLookup(
-  address: string,
-  family: LookupOneOptions | number,
-  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
-): void {
-  const v = numericFamily(address);
-  if (v !== 0) callback(null, address, v);
-  else lookup(address, family as LookupOneOptions, callback);
-}
-
-/** A dotted IPv4 address as an unsigned number, or undefined when it is not one. */
-function ipv4ToNumber(address: string): number | undefined {
-  if (!isIPv4(address)) return undefined;
-  let n = 0;
-  for (const part of address.split('.')) n = n * 256 + Number(part);
-  return n;
-}
-
-/** The last address numericFamily() saw, and its answer: replies mostly go to the same few clients. */
-let lastAddress = '';
-let lastFamily: 0 | 4 | 6 = 0;
-
-/** 4 or 6 when `address` is a numeric address, else 0; remembers the last one (net.isIP is a regular expression). */
-function numericFamily(address: string): 0 | 4 | 6 {
-  if (address === lastAddress) return lastFamily;
-  const v = isIP(address) as 0 | 4 | 6;
-  lastAddress = address;
-  lastFamily = v;
-  return v;
-}
 
 /** Bursts of requests arrive at the agent's ports: ask the kernel for a roomy receive buffer. */
 export const DEFAULT_UDP_RECV_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -414,17 +378,14 @@ export class UdpEndpoint {
   /** Batch mode: the fast path sees the view; the generic path gets its own copy and rinfo. */
   private onBatchDatagram(view: Buffer, len: number, source: BatchSource): void {
     if (this._closed) return;
+    this.stats.datagramsIn += 1;
     if (len < 0) {
-      this.stats.datagramsIn += 1;
       this.stats.malformed += 1;
       this.warnLimited('malformed', { from: source.address }, 'malformed datagram dropped (truncated)');
       return;
     }
-    if (this.options.fastPath?.(view, source, this)) {
-      this.stats.datagramsIn += 1;
-      return;
-    }
-    this.onMessage(Buffer.from(view), {
+    if (this.options.fastPath?.(view, source, this)) return;
+    this.dispatchGeneric(Buffer.from(view), {
       address: source.address,
       family: 'IPv4',
       port: source.port,
@@ -436,6 +397,11 @@ export class UdpEndpoint {
     if (this._closed) return;
     this.stats.datagramsIn += 1;
     if (this.options.fastPath?.(datagram, rinfo, this)) return;
+    this.dispatchGeneric(datagram, rinfo);
+  }
+
+  /** Parse, count and dispatch one datagram the fast path left alone. */
+  private dispatchGeneric(datagram: Buffer, rinfo: RemoteInfo): void {
     let msgid: number;
     let body: Uint8Array;
     try {
