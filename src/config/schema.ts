@@ -363,6 +363,18 @@ export const SCHEMA = {
       1,
       1_000_000,
     ),
+    hot_path: {
+      type: 'bool',
+      default: true,
+      description:
+        'answer get_host and report datagrams on a lean path (hand-written decoder, no per-request objects); false = the generic dispatch for every datagram',
+    } as BoolSpec,
+    batch_receive: {
+      type: 'bool',
+      default: true,
+      description:
+        'with hot_path: read the UDP API in batches through the native addon (recvmmsg, no objects per datagram) when it is built; false = node:dgram',
+    } as BoolSpec,
     recv_buffer_kb: int(
       DEFAULT_AGENT_RECV_BUFFER_KB,
       'receive buffer of each UDP API socket in KiB; with the native addon it is granted above net.core.rmem_max when the agent may (root)',

@@ -82,13 +82,11 @@ export function register(program: Command): void {
     )
     .action(async (o: AgentFlags) => {
       // Loaded here, not at start-up: every other command starts faster without them.
-      const [{ AgentService }, { ThreadedAgent }, { toLoadBalanceConfig }, { createServiceLogger }] =
-        await Promise.all([
-          import('../../agent/agent-service.js'),
-          import('../../agent/agent-threads.js'),
-          import('../../agent/lb-config-from-ini.js'),
-          import('../../log/logger.js'),
-        ]);
+      const [{ AgentService }, { toLoadBalanceConfig }, { createServiceLogger }] = await Promise.all([
+        import('../../agent/agent-service.js'),
+        import('../../agent/lb-config-from-ini.js'),
+        import('../../log/logger.js'),
+      ]);
       const { config } = loadServiceConfig(o.config, agentFlags(o));
       const log = createServiceLogger('agent');
       const cacheDir = config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache');
@@ -106,12 +104,18 @@ export function register(program: Command): void {
         callerIp: ipToWire(await resolveCallerIp(config.agent.caller_ip)),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
+        hotPath: config.agent.hot_path,
+        batchReceive: config.agent.batch_receive,
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
+      // The threaded agent (and the metrics aggregation it loads) only when asked for: issue 17.
       const agent =
         config.agent.threads > 1
-          ? new ThreadedAgent({ ...options, threads: config.agent.threads })
+          ? new (await import('../../agent/agent-threads.js')).ThreadedAgent({
+              ...options,
+              threads: config.agent.threads,
+            })
           : new AgentService(options);
       const listens: ListenSetting[] = config.agent.ports.map((port) => ({
         what: 'the agent UDP API',

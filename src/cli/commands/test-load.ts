@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { RetCode, retCodeName } from '../../protocol/retcode.js';
 import { parseId } from '../../store/validate.js';
 import { parseHostPort, parsePorts } from '../options.js';
@@ -87,91 +86,38 @@ export function registerLoadTools(test: Command): void {
     test
       .command('qps <threads>')
       .description(
-        'load generator: each thread loops get_host + report lockstep; thread i uses modid i+1, cmdid 1',
+        "load generator: each thread loops get_host + report lockstep (like the original qps); thread i uses modid i+1, cmdid 1; prints each second's rate with p50/p99 latency",
       ),
   )
-    .option('--duration <s>', 'seconds to run', '10')
-    .action(async (t: string, o: ClientFlags & { duration: string }) => {
+    .option('--duration <s>', 'seconds to run (after a warm-up that is not counted)', '10')
+    .option('--json', 'print the totals as one JSON line')
+    .action(async (t: string, o: ClientFlags & { duration: string; json?: boolean }) => {
       const threads = intArg(t, 'threads', 1, 256);
       const duration = intArg(o.duration, '--duration', 1, 86_400);
       // Validated here, in the parent: a bad value must be one clear message, not a worker's crash.
-      (await clientFrom(o)).close();
-      const counts = new Array<number>(threads).fill(0);
-      const workers = Array.from({ length: threads }, (_, i) => {
-        const w = new Worker(new URL(import.meta.url), {
-          workerData: {
-            larsQps: true,
-            modid: i + 1,
-            cmdid: 1,
-            agent: o.agent,
-            ports: o.ports,
-            timeout: o.timeout,
-            duration,
-          },
-        });
-        w.on('message', (n: number) => {
-          counts[i] = n;
-        });
-        w.on('error', (err) => {
-          process.stderr.write(`lars: qps thread ${i + 1} failed: ${err.message}\n`);
-          process.exitCode = 1;
-        });
-        return w;
+      await (await clientFrom(o)).close();
+      const { runQps } = await import('../qps-load.js');
+      const fmt = (n: number) => n.toLocaleString('en-US');
+      const summary = await runQps({
+        threads,
+        durationS: duration,
+        agent: o.agent === 'localhost' ? '127.0.0.1' : o.agent,
+        ports: parsePorts(o.ports, '--ports'),
+        timeoutMs: intArg(o.timeout, '--timeout', 1, 600_000),
+        modidBase: 1,
+        cmdid: 1,
+        onSecond: (s) => {
+          if (!o.json)
+            console.log(
+              `${String(s.second).padStart(4)} s  ${fmt(s.calls).padStart(9)} calls/s   p50 ${s.p50Us} µs   p99 ${s.p99Us} µs`,
+            );
+        },
       });
-      const started = performance.now();
-      let last = 0;
-      const timer = setInterval(() => {
-        const total = counts.reduce((a, b) => a + b, 0);
-        const elapsed = (performance.now() - started) / 1000;
+      if (o.json) console.log(JSON.stringify(summary));
+      else
         console.log(
-          `${elapsed.toFixed(0).padStart(4)} s  ${String(total - last).padStart(8)} qps   avg ${Math.round(total / elapsed)} qps`,
+          `total ${fmt(summary.calls)} calls in ${summary.seconds} s: ${fmt(summary.rate)} calls/s, p50 ${summary.p50Us} µs, p99 ${summary.p99Us} µs (${threads} threads, ${summary.timeouts} timeouts, ${summary.noHost} answers without a host)`,
         );
-        last = total;
-      }, 1000);
-      await Promise.all(workers.map((w) => new Promise((r) => w.once('exit', r))));
-      clearInterval(timer);
-      const total = counts.reduce((a, b) => a + b, 0);
-      console.log(
-        `total ${total} calls in ${duration} s: average ${Math.round(total / duration)} qps (${threads} threads)`,
-      );
+      if (summary.calls === 0) process.exitCode = 1;
     });
-}
-
-/** Body of one `lars test qps` thread: lockstep get_host + report until the duration ends. */
-async function qpsWorker(d: {
-  modid: number;
-  cmdid: number;
-  agent: string;
-  ports: string;
-  timeout: string;
-  duration: number;
-}): Promise<void> {
-  const { LarsClient } = await import('../../api/index.js');
-  const client = new LarsClient({
-    host: d.agent,
-    ports: parsePorts(d.ports, '--ports'),
-    timeoutMs: Number(d.timeout),
-  });
-  const end = performance.now() + d.duration * 1000;
-  let n = 0;
-  let lastPost = performance.now();
-  while (performance.now() < end) {
-    try {
-      const a = await client.tryGetHost(d.modid, d.cmdid);
-      if (a.host) client.report(d.modid, d.cmdid, a.host.ip, a.host.port, 0);
-      n++;
-    } catch {
-      // timeouts are not counted
-    }
-    if (performance.now() - lastPost >= 200) {
-      parentPort?.postMessage(n);
-      lastPost = performance.now();
-    }
-  }
-  parentPort?.postMessage(n);
-  await client.close();
-}
-
-if (!isMainThread && (workerData as { larsQps?: boolean } | undefined)?.larsQps) {
-  void qpsWorker(workerData);
 }
