@@ -74,6 +74,9 @@ export async function runRouteRegister(
       ...(flags.ip !== undefined ? { ip: flags.ip } : {}),
     });
     const what = `${reg.ip}:${reg.port} in route ${modid}/${cmdid}`;
+    // Listen for the stop signal before saying "registered": a signal sent right after that line
+    // must deregister, not kill the process with the lease still alive.
+    const stopped = (deps.until ?? untilSignal)();
     io.out(
       `registered ${what} (weight ${reg.weight}, ttl ${reg.ttlS} s, renewed every ${(reg.ttlS / 3).toFixed(1)} s` +
         `${reg.watched ? '; the agent watches this process' : ''}); Ctrl-C deregisters`,
@@ -90,7 +93,7 @@ export async function runRouteRegister(
       failing = false;
       io.err('note: renewed again');
     });
-    const signal = await (deps.until ?? untilSignal)();
+    const signal = await stopped;
     await reg.deregister();
     io.out(`deregistered ${what} (${signal})`);
   } finally {
