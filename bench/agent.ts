@@ -21,7 +21,8 @@ import { DEFAULT_LOAD_BALANCE_CONFIG } from '../src/agent/lb-config.js';
 import { LarsClient } from '../src/api/index.js';
 import { DnsService } from '../src/dns/dns-service.js';
 import { ipToWire } from '../src/protocol/index.js';
-import { insertRouteRows, openStore } from '../src/store/index.js';
+import { openStore } from '../src/store/index.js';
+import { seedRoutes } from './lib/cli-services.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { combineRuns, Histogram } from './lib/histogram.js';
 import {
@@ -209,14 +210,7 @@ async function runClient(): Promise<void> {
 async function stack(routes: number, hosts: number, agentFlags: string[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'lars-bench-agent-'));
   const url = `sqlite:${join(dir, 'lars.db')}`;
-  const store = await openStore(url);
-  await store.migrate();
-  function* rows() {
-    for (let r = 1; r <= routes; r++)
-      for (let h = 0; h < hosts; h++) yield { modid: r, cmdid: 1, ip: 0x0a000001 + h, port: 9000 + h };
-  }
-  await insertRouteRows(store.db, store.kind, rows());
-  await store.close();
+  await seedRoutes(url, routes, hosts);
   const dns = forkRole(SELF, ['--role', 'dns', '--db', url]);
   const { port } = await nextMessage<BenchMessage & { port: number }>(dns, 'listening', 60_000);
   const agent = forkRole(SELF, [

@@ -88,6 +88,10 @@ export const ErrorCode = {
   SHM_POOL: 'LARS_ERR_SHM_POOL',
   /** SDK with `fastPath: 'require'`: the agent's shared-memory fast path is not usable (the message says why). */
   FAST_PATH: 'LARS_ERR_FAST_PATH',
+  /** A service cannot listen: another process holds the address (the message names it and the setting). */
+  ADDRESS_IN_USE: 'LARS_ERR_ADDRESS_IN_USE',
+  /** An unexpected failure (a bug): the CLI prints the message; LARS_DEBUG=1 prints the stack. */
+  INTERNAL: 'LARS_ERR_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -287,6 +291,38 @@ export class FastPathError extends LarsError {
   constructor(reason: string, message: string) {
     super(ErrorCode.FAST_PATH, message);
     this.reason = reason;
+  }
+}
+
+/**
+ * A service could not listen because another process holds the address. `setting` names the flag
+ * and configuration key that chose it; `holderPid` is the process holding it when it can be seen.
+ */
+export class AddressInUseError extends LarsError {
+  readonly proto: 'tcp' | 'udp';
+  readonly host: string;
+  readonly port: number;
+  readonly setting: string;
+  readonly holderPid: number | undefined;
+
+  constructor(
+    where: { proto: 'tcp' | 'udp'; host: string; port: number; setting: string; holderPid?: number },
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCode.ADDRESS_IN_USE, message, options);
+    this.proto = where.proto;
+    this.host = where.host;
+    this.port = where.port;
+    this.setting = where.setting;
+    this.holderPid = where.holderPid;
+  }
+}
+
+/** An unexpected failure, wrapped so that the CLI prints one line (the cause keeps the stack). */
+export class InternalError extends LarsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.INTERNAL, message, options);
   }
 }
 

@@ -626,9 +626,9 @@ describe('LoadBalancer: route state, reports to the reporter, unknown hosts', ()
     play(lb, 'C', rep('f', 10), clock);
     seq.push(flags());
     expect(lb.snapshotForReport()).toEqual([
-      { ip: toWireIp(HOSTS.A.ip), port: 8001, succ: 2, err: 1, overload: false },
+      { ip: toWireIp(HOSTS.A.ip), port: 8001, succ: 2, err: 1, overload: false, total_succ: 2, total_err: 1 },
       // Report before reset (DESIGN §5): the ten failures that overloaded C, with its new flag.
-      { ip: -1062731343, port: 8003, succ: 0, err: 10, overload: true },
+      { ip: -1062731343, port: 8003, succ: 0, err: 10, overload: true, total_succ: 0, total_err: 10 },
     ]);
     seq.push(flags());
     expect(seq).toEqual([
@@ -639,6 +639,13 @@ describe('LoadBalancer: route state, reports to the reporter, unknown hosts', ()
       [true, true],
       [false, false],
     ]);
+    // Issue 16: the totals never reset, whatever windows and states do.
+    play(lb, 'A', 'ss', clock);
+    clock.set(clock.now() + 60_000);
+    lb.getHost(clock.now());
+    play(lb, 'A', 's', clock);
+    const a = lb.snapshotForReport().find((r) => r.port === 8001);
+    expect(a).toMatchObject({ total_succ: 5, total_err: 1 });
   });
 
   it('reports the counters a host had before a reset once, and later calls in the next report', () => {

@@ -171,6 +171,11 @@ describe('LarsClient', () => {
     expect(() => client.report(1, 1, '300.1.1.1', 80, 0)).toThrow(
       expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
     );
+    // Issue 16: a registration writes route rows, whose columns are unsigned: ids 0..2147483647.
+    await expect(client.register({ modid: -1, cmdid: 1, port: 80 })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_ARGUMENT,
+      message: 'modid must be an integer from 0 to 2147483647, got -1',
+    });
     await client.close();
     await expect(client.getHost(1, 1)).rejects.toMatchObject({ code: ErrorCode.CLOSED });
   });

@@ -136,6 +136,7 @@ describe.each(backends({ memory: false }))('$name', (b) => {
         [{ port: '70000' }, /^invalid port "70000"/],
         [{ modid: '1 OR 1=1' }, /^invalid modid "1 OR 1=1": expected an integer/],
         [{ cmdid: '2147483648' }, /^invalid cmdid "2147483648"/],
+        [{ modid: '-1' }, /^invalid modid "-1": expected an integer from 0 to 2147483647/],
       ];
       for (const [override, message] of cases) {
         const args = { modid: '1', cmdid: '1', ip: '10.0.0.1', port: '80', ...override };

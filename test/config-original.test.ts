@@ -12,7 +12,7 @@ import { CLI, CLI_BUILT, eventually } from './supervisor-harness.js';
 
 /**
  * The services still start with the original C++ Lars config files (test/fixtures/original: the
- * layout of lars_dns.conf, lars_reporter.conf and lb_agent.conf) now that `[reactor]` has keys of
+ * layout of lars_dns.conf, lars_reporter.conf with its misspelt `[repoter]`, and lb_agent.conf) now that `[reactor]` has keys of
  * ours (issue 11): only the ports are changed to free ones, threadNum lowered to 2, and the
  * database given with --db (the files name a MySQL database with the original's password).
  */
@@ -69,6 +69,9 @@ suite('original C++ Lars config files', () => {
       30_000,
       'reporter up',
     );
+    // The original file's misspelt [repoter] (issue 16): read as [reporter], with one warning.
+    expect(reporter.out()).toContain('lars: warning: ');
+    expect(reporter.out()).toContain('[repoter] is read as [reporter]');
 
     const agentConf = original(
       'lb_agent.conf',

@@ -80,13 +80,28 @@ db_thread_cnt = 4
   });
 
   it('rejects a misspelled section, naming file, line and a suggestion', () => {
-    const f = file('[repoter]\nip = 127.0.0.1\n');
+    const f = file('[reportr]\nip = 127.0.0.1\n');
     const e = errorOf(() => loadConfig({ file: f, env: {} }));
     expect(e.message).toContain(`${f}:1`);
-    expect(e.message).toContain('unknown section [repoter]');
+    expect(e.message).toContain('unknown section [reportr]');
     expect(e.message).toContain('did you mean [reporter]?');
     expect(e.file).toBe(f);
-    expect(e.section).toBe('repoter');
+    expect(e.section).toBe('reportr');
+  });
+
+  it("reads the original lars_reporter.conf's misspelt [repoter] as [reporter], with a warning (issue 16)", () => {
+    const f = file('[reactor]\nport = 7779\n\n[repoter]\ndb_thread_cnt = 5\n');
+    const loaded = loadConfig({ file: f, env: {} });
+    expect(loaded.config.reporter.db_thread_cnt).toBe(5);
+    expect(loaded.fileSections.has('reporter')).toBe(true);
+    expect(loaded.warnings).toEqual([
+      `${f}:4: [repoter] is read as [reporter] (the original Lars ignored this misspelt section and used its defaults)`,
+    ]);
+    expect(loadConfig({ file: file('[reporter]\nport = 1\n'), env: {} }).warnings).toEqual([]);
+    const both = file('[reporter]\ndb_thread_cnt = 2\n[repoter]\ndb_thread_cnt = 5\n');
+    expect(errorOf(() => loadConfig({ file: both, env: {} })).message).toContain(
+      `${both}:4: [repoter] db_thread_cnt is set twice (also in [reporter] on line 2)`,
+    );
   });
 
   it('rejects an unknown key naming section and key', () => {
@@ -163,5 +178,27 @@ db_thread_cnt = 4
       for (const key of Object.keys(keys))
         expect(doc, `[${section}] ${key}`).toMatch(new RegExp(`\\|\\s*\`${key}\`\\s*\\|`));
     }
+  });
+});
+
+describe('[agent] caller_ip (issue 16)', () => {
+  it('interface (the default), hostname (the original agent), an address; anything else names the key', async () => {
+    const { localIpv4, resolveCallerIp } = await import('../src/cli/options.js');
+    expect(loadConfig({ env: {} }).config.agent.caller_ip).toBe('interface');
+    expect(await resolveCallerIp('interface')).toBe(localIpv4());
+    const { lookup } = await import('node:dns/promises');
+    const { hostname } = await import('node:os');
+    const expected = await lookup(hostname(), { family: 4 }).then(
+      (a) => a.address,
+      () => undefined,
+    );
+    if (expected !== undefined) expect(await resolveCallerIp('hostname')).toBe(expected);
+    expect(await resolveCallerIp('10.1.2.3')).toBe('10.1.2.3');
+    await expect(resolveCallerIp('10.1.2.300')).rejects.toMatchObject({
+      code: 'LARS_ERR_CONFIG',
+      message: expect.stringContaining(
+        '[agent] caller_ip: "10.1.2.300" is not interface, hostname or an IPv4 address',
+      ),
+    });
   });
 });

@@ -189,15 +189,18 @@ describe.each(backends())('$name', (b) => {
       await store.removeHost(1, 1, 4294967295, 65535);
     });
 
-    it('accepts any int32 modid/cmdid and validates every field by name', async () => {
+    it('accepts modid/cmdid 0..2147483647 (unsigned columns, int32 wire) and validates every field by name', async () => {
       const { store } = await freshStore(b);
-      await store.addHost(2147483647, -2147483648, 1, 1);
-      expect(await store.getRoute(2147483647, -2147483648)).toHaveLength(1);
+      await store.addHost(2147483647, 0, 1, 1);
+      expect(await store.getRoute(2147483647, 0)).toHaveLength(1);
 
       const cases: Array<[() => Promise<unknown>, RegExp]> = [
         [() => store.addHost('1 OR 1=1' as unknown as number, 1, 1, 1), /invalid modid "1 OR 1=1"/],
         [() => store.addHost(1, 1.5, 1, 1), /invalid cmdid 1.5/],
         [() => store.addHost(1, 2147483648, 1, 1), /invalid cmdid 2147483648/],
+        [() => store.addHost(-1, 1, 1, 1), /invalid modid -1: expected an integer from 0 to 2147483647/],
+        [() => store.addHost(1, -2147483648, 1, 1), /invalid cmdid -2147483648/],
+        [() => store.getRoute(-3, 1), /invalid modid -3/],
         [() => store.addHost(1, 1, -1, 1), /invalid ip -1/],
         [() => store.addHost(1, 1, 4294967296, 1), /invalid ip 4294967296/],
         [() => store.addHost(1, 1, 1, 0), /invalid port 0/],

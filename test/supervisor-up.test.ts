@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LarsClient } from '../src/api/index.js';
 import { ExitCode } from '../src/supervisor/exit-codes.js';
 import {
   alive,
+  CLI,
   CLI_BUILT,
   configText,
   eventually,
@@ -11,6 +13,7 @@ import {
   HostLoad,
   RouteLoad,
   startStack,
+  type Stack,
 } from './supervisor-harness.js';
 
 /**
@@ -27,6 +30,22 @@ async function getHostOk(ports: number[]): Promise<boolean | undefined> {
   } finally {
     await c.close();
   }
+}
+
+/** A TCP port this test process holds until the test ends. */
+async function heldTcpPort(): Promise<number> {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
+  onTestFinished(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+  return (blocker.address() as { port: number }).port;
+}
+
+function masterExit(stack: Stack): Promise<number> {
+  return eventually(
+    () => (stack.child.exitCode !== null ? stack.child.exitCode : undefined),
+    30_000,
+    'master exits',
+  );
 }
 
 suite('lars up supervisor', () => {
@@ -190,28 +209,63 @@ suite('lars up supervisor', () => {
     await eventually(() => (pids.every((p) => !alive(p)) ? true : undefined), 5_000, 'children gone');
   });
 
-  it('gives up on a crash-looping service with a clear message (at start: exit 1)', async () => {
-    // Something else holds the dns port: every dns worker fails to listen.
-    const blocker = createServer();
-    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
-    onTestFinished(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
-    const port = (blocker.address() as { port: number }).port;
+  it('a public port in use: fails once, at once, naming the port and its key (exit 1)', async () => {
+    // Issue 16: a second lars up (or anything) on the dns port used to restart dns workers for ~10 s.
+    const port = await heldTcpPort();
+    const stack = await startStack({ dnsPort: port, waitUp: false, supervisor: { dns_workers: 1 } });
+    const exit = await masterExit(stack);
+    expect(exit).toBe(ExitCode.START_FAILED);
+    const err = stack.errLines.join('\n');
+    const lines = stack.errLines.filter((l) => l.includes('LARS_ERR_ADDRESS_IN_USE'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`lars: LARS_ERR_ADDRESS_IN_USE: dns cannot listen on tcp 127.0.0.1:${port}`);
+    expect(lines[0]).toContain(`by pid ${process.pid}`); // this test process holds it
+    expect(lines[0]).toContain('[dnsserver] port');
+    expect(err).not.toMatch(/gave up|SIGHUP|EADDRINUSE|\n\s+at /);
+    expect(stack.logRecords('worker started')).toHaveLength(0);
+  });
+
+  it('a second lars up on the same data directory is refused at once, in one line', async () => {
+    const stack = await startStack({ supervisor: { dns_workers: 1 } });
+    const second = spawn(process.execPath, [CLI, 'up', '--data-dir', stack.dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    onTestFinished(() => void second.kill('SIGKILL'));
+    let err = '';
+    second.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((r) => second.once('exit', (c) => r(c)));
+    expect(code).toBe(ExitCode.START_FAILED);
+    expect(err.trim().split('\n')).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^lars: LARS_ERR_ADDRESS_IN_USE: another lars up \\(pid ${stack.pid}\\) is running on .*lars stop --data-dir`,
+        ),
+      ),
+    ]);
+    expect((await stack.status()).master.state).toBe('running');
+  });
+
+  it('gives up on a crash-looping service with a clear message (at start: exit 1, no SIGHUP advice)', async () => {
+    // Something else holds the dns admin port (not checked before start): every dns worker fails.
+    const port = await heldTcpPort();
     const stack = await startStack({
-      dnsPort: port,
       waitUp: false,
       supervisor: { dns_workers: 1, restart_max: 3 },
+      extra: `[dns]\nhttp_port = ${port}`,
     });
-    const exit = await eventually(
-      () => (stack.child.exitCode !== null ? stack.child.exitCode : undefined),
-      30_000,
-      'master exits',
-    );
+    const exit = await masterExit(stack);
     expect(exit).toBe(ExitCode.START_FAILED);
     const err = stack.errLines.join('\n');
     expect(err).toMatch(
-      /lars up: dns gave up: 3 crashes within 60 s \(last: exit code 1\); not restarting it/,
+      /lars up: dns gave up: 3 crashes within 60 s \(last: exit code 1\); not restarting it\. lars up stops\./,
     );
+    expect(err).not.toContain('SIGHUP');
     expect(err).toContain('lars up: could not start');
+    // Each worker's own failure is one line naming the port and the key, not a stack.
+    expect(stack.output()).toContain(
+      `LARS_ERR_ADDRESS_IN_USE: the dns admin HTTP cannot listen on tcp 127.0.0.1:${port}`,
+    );
+    expect(stack.output()).not.toMatch(/\n\S+ \|\s+at /);
     expect(stack.lines.some((l) => l.startsWith('Lars is up'))).toBe(false);
   });
 

@@ -311,8 +311,14 @@ describe.each(backends({ memory: false }))('$name', (b) => {
         [{ modid: 1.5, cmdid: 1, ip: '10.0.0.1', port: 80 }, /modid: 1\.5 is not an integer/],
         [
           { modid: 2 ** 31, cmdid: 1, ip: '10.0.0.1', port: 80 },
-          /modid: 2147483648 is not an integer from -2147483648 to 2147483647/,
+          /modid: 2147483648 is not an integer from 0 to 2147483647/,
         ],
+        // The original's columns are unsigned (issue 16).
+        [
+          { modid: -1, cmdid: 1, ip: '10.0.0.1', port: 80 },
+          /modid: -1 is not an integer from 0 to 2147483647/,
+        ],
+        [{ modid: 1, cmdid: -5, ip: '10.0.0.1', port: 80 }, /cmdid: -5 is not an integer from 0/],
         [{ modid: 1, ip: '10.0.0.1', port: 80 }, /cmdid is required/],
         [[1, 2, 3], /expected a JSON object body/],
       ];
@@ -345,6 +351,12 @@ describe.each(backends({ memory: false }))('$name', (b) => {
         404,
       );
       expect((await h.client.req('DELETE', '/api/routes/999999', auth)).status).toBe(404);
+      // A bodiless DELETE that still says content-type: application/json (curl -H ... -X DELETE).
+      const jsonHeaderOnly = {
+        headers: { ...bearer(token), 'content-type': 'application/json' },
+        cookies: false,
+      };
+      expect((await h.client.req('DELETE', '/api/routes/999999', jsonHeaderOnly)).status).toBe(404);
       expect((await h.client.req('GET', '/api/routes/999999', auth)).status).toBe(404);
       const badId = await h.client.req('DELETE', '/api/routes/1%20OR%201=1', auth);
       expect(badId.status).toBe(400);
@@ -359,6 +371,9 @@ describe.each(backends({ memory: false }))('$name', (b) => {
         400,
       );
       expect(await routeDataCount(h.store)).toBe(1);
+      const delNoBody = await h.client.req('DELETE', `/api/routes/${ok.json.id}`, jsonHeaderOnly);
+      expect(delNoBody.status, delNoBody.text).toBe(200);
+      expect(await routeDataCount(h.store)).toBe(0);
     });
 
     it('injection-shaped input in search and forms has no effect; text is stored verbatim', async () => {

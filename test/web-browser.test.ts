@@ -42,8 +42,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(title, () => {
   });
 
   /** A page that fails the test on any script error or CSP violation. */
-  async function newPage(): Promise<{ page: Page; problems: string[] }> {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  async function newPage(
+    viewport = { width: 1280, height: 900 },
+  ): Promise<{ page: Page; problems: string[] }> {
+    const context = await browser.newContext({ viewport });
     onTestFinished(() => context.close());
     const page = await context.newPage();
     const problems: string[] = [];
@@ -319,5 +321,100 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(title, () => {
     await page.waitForURL(/\/login\?next=%2Fchanges$/);
 
     expect(problems).toEqual([]);
+  });
+
+  it('fits a phone (390 px) and a desktop: no page scrolls sideways, the header stays reachable, long text wraps', async () => {
+    const { store } = await freshStore(SQLITE);
+    const fastHash = { N: 1024, r: 8, p: 1 };
+    await createUser(store, 'alice', PASSWORD, undefined, fastHash);
+    const web = new WebService({
+      store,
+      host: '127.0.0.1',
+      port: 0,
+      passwordHashing: fastHash,
+      notifier: async (): Promise<NotifyResult> => ({ attempted: 0, acknowledged: 0, failures: [] }),
+    });
+    onTestFinished(() => web.close());
+    const { url } = await web.start();
+    // The issue's worst case: a 255-character description without a space (the ids page was 2,805 px).
+    const longWord = 'x'.repeat(255);
+    await store.upsertModId(1, longWord);
+    await store.upsertCmdId(2, `charge-${'y'.repeat(200)}`);
+    for (let i = 1; i <= 5; i++) await store.addHost(1, 2, ipToNumber(`10.0.0.${i}`), 8000 + i);
+    const nowS = Math.floor(Date.now() / 1000);
+    await store.db
+      .insertInto('lars_call_history')
+      .values(
+        Array.from({ length: 30 }, (_, i) => ({
+          modid: 1,
+          cmdid: 2,
+          ip: ipToNumber('10.0.0.1'),
+          port: 8001,
+          caller: ipToNumber('192.168.0.10'),
+          minute: nowS - (nowS % 60) - i * 60,
+          succ_cnt: 100 + i,
+          err_cnt: i % 3,
+          overload: 0,
+        })),
+      )
+      .execute();
+
+    const pages: Array<[string, string, string]> = [
+      ['dashboard', '/', '#c-hosts'],
+      ['routes', '/routes?modid=1&cmdid=2', '#hosts tr'],
+      ['ids', '/ids', 'section[data-kind="modid"] tbody tr'],
+      ['changes', '/changes', '#changes tr'],
+      ['health', '/health?modid=1&cmdid=2', '#chart-hour[data-rendered="true"]'],
+    ];
+    for (const viewport of [
+      { width: 390, height: 844 },
+      { width: 1280, height: 900 },
+    ]) {
+      const { page, problems } = await newPage(viewport);
+      await page.goto(`${url}/login`);
+      await page.fill('#username', 'alice');
+      await page.fill('#password', PASSWORD);
+      await page.click('#login');
+      await page.waitForURL(`${url}/`);
+      for (const [name, path, ready] of pages) {
+        await page.goto(`${url}${path}`);
+        await page.locator(ready).first().waitFor();
+        await expect.poll(() => page.textContent('#user')).toContain('alice');
+        const where = `${name} at ${viewport.width} px`;
+        const widths = await page.evaluate(() => {
+          const d = (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } })
+            .document;
+          return {
+            scroll: d.documentElement.scrollWidth,
+            inner: (globalThis as unknown as { innerWidth: number }).innerWidth,
+          };
+        });
+        expect(widths.scroll, `${where}: page is ${widths.scroll} px wide`).toBeLessThanOrEqual(widths.inner);
+        // Every header control is on screen: the nav links (Change log included), the user, Log out.
+        for (const sel of [
+          'a[data-nav="dashboard"]',
+          'a[data-nav="changes"]',
+          '#user',
+          '#logout',
+          '#version',
+        ]) {
+          const box = await page.locator(sel).boundingBox();
+          expect(box, `${where}: ${sel} rendered`).not.toBeNull();
+          expect(box!.x, `${where}: ${sel} left edge`).toBeGreaterThanOrEqual(0);
+          expect(box!.x + box!.width, `${where}: ${sel} right edge`).toBeLessThanOrEqual(viewport.width);
+        }
+        await page.screenshot({ path: join(ARTIFACTS, `web-${viewport.width}-${name}.png`), fullPage: true });
+      }
+      // The long description wraps inside its card.
+      await page.goto(`${url}/ids`);
+      const cell = page.locator('section[data-kind="modid"] tbody td', { hasText: longWord.slice(0, 50) });
+      const section = await page.locator('section[data-kind="modid"]').boundingBox();
+      const cellBox = await cell.boundingBox();
+      expect(cellBox!.x + cellBox!.width).toBeLessThanOrEqual(section!.x + section!.width);
+      // Log out is reachable and works at this width.
+      await page.click('#logout');
+      await page.waitForURL(/\/login$/);
+      expect(problems).toEqual([]);
+    }
   });
 });

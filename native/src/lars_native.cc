@@ -36,6 +36,9 @@
 namespace lars_sockets {
 void Register(Napi::Env env, Napi::Object exports);  // listen_sockets.cc
 }
+namespace lars_udp {
+void Register(Napi::Env env, Napi::Object exports);  // udp_batch.cc
+}
 
 namespace {
 
@@ -201,6 +204,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("version", Napi::Number::New(env, 1));
   lars_sockets::Register(env, exports);
+  lars_udp::Register(env, exports);
   return exports;
 }
 

@@ -9,7 +9,10 @@ import {
 } from '../protocol/index.js';
 import type { HostTransition } from './host-state.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from './lb-config.js';
-import { LoadBalancer, RouteState, type GetHostResult } from './load-balancer.js';
+import { LoadBalancer, RouteState, type GetHostResult, type PickedHost } from './load-balancer.js';
+
+const NOEXIST: GetHostResult = Object.freeze({ retcode: RetCode.NOEXIST, probe: false });
+const OVERLOAD: GetHostResult = Object.freeze({ retcode: RetCode.OVERLOAD, probe: false });
 
 /** A route key for maps: two int32s do not fit one safe integer, so a short string. */
 export function agentRouteKey(modid: number, cmdid: number): string {
@@ -83,6 +86,9 @@ interface RouteEntry {
  */
 export class AgentCore {
   private readonly routes = new Map<string, RouteEntry>();
+  /** See lookup(); cleared whenever an entry leaves or is replaced in `routes`. */
+  private lastEntry: RouteEntry | undefined;
+  private lastPickProbe = false;
   private readonly config: LoadBalanceConfig;
   private readonly links: AgentCoreLinks;
   private readonly now: () => number;
@@ -130,20 +136,36 @@ export class AgentCore {
   }
 
   getHost(modid: number, cmdid: number): GetHostResult {
+    const h = this.pick(modid, cmdid);
+    if (h === undefined) return NOEXIST;
+    if (h === null) return OVERLOAD;
+    return {
+      retcode: RetCode.SUCC,
+      host: { ip: h.ip | 0, port: h.port },
+      probe: this.lastPickProbe,
+    };
+  }
+
+  /**
+   * getHost without allocating (issue 17's hot path): the host (unsigned ip; read it at once), null
+   * for OVERLOAD, undefined for NOEXIST. Counts and pulls exactly as getHost.
+   */
+  pick(modid: number, cmdid: number): PickedHost | null | undefined {
     this.stats.getHost++;
     const entry = this.entryFor(modid, cmdid);
     const now = this.now();
     this.refreshIfDue(entry, now);
-    const res = entry.lb.getHost(now);
-    if (res.retcode === RetCode.NOEXIST) this.stats.noexist++;
-    else if (res.retcode === RetCode.OVERLOAD) this.stats.overload++;
-    else if (res.probe) this.stats.probes++;
-    return res;
+    const h = entry.lb.pick(now);
+    if (h === undefined) this.stats.noexist++;
+    else if (h === null) this.stats.overload++;
+    else if (entry.lb.lastPickProbe) this.stats.probes++;
+    this.lastPickProbe = h !== undefined && h !== null && entry.lb.lastPickProbe;
+    return h;
   }
 
   report(modid: number, cmdid: number, ip: number, port: number, retcode: number, timecostMs?: number): void {
     this.stats.report++;
-    const entry = this.routes.get(agentRouteKey(modid, cmdid));
+    const entry = this.lookup(modid, cmdid);
     const now = this.now();
     if (!entry || !entry.lb.report(ip, port, retcode, timecostMs, now)) {
       this.stats.unknownHostReports++;
@@ -232,6 +254,7 @@ export class AgentCore {
         if (now - Math.max(entry.lb.lastUpdateMs, entry.pullStartedMs) > this.emptyTtlMs) {
           this.routes.delete(key);
           this.links.balancerChanged?.(entry.lb.modid, entry.lb.cmdid);
+          this.lastEntry = undefined;
         }
         continue;
       }
@@ -298,8 +321,20 @@ export class AgentCore {
     return this.routes.get(agentRouteKey(modid, cmdid))?.stale ?? false;
   }
 
-  private entryFor(modid: number, cmdid: number): RouteEntry {
+  /**
+   * The entry of a route. The last one found is remembered: a client asks for the same route many
+   * times in a row, and the string key of the map would cost an allocation and a hash per request.
+   */
+  private lookup(modid: number, cmdid: number): RouteEntry | undefined {
+    const last = this.lastEntry;
+    if (last !== undefined && last.lb.modid === modid && last.lb.cmdid === cmdid) return last;
     const entry = this.routes.get(agentRouteKey(modid, cmdid));
+    if (entry !== undefined) this.lastEntry = entry;
+    return entry;
+  }
+
+  private entryFor(modid: number, cmdid: number): RouteEntry {
+    const entry = this.lookup(modid, cmdid);
     if (entry) return entry;
     // Unknown route: an empty balancer in PULLING; requests answer NOEXIST until dns answers.
     const created = this.createEntry(modid, cmdid);
@@ -316,6 +351,7 @@ export class AgentCore {
       lastReportMs: this.now(),
     };
     this.routes.set(agentRouteKey(modid, cmdid), entry);
+    this.lastEntry = undefined;
     return entry;
   }
 

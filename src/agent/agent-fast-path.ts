@@ -1,4 +1,3 @@
-import type { Registry } from 'prom-client';
 import type { Logger } from '../log/silent.js';
 import { loadNative, nativeStatus } from '../native/index.js';
 import { agentPortIndex, ipToWire, isValidIpv4 } from '../protocol/index.js';
@@ -8,7 +7,7 @@ import {
   nextPowerOfTwo,
   REQ_REBASE_AT,
 } from '../protocol/shm-table.js';
-import { liveMetrics } from '../service/metrics.js';
+import type { LazyRegistry } from '../service/lazy-registry.js';
 import type { AgentCore } from './agent-core.js';
 import { agentRouteKey } from './agent-core.js';
 import type { HostView } from './host-state.js';
@@ -197,8 +196,8 @@ export class AgentFastPath {
     for (const s of this.segments) s.close();
   }
 
-  registerMetrics(registry: Registry): void {
-    const { gauge, counter } = liveMetrics(registry);
+  registerMetrics(registry: LazyRegistry): void {
+    const { gauge, counter } = registry.live();
     const st = this.stats;
     gauge('lars_agent_fastpath_routes', 'routes published in the fast-path shared memory', () => this.routes);
     counter('lars_agent_fastpath_gethost_total', 'getHost answered from shared memory', () => st.getHost);

@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { Counter, Registry } from 'prom-client';
 import { ClosedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/silent.js';
 import { Dispatcher } from '../net/dispatcher.js';
@@ -22,10 +21,11 @@ import {
 import { pidNamespace, procStat, processAlive } from '../api/process-identity.js';
 import { RegistrationLink } from './registration-link.js';
 import { LocalRegistry } from './registrations.js';
-import { liveMetrics } from '../service/metrics.js';
+import { LazyRegistry } from '../service/lazy-registry.js';
 import { AdminHttp, type Health } from '../service/admin-http.js';
 import { AgentCore } from './agent-core.js';
 import { AgentFastPath, type FastPathSettings } from './agent-fast-path.js';
+import { AgentHotPath, hotPathCounts } from './agent-hot-path.js';
 import type { LoadBalanceConfig } from './lb-config.js';
 import { RouteCache } from './route-cache.js';
 
@@ -79,6 +79,10 @@ export interface AgentServiceOptions {
    * unless given: `lars agent` turns it on from the config.
    */
   fastPath?: FastPathSettings | false;
+  /** `[agent] hot_path`: get_host and report on the lean path (agent-hot-path.ts). Default true. */
+  hotPath?: boolean;
+  /** With the hot path: read datagrams in batches through the native addon when it is there (`[agent] batch_receive`). Default true. */
+  batchReceive?: boolean;
 }
 
 /** A request for a route this shard does not own, on its way to the owner. */
@@ -119,7 +123,8 @@ export const MAX_API_DATAGRAM_BYTES = 4096;
  * re-subscription, a bounded link to the reporter, the last-known-good cache, and health/metrics.
  */
 export class AgentService {
-  readonly registry = new Registry();
+  /** Metrics; prom-client is loaded on the first scrape (issue 17: footprint). */
+  readonly registry = new LazyRegistry();
   readonly core: AgentCore;
   private readonly opts: AgentServiceOptions;
   private readonly log: Logger;
@@ -130,6 +135,8 @@ export class AgentService {
   private readonly http: AdminHttp | undefined;
   private readonly localRegs: LocalRegistry;
   private readonly registrations: RegistrationLink;
+  /** get_host and report answered without the generic dispatch (issue 17); undefined when off. */
+  private readonly hot: AgentHotPath | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private fast: AgentFastPath | undefined;
   private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
@@ -230,6 +237,11 @@ export class AgentService {
       logger: this.log,
     });
 
+    this.hot =
+      options.hotPath !== false
+        ? new AgentHotPath({ core: this.core, ...(options.shard ? { owns: options.shard.owns } : {}) })
+        : undefined;
+
     this.cache =
       options.cacheDir !== undefined
         ? new RouteCache(join(options.cacheDir, 'routes.json'), () => this.core.knownRoutes())
@@ -270,6 +282,7 @@ export class AgentService {
         logger: this.log,
         datagramFilter: { maxLen: MAX_API_DATAGRAM_BYTES },
         recvBufferSize: this.opts.recvBufferBytes,
+        ...(this.hot ? { fastPath: this.hot.handle, batchReceive: this.opts.batchReceive ?? true } : {}),
       });
       this.endpoints.push(ep);
       const addr = await ep.bind();
@@ -525,7 +538,7 @@ export class AgentService {
 
   private createMetrics(): void {
     const r = this.registry;
-    const { gauge, counter } = liveMetrics(r);
+    const { gauge, counter } = r.live();
     const summary = () => this.core.summary();
     gauge('lars_agent_routes', 'routes known to the agent', () => summary().routes);
     gauge(
@@ -634,15 +647,8 @@ export class AgentService {
       'datagrams with an unknown msgid',
       () => this.apiStats().unknownMsgid,
     );
-    const requests = new Counter({
-      name: 'lars_agent_requests_total',
-      help: 'API requests by message',
-      labelNames: ['msg'],
-      registers: [r],
-      collect: () => {
-        requests.reset();
-        for (const [id, n] of this.stats.requests) requests.inc({ msg: msgIdName(id) }, n);
-      },
-    });
+    r.labelledCounter('lars_agent_requests_total', 'API requests by message', 'msg', () =>
+      Array.from(hotPathCounts(this.stats.requests, this.hot), ([id, n]) => [msgIdName(id), n] as const),
+    );
   }
 }

@@ -107,6 +107,9 @@ export class HostEntry implements HostView {
   carried = false;
   carrySucc = 0;
   carryErr = 0;
+  /** Real calls since this entry was created, never reset (issue 16: exact calls per minute). */
+  totalSucc = 0;
+  totalErr = 0;
   /** Links of the idle or overload queue the host is in (HostQueue owns them). */
   prev: HostEntry | null = null;
   next: HostEntry | null = null;
@@ -126,6 +129,7 @@ export class HostEntry implements HostView {
   recordSuccess(config: LoadBalanceConfig): TransitionReason | undefined {
     this.vsucc += 1;
     this.rsucc += 1;
+    this.totalSucc += 1;
     this.continSucc += 1;
     this.continErr = 0;
     if (this.state !== HostState.Overload) return undefined;
@@ -141,6 +145,7 @@ export class HostEntry implements HostView {
   recordFailure(config: LoadBalanceConfig, timecostMs: number | undefined): TransitionReason | undefined {
     this.verr += virtualErrorsFor(timecostMs);
     this.rerr += 1;
+    this.totalErr += 1;
     this.continErr += 1;
     this.continSucc = 0;
     if (this.state !== HostState.Idle) return undefined;

@@ -46,6 +46,12 @@ export interface GetHostResult {
   readonly probe: boolean;
 }
 
+/** A host as pick() hands it out: `ip` unsigned. Valid until the balancer is next called. */
+export interface PickedHost {
+  readonly ip: number;
+  readonly port: number;
+}
+
 export interface RouteUpdateResult {
   readonly added: number;
   readonly removed: number;
@@ -114,6 +120,8 @@ export class LoadBalancer {
   private weighted = 0;
   private changed = false;
   private stateChanged = false;
+  /** Whether the last pick() answered a probe. */
+  lastPickProbe = false;
 
   constructor(modid: number, cmdid: number, options: LoadBalancerOptions = {}) {
     this.modid = modid;
@@ -140,15 +148,25 @@ export class LoadBalancer {
    * sequence is exactly the rotation above.
    */
   getHost(now: number): GetHostResult {
+    const h = this.pick(now);
+    if (h === undefined) return NOEXIST;
+    if (h === null) return OVERLOAD;
+    return { retcode: RetCode.SUCC, host: { ip: h.ip | 0, port: h.port }, probe: this.lastPickProbe };
+  }
+
+  /**
+   * getHost without allocating (the agent's hot path, issue 17): the chosen host itself (read its
+   * `ip` — unsigned — and `port` at once, before the balancer changes), null for OVERLOAD, undefined
+   * for NOEXIST (no hosts). `lastPickProbe` tells whether it was a probe. Same sequence as getHost.
+   */
+  pick(now: number): PickedHost | null | undefined {
     this.advance(now);
     this.requests = this.requests + 1 === this.config.probeNum ? 0 : this.requests + 1;
-    if (this.byKey.size === 0) return NOEXIST;
-    let h: HostEntry | null = null;
+    if (this.byKey.size === 0) return undefined;
     const probe = this.requests === 0 && this.overload.head !== null;
-    if (probe) h = this.overload.rotate();
-    else h = this.weighted === 0 ? this.idle.rotate() : this.pickWeighted();
-    if (h === null) return OVERLOAD;
-    return { retcode: RetCode.SUCC, host: { ip: h.ip | 0, port: h.port }, probe };
+    this.lastPickProbe = probe;
+    if (probe) return this.overload.rotate();
+    return this.weighted === 0 ? this.idle.rotate() : this.pickWeighted();
   }
 
   /**
@@ -269,6 +287,8 @@ export class LoadBalancer {
         succ: c.succ,
         err: c.err,
         overload: h.state === HostState.Overload,
+        total_succ: h.totalSucc,
+        total_err: h.totalErr,
       });
     }
     this.changed = pending;

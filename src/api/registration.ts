@@ -50,10 +50,12 @@ const TRIES = 3;
 export type RegistrationSender = (msgid: 9 | 11, req: RegisterRequest) => Promise<RegisterResponse>;
 
 export function validateRegisterOptions(o: RegisterOptions): RegisterRequest {
-  const int32 = (n: unknown) =>
-    Number.isInteger(n) && (n as number) >= -0x80000000 && (n as number) <= 0x7fffffff;
-  if (!int32(o.modid) || !int32(o.cmdid))
-    throw new InvalidArgumentError(`modid and cmdid must be int32 integers, got ${o.modid}, ${o.cmdid}`);
+  // 0..2147483647: the original schema's columns are unsigned, the wire int32 (issue 16).
+  for (const field of ['modid', 'cmdid'] as const) {
+    const n = o[field];
+    if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff)
+      throw new InvalidArgumentError(`${field} must be an integer from 0 to 2147483647, got ${n}`);
+  }
   if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535)
     throw new InvalidArgumentError(`port must be 1-65535, got ${o.port}`);
   if (o.ip !== undefined && !isValidIpv4(o.ip))

@@ -1,9 +1,10 @@
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import { loadConfig, type Config, type FlagOverride, type LoadedConfig } from '../config/index.js';
-import { InvalidArgumentError } from '../errors.js';
-import { ipToWire, isValidIpv4, parsePort } from '../protocol/ip.js';
+import { ConfigError, InvalidArgumentError } from '../errors.js';
+import { isValidIpv4, parsePort } from '../protocol/ip.js';
 import { DEFAULT_STORE_URL, STORE_URL_ENV } from '../store/url.js';
+import { SUPERVISOR_ENV } from '../supervisor/child-ipc.js';
 
 /**
  * Option helpers shared by command families.
@@ -95,9 +96,16 @@ export function parsePorts(value: string, flag: string): number[] {
   return ports;
 }
 
-/** Loads --config FILE with the given flag overrides (validated once; see docs/config.md). */
+/**
+ * Loads --config FILE with the given flag overrides (validated once; see docs/config.md), and
+ * prints what the file means differently from the original Lars (`lars: warning: …`). Under
+ * `lars up` the master prints them once; its workers do not repeat them.
+ */
 export function loadServiceConfig(configFile: string | undefined, flags: FlagOverride[]): LoadedConfig {
-  return loadConfig({ file: configFile ?? process.env.LARS_CONFIG, flags });
+  const loaded = loadConfig({ file: configFile ?? process.env.LARS_CONFIG, flags });
+  if (!process.env[SUPERVISOR_ENV.SERVICE])
+    for (const w of loaded.warnings) process.stderr.write(`lars: warning: ${w}\n`);
+  return loaded;
 }
 
 /** Adds `--config FILE` to a command. */
@@ -121,8 +129,29 @@ export function localIpv4(): string {
   return '127.0.0.1';
 }
 
-export function localIpv4Wire(): number {
-  return ipToWire(localIpv4());
+/**
+ * The `caller` of this agent's statistics from `[agent] caller_ip` (issue 16): `interface` (the
+ * default) = localIpv4(); `hostname` = the IPv4 address os.hostname() resolves to, as the original
+ * agent used (a host switching implementations then keeps its ServerCallStatus rows); or an IPv4.
+ */
+export async function resolveCallerIp(setting: string): Promise<string> {
+  if (setting === 'interface' || setting === '') return localIpv4();
+  if (setting === 'hostname') {
+    const [{ lookup }, { hostname }] = await Promise.all([import('node:dns/promises'), import('node:os')]);
+    try {
+      return (await lookup(hostname(), { family: 4 })).address;
+    } catch (err) {
+      throw new ConfigError(
+        `[agent] caller_ip = hostname: the host name ${JSON.stringify(hostname())} does not resolve to an IPv4 address (${(err as Error).message}); set caller_ip = interface or an address`,
+        { section: 'agent', key: 'caller_ip' },
+      );
+    }
+  }
+  if (isValidIpv4(setting)) return setting;
+  throw new ConfigError(
+    `[agent] caller_ip: ${JSON.stringify(setting)} is not interface, hostname or an IPv4 address`,
+    { section: 'agent', key: 'caller_ip' },
+  );
 }
 
 /**

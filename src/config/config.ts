@@ -21,6 +21,8 @@ export const RESERVED_ENV = new Set([
   'LARS_ADMIN_PASSWORD',
   // `off` makes the native addon count as missing (src/native/native-addon.ts).
   'LARS_NATIVE',
+  // `1`: the CLI prints the stack of an unexpected failure (src/cli/main.ts).
+  'LARS_DEBUG',
 ]);
 const RESERVED_ENV_PREFIXES = ['LARS_TEST_', 'LARS_BENCH_'];
 
@@ -45,11 +47,21 @@ export interface LoadedConfig {
   /** Sections present in the file (some services interpret presence, e.g. [reactor]). */
   fileSections: ReadonlySet<string>;
   file: string | undefined;
+  /** Things in the file read differently from the original C++ Lars (each names file and line). */
+  warnings: readonly string[];
 }
+
+/**
+ * Section names of original C++ Lars files that mean one of ours (issue 16): the original
+ * lars_reporter.conf spells its section `[repoter]`, which the original reporter never read (its
+ * db_thread_cnt stayed at the default, 3). We read it as `[reporter]`, and say so.
+ */
+export const SECTION_ALIASES: Readonly<Record<string, SectionName>> = { repoter: 'reporter' };
 
 export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const values = defaults();
   const fileSections = new Set<string>();
+  const warnings: string[] = [];
   const file = options.file;
   if (file !== undefined) {
     let text: string;
@@ -60,6 +72,23 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     }
     const doc = parseIni(text, file);
     for (const s of doc.sections) {
+      const alias = SECTION_ALIASES[s.name];
+      if (alias !== undefined) {
+        warnings.push(
+          `${file}:${s.line}: [${s.name}] is read as [${alias}] (the original Lars ignored this misspelt section and used its defaults)`,
+        );
+        for (const e of doc.entries) {
+          if (e.section !== s.name) continue;
+          const twice = doc.entries.find((o) => o.section === alias && o.key === e.key);
+          if (twice)
+            throw new ConfigError(
+              `${file}:${e.line}: [${s.name}] ${e.key} is set twice (also in [${alias}] on line ${twice.line})`,
+              { file, section: alias, key: e.key },
+            );
+          e.section = alias;
+        }
+        s.name = alias;
+      }
       if (!isSection(s.name)) {
         throw new ConfigError(
           `${file}:${s.line}: unknown section [${s.name}]${suggest(s.name, Object.keys(SCHEMA), '[', ']')}; known sections: ${Object.keys(
@@ -118,7 +147,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
         : check(spec, f.value, where, { section: f.section, key: f.key });
   }
 
-  return { config: deepFreeze(values) as unknown as Config, fileSections, file };
+  return { config: deepFreeze(values) as unknown as Config, fileSections, file, warnings };
 }
 
 type Mutable = Record<SectionName, Record<string, unknown>>;

@@ -353,6 +353,10 @@ export const SCHEMA = {
       max: 3600,
     }),
     cache_dir: str('', 'directory of the last-known-good route cache (empty = <data-dir>/agent-cache)'),
+    caller_ip: str(
+      'interface',
+      "the `caller` address of this agent's statistics: interface = the first non-loopback IPv4 address; hostname = the address the host name resolves to (the original agent's choice); or an IPv4 address",
+    ),
     http_port: port(0, 'port of the health/metrics HTTP endpoint (0 = any free port)'),
     name: str(
       '',
@@ -364,6 +368,18 @@ export const SCHEMA = {
       1,
       1_000_000,
     ),
+    hot_path: {
+      type: 'bool',
+      default: true,
+      description:
+        'answer get_host and report datagrams on a lean path (hand-written decoder, no per-request objects); false = the generic dispatch for every datagram',
+    } as BoolSpec,
+    batch_receive: {
+      type: 'bool',
+      default: true,
+      description:
+        'with hot_path: read the UDP API in batches through the native addon (recvmmsg, no objects per datagram) when it is built; false = node:dgram',
+    } as BoolSpec,
     recv_buffer_kb: int(
       DEFAULT_AGENT_RECV_BUFFER_KB,
       'receive buffer of each UDP API socket in KiB; with the native addon it is granted above net.core.rmem_max when the agent may (root)',
@@ -538,6 +554,33 @@ export const SCHEMA = {
       60_000,
     ),
     http_port: port(0, 'port of the health/metrics/procs HTTP endpoint on 127.0.0.1 (0 = any free port)'),
+  },
+  // The bus's bridge to NATS between hosts (issue 14); off unless `url` is set.
+  'bus.bridge': {
+    url: str(
+      '',
+      'NATS server of the bridge, e.g. nats://127.0.0.1:4222 (empty = no bridge; the nats client is not even loaded)',
+    ),
+    prefix: str(
+      '',
+      'NATS subject = prefix + "." + local subject for what this bus exports and serves (empty = lars.<hostname>)',
+    ),
+    export: str(
+      '',
+      'local subjects (comma-separated; hierarchical, * and >) whose messages are copied to NATS',
+    ),
+    import: str(
+      '',
+      'NATS subjects (comma-separated) whose messages are published on this bus (this prefix stripped)',
+    ),
+    serve: str(
+      '',
+      'local topics (comma-separated) whose NATS requests (on prefix.topic) local servers answer',
+    ),
+    forward: str(
+      '',
+      'local topics (comma-separated; * and >) whose requests go to NATS when no local server is there',
+    ),
   },
   shm: {
     socket: str('', 'Unix socket of lars shm (empty = <data-dir>/shm/shm.sock); clients use the same key'),

@@ -64,6 +64,26 @@ export interface NativeSockets {
   closeFd(fd: number): void;
 }
 
+/**
+ * Batched UDP receive (issue 17, native/src/udp_batch.cc): a readiness watcher on a non-blocking
+ * IPv4 UDP socket, recvmmsg into one caller-owned buffer, sendto from a buffer range. No objects per
+ * datagram.
+ */
+export interface NativeUdp {
+  /** Calls `callback` on each readable wake-up until udpUnwatch. */
+  udpWatch(fd: number, callback: () => void): unknown;
+  udpUnwatch(watcher: unknown): boolean;
+  /**
+   * Reads up to buf.length / slot datagrams (at most 64) without blocking; datagram i is at
+   * i * slot, its length in meta[4i] (-1: truncated or not IPv4), source IPv4 (host order) in
+   * meta[4i + 1], source port in meta[4i + 2]. Returns how many (0: none waiting).
+   */
+  udpRecvBatch(fd: number, buf: Uint8Array, slot: number, meta: Int32Array): number;
+  /** sendto without blocking: bytes sent, or -errno (-EAGAIN: the send buffer is full). */
+  udpSendTo(fd: number, buf: Uint8Array, offset: number, len: number, ip: number, port: number): number;
+  udpLocalPort(fd: number): number;
+}
+
 export interface NativeStatus {
   loaded: boolean;
   /** Why it is not loaded: disabled, not built (with the build's reason) or the load error. */
@@ -120,6 +140,14 @@ export function nativeSockets(): NativeSockets | undefined {
   const addon = loadNative() as (NativeAddon & Partial<NativeSockets>) | undefined;
   return addon && typeof addon.listenTcp === 'function' && typeof addon.attachDatagramFilter === 'function'
     ? (addon as NativeAddon & NativeSockets)
+    : undefined;
+}
+
+/** The batched UDP functions, or undefined when the addon is unavailable or predates them. */
+export function nativeUdp(): NativeUdp | undefined {
+  const addon = loadNative() as (NativeAddon & Partial<NativeUdp>) | undefined;
+  return addon && typeof addon.udpWatch === 'function' && typeof addon.udpRecvBatch === 'function'
+    ? (addon as NativeAddon & NativeUdp)
     : undefined;
 }
 

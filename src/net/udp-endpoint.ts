@@ -1,5 +1,5 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { ClosedError, ErrorCode, type ProtocolError } from '../errors.js';
 import { LogLimiter } from '../log/log-limiter.js';
 import { silentLogger, type Logger } from '../log/silent.js';
@@ -12,9 +12,11 @@ import {
   type KnownMsgId,
   type MessageMap,
 } from '../protocol/index.js';
-import { nativeSockets } from '../native/native-addon.js';
+import { nativeSockets, nativeUdp, type NativeUdp } from '../native/native-addon.js';
+import { BatchReceiver, type BatchSource } from './udp-batch-receiver.js';
 import type { DispatchObserver, FrameDispatcher } from './dispatcher.js';
 import { takeInheritedFd } from './inherited-sockets.js';
+import { ipv4ToNumber, numericLookup } from './udp-address.js';
 import { nextTransportId, type RemoteAddress, type Transport } from './transport.js';
 
 const trace = tracer('net');
@@ -41,6 +43,18 @@ export interface UdpEndpointOptions {
    * the kernel (`kernelDrops`), not in `malformed`. Without the addon the endpoint drops them itself.
    */
   datagramFilter?: { maxLen: number };
+  /**
+   * Sees every well-sized datagram before the generic parse and dispatch (issue 17: the agent answers
+   * get_host and report from here without allocating). Returns true when it handled the datagram;
+   * false hands it, untouched, to the generic path. It must not throw.
+   */
+  fastPath?: (datagram: Buffer, rinfo: RemoteInfo, endpoint: UdpEndpoint) => boolean;
+  /**
+   * Read datagrams in batches through the native addon (recvmmsg, no objects per datagram; issue 17)
+   * instead of node:dgram, when the addon is there and the host is IPv4. Datagrams longer than the
+   * datagram filter's maxLen (64 KiB without a filter) are dropped as malformed.
+   */
+  batchReceive?: boolean;
 }
 
 export interface UdpEndpointStats {
@@ -116,7 +130,10 @@ export class UdpEndpoint {
 
   private readonly options: UdpEndpointOptions;
   private readonly logger: Logger;
-  private readonly socket: Socket;
+  /** node:dgram socket; undefined in batch mode (the addon reads and writes the descriptor). */
+  private readonly socket: Socket | undefined;
+  private batch: BatchReceiver | undefined;
+  private readonly batchUdp: NativeUdp | undefined;
   private readonly observer: DispatchObserver<UdpPeer>;
   private readonly onSent: (err: Error | null) => void;
   private bound: Promise<RemoteAddress> | undefined;
@@ -131,7 +148,11 @@ export class UdpEndpoint {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
     this.warnings = new LogLimiter(this.logger);
-    this.socket = createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4' });
+    const udp = options.batchReceive && isIPv4(options.host) ? nativeUdp() : undefined;
+    this.batchUdp = udp && nativeSockets() ? udp : undefined;
+    this.socket = this.batchUdp
+      ? undefined
+      : createSocket({ type: isIPv6(options.host) ? 'udp6' : 'udp4', lookup: numericLookup });
     const stats = this.stats;
     this.observer = {
       unknownMsgid(msgid, peer) {
@@ -157,7 +178,12 @@ export class UdpEndpoint {
         this.warnLimited('send', { err: err.message }, 'udp send failed');
       }
     };
-    this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    this.socket?.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+  }
+
+  /** Datagrams are read in batches by the native addon (see batchReceive). */
+  get batched(): boolean {
+    return this.batchUdp !== undefined;
   }
 
   get closed(): boolean {
@@ -168,14 +194,25 @@ export class UdpEndpoint {
   bind(): Promise<RemoteAddress> {
     if (this._closed) return Promise.reject(new ClosedError('udp endpoint is closed'));
     if (this.bound) return this.bound;
+    if (this.batchUdp) {
+      this.bound = new Promise((resolve, reject) => {
+        try {
+          resolve(this.bindBatched(this.batchUdp!));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      return this.bound;
+    }
+    const socket = this.socket!;
     this.bound = new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
-      this.socket.once('error', onError);
+      socket.once('error', onError);
       const onBound = (): void => {
-        this.socket.off('error', onError);
-        this.socket.on('error', (err) => this.logger.error({ err }, 'udp socket error'));
+        socket.off('error', onError);
+        socket.on('error', (err) => this.logger.error({ err }, 'udp socket error'));
         this.applyBufferSizes();
-        const a = this.socket.address();
+        const a = socket.address();
         this.logger.info(
           { host: a.address, port: a.port, inherited, filtered: this.filtered },
           'udp endpoint bound',
@@ -194,12 +231,37 @@ export class UdpEndpoint {
       }
       if (this.fd !== undefined) {
         this.prepareFd(this.fd);
-        this.socket.bind({ fd: this.fd, exclusive: true }, onBound);
+        socket.bind({ fd: this.fd, exclusive: true }, onBound);
       } else {
-        this.socket.bind({ port: this.options.port, address: this.options.host }, onBound);
+        socket.bind({ port: this.options.port, address: this.options.host }, onBound);
       }
     });
     return this.bound;
+  }
+
+  /** Batch mode: the descriptor (inherited or made by the addon), its filter and buffer, the watcher. */
+  private bindBatched(udp: NativeUdp): RemoteAddress {
+    const sockets = nativeSockets()!;
+    const fd = takeInheritedFd('udp', this.options.host, this.options.port);
+    const inherited = fd !== undefined;
+    this.fd = fd ?? sockets.bindUdp(this.options.host, this.options.port);
+    this.prepareFd(this.fd);
+    this.applyBufferSizes();
+    const port = udp.udpLocalPort(this.fd);
+    const slot = this.options.datagramFilter?.maxLen ?? 65536;
+    this.batch = new BatchReceiver(
+      udp,
+      this.fd,
+      slot,
+      (view, len, source) => this.onBatchDatagram(view, len, source),
+      (err) => this.logger.error({ err }, 'udp receive failed'),
+    );
+    this.batch.start();
+    this.logger.info(
+      { host: this.options.host, port, inherited, filtered: this.filtered, batched: true },
+      'udp endpoint bound',
+    );
+    return { address: this.options.host, port, family: 'IPv4' };
   }
 
   /**
@@ -244,16 +306,63 @@ export class UdpEndpoint {
   sendTo(port: number, address: string, msgid: number, body: Uint8Array): void {
     if (this._closed) throw new ClosedError('udp endpoint is closed');
     const frame = encodeFrame(msgid, body);
+    if (this.batch) return this.sendBatched(frame, frame.length, ipv4ToNumber(address), port);
     this.stats.datagramsOut += 1;
-    this.socket.send(frame, port, address, this.onSent);
+    this.socket!.send(frame, port, address, this.onSent);
+  }
+
+  /**
+   * Sends `len` bytes of an already framed datagram. The bytes are handed to the socket as they are:
+   * the caller gives a buffer it does not reuse. Throws ClosedError after close.
+   */
+  sendFrameTo(port: number, address: string, frame: Buffer, len: number): void {
+    if (this._closed) throw new ClosedError('udp endpoint is closed');
+    if (this.batch) return this.sendBatched(frame, len, ipv4ToNumber(address), port);
+    this.stats.datagramsOut += 1;
+    this.socket!.send(frame, 0, len, port, address, this.onSent);
+  }
+
+  /**
+   * Answers the datagram being handled (`from` is the rinfo handed to the fast path): in batch mode
+   * straight to its numeric source, without formatting an address. Throws ClosedError after close.
+   */
+  replyFrame(from: RemoteInfo, frame: Buffer, len: number): void {
+    if (this._closed) throw new ClosedError('udp endpoint is closed');
+    if (this.batch && from === this.batch.source)
+      this.sendBatched(frame, len, this.batch.source.ip, from.port);
+    else this.sendFrameTo(from.port, from.address, frame, len);
+  }
+
+  /** sendto through the addon; a full send buffer or any other failure is counted, never thrown. */
+  private sendBatched(frame: Uint8Array, len: number, ip: number | undefined, port: number): void {
+    const sent = ip === undefined ? -1 : this.batch!.sendTo(frame, 0, len, ip, port);
+    if (sent >= 0) {
+      this.stats.datagramsOut += 1;
+      return;
+    }
+    this.stats.sendErrors += 1;
+    this.warnLimited('send', { errno: -sent, port }, 'udp send failed');
   }
 
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this._closed = true;
+    if (this.batchUdp) {
+      this.batch?.stop();
+      if (this.fd !== undefined) {
+        try {
+          nativeSockets()!.closeFd(this.fd);
+        } catch {
+          // Never bound (bind failed): nothing to release.
+        }
+      }
+      this.closing = Promise.resolve();
+      return this.closing;
+    }
+    const socket = this.socket!;
     this.closing = new Promise((resolve) => {
       try {
-        this.socket.close(() => resolve());
+        socket.close(() => resolve());
       } catch {
         // Already closed by a failed bind: nothing left to release.
         resolve();
@@ -266,9 +375,33 @@ export class UdpEndpoint {
     return this.close();
   }
 
+  /** Batch mode: the fast path sees the view; the generic path gets its own copy and rinfo. */
+  private onBatchDatagram(view: Buffer, len: number, source: BatchSource): void {
+    if (this._closed) return;
+    this.stats.datagramsIn += 1;
+    if (len < 0) {
+      this.stats.malformed += 1;
+      this.warnLimited('malformed', { from: source.address }, 'malformed datagram dropped (truncated)');
+      return;
+    }
+    if (this.options.fastPath?.(view, source, this)) return;
+    this.dispatchGeneric(Buffer.from(view), {
+      address: source.address,
+      family: 'IPv4',
+      port: source.port,
+      size: len,
+    });
+  }
+
   private onMessage(datagram: Buffer, rinfo: RemoteInfo): void {
     if (this._closed) return;
     this.stats.datagramsIn += 1;
+    if (this.options.fastPath?.(datagram, rinfo, this)) return;
+    this.dispatchGeneric(datagram, rinfo);
+  }
+
+  /** Parse, count and dispatch one datagram the fast path left alone. */
+  private dispatchGeneric(datagram: Buffer, rinfo: RemoteInfo): void {
     let msgid: number;
     let body: Uint8Array;
     try {
@@ -294,9 +427,9 @@ export class UdpEndpoint {
     const sockets = nativeSockets();
     try {
       if (this.fd !== undefined && sockets) sockets.setRecvBuffer(this.fd, size);
-      else this.socket.setRecvBufferSize(size);
+      else this.socket?.setRecvBufferSize(size);
       if (this.options.sendBufferSize !== undefined)
-        this.socket.setSendBufferSize(this.options.sendBufferSize);
+        this.socket?.setSendBufferSize(this.options.sendBufferSize);
     } catch (err) {
       this.logger.warn({ err }, 'could not set udp socket buffer sizes');
     }

@@ -30,6 +30,12 @@ export interface HostCallResult {
   succ: number;
   err: number;
   overload: boolean;
+  /**
+   * Our extension (issue 16): the agent's calls to this host since it started (never reset).
+   * Undefined in reports of original agents.
+   */
+  total_succ?: number | undefined;
+  total_err?: number | undefined;
 }
 export interface ReportStatusRequest {
   modid: number;
@@ -155,7 +161,7 @@ export const FIELD_COUNT = {
   HostInfo: 3,
   GetRouteRequest: 2,
   GetRouteResponse: 4,
-  HostCallResult: 5,
+  HostCallResult: 7,
   ReportStatusRequest: 5,
   GetHostRequest: 3,
   GetHostResponse: 5,
@@ -260,7 +266,17 @@ export const codecs: { readonly [K in KnownMsgId]: Codec<MessageMap[K]> } = {
         caller: m.caller,
         results: m.results.map((r) => {
           checkKnownFields(r, 'HostCallResult');
-          return { ip: r.ip, port: r.port, succ: r.succ, err: r.err, overload: r.overload };
+          const out: HostCallResult = {
+            ip: r.ip,
+            port: r.port,
+            succ: r.succ,
+            err: r.err,
+            overload: r.overload,
+          };
+          // proto3 `optional`: present (even 0) only when the agent sent it.
+          if (Object.prototype.hasOwnProperty.call(r, 'total_succ')) out.total_succ = Number(r.total_succ);
+          if (Object.prototype.hasOwnProperty.call(r, 'total_err')) out.total_err = Number(r.total_err);
+          return out;
         }),
         ts: m.ts,
       };

@@ -418,6 +418,8 @@ export class ReporterService {
         ts,
         minute,
         r.overload,
+        r.total_succ ?? -1,
+        r.total_err ?? -1,
       );
     }
   }

@@ -16,6 +16,9 @@ export interface BatchRows {
   readonly err: Uint32Array;
   readonly time: Uint32Array;
   readonly overload: Uint8Array;
+  /** The agent's cumulative counters (issue 16); -1 when not sent. */
+  readonly totalSucc: Float64Array;
+  readonly totalErr: Float64Array;
 }
 
 /** What one writer sends to the database in one transaction. */
@@ -95,6 +98,8 @@ function gather(c: RowColumns, slots: readonly number[], time: Uint32Array): Bat
     err: new Uint32Array(n),
     time: new Uint32Array(n),
     overload: new Uint8Array(n),
+    totalSucc: new Float64Array(n),
+    totalErr: new Float64Array(n),
   };
   for (let i = 0; i < n; i++) {
     const s = slots[i]!;
@@ -107,6 +112,8 @@ function gather(c: RowColumns, slots: readonly number[], time: Uint32Array): Bat
     out.err[i] = c.err[s]!;
     out.time[i] = time[s]!;
     out.overload[i] = c.overload[s]!;
+    out.totalSucc[i] = c.totalSucc[s]!;
+    out.totalErr[i] = c.totalErr[s]!;
   }
   return out;
 }

@@ -24,6 +24,9 @@ export interface RowColumns {
   readonly minute: Uint32Array;
   /** 1 overloaded, 0 idle. */
   readonly overload: Uint8Array;
+  /** The agent's calls to the host since it started (issue 16); -1 when not sent (original agents). */
+  readonly totalSucc: Float64Array;
+  readonly totalErr: Float64Array;
 }
 
 function allocate(rows: number): RowColumns {
@@ -38,6 +41,8 @@ function allocate(rows: number): RowColumns {
     ts: new Uint32Array(rows),
     minute: new Uint32Array(rows),
     overload: new Uint8Array(rows),
+    totalSucc: new Float64Array(rows),
+    totalErr: new Float64Array(rows),
   };
 }
 
@@ -52,6 +57,8 @@ const COLUMN_NAMES = [
   'ts',
   'minute',
   'overload',
+  'totalSucc',
+  'totalErr',
 ] as const;
 
 /**
@@ -114,6 +121,8 @@ export class RowQueue {
     ts: number,
     minute: number,
     overload: boolean,
+    totalSucc = -1,
+    totalErr = -1,
   ): boolean {
     let dropped = false;
     if (this._length === this.size) {
@@ -139,6 +148,8 @@ export class RowQueue {
     c.ts[s] = ts;
     c.minute[s] = minute;
     c.overload[s] = overload ? 1 : 0;
+    c.totalSucc[s] = totalSucc;
+    c.totalErr[s] = totalErr;
     this._length += 1;
     return dropped;
   }

@@ -40,6 +40,10 @@ export const HISTORY_COLUMNS = [
   'succ_cnt',
   'err_cnt',
   'overload',
+  // Issue 16: the agent's cumulative counters as of its latest report in the minute (NULL from an
+  // original agent). Calls per minute are the differences between consecutive minutes.
+  'total_succ',
+  'total_err',
 ] as const;
 const STATUS_KEY = STATUS_COLUMNS.slice(0, 5);
 const HISTORY_KEY = HISTORY_COLUMNS.slice(0, 6);
@@ -48,8 +52,11 @@ const HISTORY_UPDATE = HISTORY_COLUMNS.slice(6);
 /** History samples deleted per statement: an hour of minutes, so one prune never holds a huge transaction. */
 export const PRUNE_STEP_S = 3600;
 
-/** Bound parameters per row (both tables). */
-export const PARAMS_PER_ROW = 9;
+/** Bound parameters per row of each table. */
+export const STATUS_PARAMS_PER_ROW = STATUS_COLUMNS.length;
+export const HISTORY_PARAMS_PER_ROW = HISTORY_COLUMNS.length;
+/** The wider of the two: statement sizes are computed with it so both tables share one row limit. */
+export const PARAMS_PER_ROW = Math.max(STATUS_PARAMS_PER_ROW, HISTORY_PARAMS_PER_ROW);
 
 /** A statement and its parameters. */
 export interface Statement {
@@ -95,12 +102,12 @@ export class StatusSql {
 
   /** SQL text of a status upsert of `rows` rows. */
   statusText(rows: number): string {
-    return this.text('s', rows, this.statusHead, this.statusTail);
+    return this.text('s', rows, this.statusHead, this.statusTail, STATUS_PARAMS_PER_ROW);
   }
 
   /** SQL text of a history upsert of `rows` rows. */
   historyText(rows: number): string {
-    return this.text('h', rows, this.historyHead, this.historyTail);
+    return this.text('h', rows, this.historyHead, this.historyTail, HISTORY_PARAMS_PER_ROW);
   }
 
   /** Status upserts of rows [0, rows.count), split to respect the parameter limit. */
@@ -126,7 +133,7 @@ export class StatusSql {
     return out;
   }
 
-  private text(table: string, rows: number, head: string, tail: string): string {
+  private text(table: string, rows: number, head: string, tail: string, perRow: number): string {
     const cacheKey = `${table}${rows}`;
     const cached = this.texts.get(cacheKey);
     if (cached !== undefined) return cached;
@@ -134,8 +141,8 @@ export class StatusSql {
     const ph = this.dialect.placeholder;
     let p = 0;
     for (let r = 0; r < rows; r++) {
-      const cells: string[] = new Array<string>(PARAMS_PER_ROW);
-      for (let c = 0; c < PARAMS_PER_ROW; c++) cells[c] = ph(p++);
+      const cells: string[] = new Array<string>(perRow);
+      for (let c = 0; c < perRow; c++) cells[c] = ph(p++);
       tuples[r] = `(${cells.join(',')})`;
     }
     const text = head + tuples.join(',') + tail;
@@ -150,7 +157,7 @@ export class StatusSql {
  * the original reporter wrote it.
  */
 export function statusParams(rows: BatchRows, from: number, to: number): unknown[] {
-  const out: unknown[] = new Array<unknown>((to - from) * PARAMS_PER_ROW);
+  const out: unknown[] = new Array<unknown>((to - from) * STATUS_PARAMS_PER_ROW);
   let p = 0;
   for (let i = from; i < to; i++) {
     out[p++] = rows.modid[i];
@@ -166,9 +173,9 @@ export function statusParams(rows: BatchRows, from: number, to: number): unknown
   return out;
 }
 
-/** Parameters of history rows [from, to) in HISTORY_COLUMNS order; `overload` is 1/0. */
+/** Parameters of history rows [from, to) in HISTORY_COLUMNS order; `overload` is 1/0, no total NULL. */
 export function historyParams(rows: BatchRows, from: number, to: number): unknown[] {
-  const out: unknown[] = new Array<unknown>((to - from) * PARAMS_PER_ROW);
+  const out: unknown[] = new Array<unknown>((to - from) * HISTORY_PARAMS_PER_ROW);
   let p = 0;
   for (let i = from; i < to; i++) {
     out[p++] = rows.modid[i];
@@ -180,6 +187,8 @@ export function historyParams(rows: BatchRows, from: number, to: number): unknow
     out[p++] = rows.succ[i];
     out[p++] = rows.err[i];
     out[p++] = rows.overload[i];
+    out[p++] = rows.totalSucc[i]! < 0 ? null : rows.totalSucc[i];
+    out[p++] = rows.totalErr[i]! < 0 ? null : rows.totalErr[i];
   }
   return out;
 }

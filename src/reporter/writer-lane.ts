@@ -150,13 +150,17 @@ export class WriterLane {
     ts: number,
     minute: number,
     overload: boolean,
+    totalSucc = -1,
+    totalErr = -1,
   ): void {
     this.stats.rowsIn += 1;
     if (this.state === 'closed' || this.stopping) {
       this.stats.dropped += 1;
       return;
     }
-    if (this.queue.push(modid, cmdid, ip, port, caller, succ, err, ts, minute, overload)) {
+    if (
+      this.queue.push(modid, cmdid, ip, port, caller, succ, err, ts, minute, overload, totalSucc, totalErr)
+    ) {
       this.stats.dropped += 1;
       if (!this.overflowing) {
         this.overflowing = true;

@@ -5,7 +5,7 @@
 export { ShmClient, type ShmClientOptions, type ShmClientState } from './shm-client.js';
 export { ShmBuffer } from './shm-buffer.js';
 export { encodeHandle, decodeHandle, HANDLE_BYTES, type ShmHandle } from './handle.js';
-export type { ShmNotice } from './wire-codec.js';
+export type { ShmNotice, TransferTarget } from './wire-codec.js';
 export type { ClassStat, HolderEntry, HoldersReport, ReclaimResult, ShmMode, ShmStat } from './reports.js';
 export type { ShmModeSetting } from './pool-segment.js';
 export {

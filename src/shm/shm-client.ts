@@ -14,9 +14,12 @@ import {
   decodeHandlesPayload,
   decodeJsonPayload,
   decodeRecvPayload,
+  decodeU32ListPayload,
   decodeU32Payload,
   MAX_HANDLES_PER_FRAME,
+  MAX_TRANSFER_TARGETS,
   type ShmRequest,
+  type TransferTarget,
 } from './wire-codec.js';
 import { ReclaimReason, ShmMsg } from './wire-ids.js';
 
@@ -152,6 +155,38 @@ export class ShmClient extends EventEmitter implements BufferOwner {
     const s = await this.keeper.ready();
     await s.link.request({ cmd: ShmMsg.ADDREF, handles: [buf.handle] });
     return this.adopt(s, buf.handle, false);
+  }
+
+  /**
+   * For relays (the bus): moves one reference that process `fromPid` holds to `handle` into one
+   * batch per addressee (more references for a fan-out; none: the reference is released); `keep`
+   * leaves `fromPid` its reference. Resolves with the batch ids, in the order of `to`.
+   */
+  async transfer(
+    fromPid: number,
+    handle: ShmHandle,
+    to: readonly TransferTarget[],
+    options: { keep?: boolean; ttlMs?: number } = {},
+  ): Promise<number[]> {
+    if (to.length > MAX_TRANSFER_TARGETS)
+      this.invalid(`transfer takes at most ${MAX_TRANSFER_TARGETS} addressees`);
+    const s = await this.keeper.ready();
+    const req: ShmRequest = {
+      cmd: ShmMsg.TRANSFER,
+      fromPid,
+      keep: options.keep === true,
+      ttlMs: options.ttlMs ?? 0,
+      handle,
+      to: [...to],
+    };
+    return decodeU32ListPayload(await s.link.request(req));
+  }
+
+  /** For relays: ends the unreceived batches this client made by transfer with `tag`, or listed. */
+  async cancel(options: { tag?: number; batchIds?: readonly number[] }): Promise<number> {
+    const s = await this.keeper.ready();
+    const batchIds = [...(options.batchIds ?? [])].slice(0, MAX_TRANSFER_TARGETS);
+    return decodeU32Payload(await s.link.request({ cmd: ShmMsg.CANCEL, tag: options.tag ?? 0, batchIds }));
   }
 
   async stat(): Promise<ShmStat> {

@@ -14,8 +14,10 @@ import { ShmMsg, ShmStatus, type ShmMsgId } from './wire-ids.js';
  *   SEND    i32 to (pid), u32 ttlMs (0 = default), u16 n, n x handle
  *   RECV    u32 batchId
  *   STAT, HOLDERS (nothing)             RECLAIM i32 pid, u8 reason (1 killme, 2 manual)
+ *   TRANSFER i32 fromPid, u8 flags (1 keep), u32 ttlMs, handle, u16 n, n x (i32 pid, u32 tag)
+ *   CANCEL  u32 tag (0 = none), u16 n, n x u32 batchId
  * Reply body: u32 reqid, i32 status, then on success the command's result (ALLOC: u16 n + handles;
- * SEND: u32 batchId; RECV: i32 fromPid, u16 n + handles; PROVE: i32 pid; HELLO, STAT, HOLDERS,
+ * SEND: u32 batchId; TRANSFER: u16 n + n x u32 batchId; CANCEL: u32 count; RECV: i32 fromPid, u16 n + handles; PROVE: i32 pid; HELLO, STAT, HOLDERS,
  * RECLAIM: UTF-8 JSON; FREE, ADDREF: nothing) and on failure a UTF-8 message.
  * NOTICE body: UTF-8 JSON (ShmNotice).
  *
@@ -33,7 +35,22 @@ export type ShmRequest =
   | { cmd: typeof ShmMsg.RECV; batchId: number }
   | { cmd: typeof ShmMsg.STAT }
   | { cmd: typeof ShmMsg.HOLDERS }
-  | { cmd: typeof ShmMsg.RECLAIM; pid: number; reason: number };
+  | { cmd: typeof ShmMsg.RECLAIM; pid: number; reason: number }
+  | {
+      cmd: typeof ShmMsg.TRANSFER;
+      fromPid: number;
+      keep: boolean;
+      ttlMs: number;
+      handle: ShmHandle;
+      to: TransferTarget[];
+    }
+  | { cmd: typeof ShmMsg.CANCEL; tag: number; batchIds: number[] };
+
+/** One addressee of a TRANSFER: its pid and a tag the relay may later CANCEL by (0 = none). */
+export interface TransferTarget {
+  pid: number;
+  tag: number;
+}
 
 export interface ShmReply {
   reqid: number;
@@ -53,6 +70,10 @@ export interface ShmNotice {
 
 /** Most handles one frame can carry (65527-byte body). */
 export const MAX_HANDLES_PER_FRAME = 4000;
+/** Most addressees of one TRANSFER (and batch ids of one CANCEL). */
+export const MAX_TRANSFER_TARGETS = 4096;
+/** TRANSFER flag: the relayed process keeps its reference (the addressees get new ones). */
+export const TRANSFER_KEEP = 1;
 /** Most blocks one ALLOC may ask for. */
 export const MAX_ALLOC_COUNT = 1024;
 
@@ -136,6 +157,30 @@ export function encodeRequest(reqid: number, req: ShmRequest): Buffer {
       b.writeUInt8(req.reason, 8);
       return b;
     }
+    case ShmMsg.TRANSFER: {
+      const b = Buffer.allocUnsafe(31 + req.to.length * 8);
+      b.writeUInt32LE(reqid >>> 0, 0);
+      b.writeInt32LE(req.fromPid, 4);
+      b.writeUInt8(req.keep ? TRANSFER_KEEP : 0, 8);
+      b.writeUInt32LE(req.ttlMs >>> 0, 9);
+      writeHandle(b, 13, req.handle);
+      b.writeUInt16LE(req.to.length, 29);
+      let p = 31;
+      for (const t of req.to) {
+        b.writeInt32LE(t.pid, p);
+        b.writeUInt32LE(t.tag >>> 0, p + 4);
+        p += 8;
+      }
+      return b;
+    }
+    case ShmMsg.CANCEL: {
+      const b = Buffer.allocUnsafe(10 + req.batchIds.length * 4);
+      b.writeUInt32LE(reqid >>> 0, 0);
+      b.writeUInt32LE(req.tag >>> 0, 4);
+      b.writeUInt16LE(req.batchIds.length, 8);
+      req.batchIds.forEach((id, i) => b.writeUInt32LE(id >>> 0, 10 + i * 4));
+      return b;
+    }
     case ShmMsg.PROVE:
     case ShmMsg.STAT:
     case ShmMsg.HOLDERS: {
@@ -201,9 +246,57 @@ export function decodeRequest(msgid: number, body: Uint8Array): ShmRequest {
     case ShmMsg.RECLAIM:
       exact(b, 9, 'RECLAIM');
       return { cmd: ShmMsg.RECLAIM, pid: b.readInt32LE(4), reason: b.readUInt8(8) };
+    case ShmMsg.TRANSFER:
+      return decodeTransfer(b);
+    case ShmMsg.CANCEL: {
+      if (b.length < 10) invalid(`CANCEL: body of ${b.length} bytes is too short`);
+      const n = b.readUInt16LE(8);
+      if (n > MAX_TRANSFER_TARGETS) invalid(`CANCEL: ${n} batch ids, at most ${MAX_TRANSFER_TARGETS}`);
+      exact(b, 10 + n * 4, 'CANCEL');
+      const batchIds: number[] = [];
+      for (let i = 0; i < n; i++) batchIds.push(b.readUInt32LE(10 + i * 4));
+      return { cmd: ShmMsg.CANCEL, tag: b.readUInt32LE(4), batchIds };
+    }
     default:
       throw new ShmError(ErrorCode.SHM_UNKNOWN_COMMAND, `unknown command 0x${(msgid >>> 0).toString(16)}`);
   }
+}
+
+function decodeTransfer(b: Buffer): ShmRequest {
+  if (b.length < 31) invalid(`TRANSFER: body of ${b.length} bytes is too short`);
+  const flags = b.readUInt8(8);
+  if ((flags & ~TRANSFER_KEEP) !== 0) invalid(`TRANSFER: unknown flags 0x${flags.toString(16)}`);
+  const n = b.readUInt16LE(29);
+  if (n > MAX_TRANSFER_TARGETS) invalid(`TRANSFER: ${n} addressees, at most ${MAX_TRANSFER_TARGETS}`);
+  exact(b, 31 + n * 8, 'TRANSFER');
+  const to: TransferTarget[] = [];
+  for (let i = 0, p = 31; i < n; i++, p += 8) to.push({ pid: b.readInt32LE(p), tag: b.readUInt32LE(p + 4) });
+  return {
+    cmd: ShmMsg.TRANSFER,
+    fromPid: b.readInt32LE(4),
+    keep: (flags & TRANSFER_KEEP) !== 0,
+    ttlMs: b.readUInt32LE(9),
+    handle: readHandle(b, 13),
+    to,
+  };
+}
+
+/** A u16 count of u32 values (TRANSFER's batch ids). */
+export function encodeU32ListPayload(values: readonly number[]): Buffer {
+  const b = Buffer.allocUnsafe(2 + values.length * 4);
+  b.writeUInt16LE(values.length, 0);
+  values.forEach((v, i) => b.writeUInt32LE(v >>> 0, 2 + i * 4));
+  return b;
+}
+
+export function decodeU32ListPayload(payload: Buffer): number[] {
+  if (payload.length < 2) invalid('list reply too short');
+  const n = payload.readUInt16LE(0);
+  if (payload.length !== 2 + n * 4)
+    invalid(`list reply of ${payload.length} bytes does not hold ${n} values`);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(payload.readUInt32LE(2 + i * 4));
+  return out;
 }
 
 /** A reply body: reqid, status, payload. */

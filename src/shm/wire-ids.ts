@@ -16,6 +16,10 @@ export const ShmMsg = {
   STAT: 0x4308,
   HOLDERS: 0x4309,
   RECLAIM: 0x430a,
+  /** A relay (the bus) moves one reference held by another process into batches for addressees. */
+  TRANSFER: 0x430b,
+  /** The relay ends batches it made that are not received yet (by tag, or by id). */
+  CANCEL: 0x430c,
   /** daemon -> client, unsolicited: a batch this connection sent was released unreceived. */
   NOTICE: 0x43fe,
   /** daemon -> client: the reply to one request. */
@@ -71,7 +75,7 @@ export function codeStatus(code: string): ShmStatus {
 }
 
 /** Why a batch was released without being received (NOTICE `reason`, recv's EXPIRED message). */
-export type BatchEndReason = 'ttl' | 'addressee-gone' | 'addressee-reclaimed';
+export type BatchEndReason = 'ttl' | 'addressee-gone' | 'addressee-reclaimed' | 'cancelled';
 
 /** Why blocks were reclaimed (metric label, RECLAIM `reason`). */
 export const ReclaimReason = { KILLME: 1, MANUAL: 2 } as const;

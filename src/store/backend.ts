@@ -73,6 +73,6 @@ export interface StoreBackend {
 }
 
 /** Reads a driver error's `code` / `errno` without trusting its shape. */
-export function errorProp(err: unknown, prop: 'code' | 'errno' | 'message'): unknown {
+export function errorProp(err: unknown, prop: 'code' | 'errno' | 'message' | 'cause'): unknown {
   return typeof err === 'object' && err !== null ? (err as Record<string, unknown>)[prop] : undefined;
 }

@@ -39,6 +39,7 @@ export {
   type NotifyDnsOptions,
 } from './notify-dns.js';
 export { insertRouteRows } from './bulk-insert.js';
+export { createDatabase, isMissingDatabase } from './create-database.js';
 export { assertWeight } from './store.js';
 export {
   DEFAULT_LEASE_TTL_S,

@@ -258,6 +258,18 @@ const leasesAndWeights: Migration = {
   },
 };
 
+/**
+ * Issue 16: the agent's cumulative per-host counters in each history minute, so the console charts
+ * exact calls per minute (differences between consecutive minutes). NULL in rows of original agents.
+ */
+const callHistoryTotals: Migration = {
+  name: '0007_lars_call_history_totals',
+  async up({ db, ddl }) {
+    await db.schema.alterTable('lars_call_history').addColumn('total_succ', ddl.int64).execute();
+    await db.schema.alterTable('lars_call_history').addColumn('total_err', ddl.int64).execute();
+  },
+};
+
 /** Every migration, in the order they apply. Append new ones at the end. */
 export const MIGRATIONS: readonly Migration[] = Object.freeze([
   originalTables,
@@ -266,4 +278,5 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   callHistory,
   consoleUsers,
   leasesAndWeights,
+  callHistoryTotals,
 ]);

@@ -101,6 +101,12 @@ export interface LarsCallHistoryTable {
   err_cnt: number;
   /** 1 overloaded, 0 idle. */
   overload: number;
+  /**
+   * The agent's cumulative calls to the host as of its latest report in this minute (issue 16);
+   * null from original agents. Calls in a minute = this minus the caller's previous value.
+   */
+  total_succ: number | null;
+  total_err: number | null;
 }
 
 /** Console users; `password_hash` is `scrypt$N$r$p$salt$hash` (base64). */

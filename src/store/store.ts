@@ -37,14 +37,12 @@ import {
   type LeaseWriteResult,
   type WeightRow,
 } from './lease-types.js';
+import { isMissingDatabase, missingDatabaseHint } from './create-database.js';
 import { LeaseOps, type LeaseStoreContext } from './store-leases.js';
 import { WeightOps } from './store-weights.js';
-import { createMysqlBackend } from './store-mysql.js';
-import { createPostgresBackend } from './store-postgres.js';
-import { createSqliteBackend } from './store-sqlite.js';
 import { parseStoreUrl, type StoreKind, type StoreUrl } from './url.js';
 import {
-  assertInt32,
+  assertId,
   assertIpNumber,
   assertNonNegativeInt,
   assertPort,
@@ -296,19 +294,23 @@ function hostLabel(modid: number, cmdid: number, ip: number, port: number): stri
   return `${numberToIp(ip)}:${port} in route ${modid}/${cmdid}`;
 }
 
-function createBackend(
+/**
+ * The backend of `url`, its driver loaded only now: a process opens one kind of database, and
+ * loading all three drivers cost every command that opens a store ~0.3 s (issue 16).
+ */
+async function createBackend(
   url: StoreUrl,
   logger: Logger,
   createIfMissing: boolean,
   busyTimeoutMs?: number,
-): StoreBackend {
+): Promise<StoreBackend> {
   switch (url.kind) {
     case 'sqlite':
-      return createSqliteBackend(url, createIfMissing, busyTimeoutMs);
+      return (await import('./store-sqlite.js')).createSqliteBackend(url, createIfMissing, busyTimeoutMs);
     case 'mysql':
-      return createMysqlBackend(url);
+      return (await import('./store-mysql.js')).createMysqlBackend(url);
     case 'postgres':
-      return createPostgresBackend(url, logger);
+      return (await import('./store-postgres.js')).createPostgresBackend(url, logger);
   }
 }
 
@@ -318,7 +320,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   const logger = (options.logger ?? silentLogger).child({ store: parsed.kind });
   let backend: StoreBackend;
   try {
-    backend = createBackend(parsed, logger, options.createIfMissing ?? true, options.busyTimeoutMs);
+    backend = await createBackend(parsed, logger, options.createIfMissing ?? true, options.busyTimeoutMs);
   } catch (err) {
     if (isLarsError(err)) throw err;
     throw new StoreError(ErrorCode.STORE, `cannot open ${parsed.display}: ${describeError(err)}`, {
@@ -345,9 +347,14 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     await sql`select 1`.execute(db);
   } catch (err) {
     await store.close();
-    throw new StoreError(ErrorCode.STORE, `cannot connect to ${parsed.display}: ${describeError(err)}`, {
-      cause: err,
-    });
+    const hint = isMissingDatabase(err) ? `; ${missingDatabaseHint(parsed.display)}` : '';
+    throw new StoreError(
+      ErrorCode.STORE,
+      `cannot connect to ${parsed.display}: ${describeError(err)}${hint}`,
+      {
+        cause: err,
+      },
+    );
   }
   logger.debug({ url: parsed.display }, 'store opened');
   return store;
@@ -436,8 +443,8 @@ class KyselyStore implements Store {
 
   getRoute(modid: number, cmdid: number): Promise<RouteRow[]> {
     return this.run('getRoute', async () => {
-      assertInt32(modid, 'modid');
-      assertInt32(cmdid, 'cmdid');
+      assertId(modid, 'modid');
+      assertId(cmdid, 'cmdid');
       const rows = await this.db
         .selectFrom('RouteData')
         .select(['id', 'modid', 'cmdid', 'serverip', 'serverport'])
@@ -454,8 +461,8 @@ class KyselyStore implements Store {
   listRoutes(options: ListRoutesOptions = {}): Promise<RouteRow[]> {
     return this.run('listRoutes', async () => {
       let q = this.db.selectFrom('RouteData').select(['id', 'modid', 'cmdid', 'serverip', 'serverport']);
-      if (options.modid !== undefined) q = q.where('modid', '=', assertInt32(options.modid, 'modid'));
-      if (options.cmdid !== undefined) q = q.where('cmdid', '=', assertInt32(options.cmdid, 'cmdid'));
+      if (options.modid !== undefined) q = q.where('modid', '=', assertId(options.modid, 'modid'));
+      if (options.cmdid !== undefined) q = q.where('cmdid', '=', assertId(options.cmdid, 'cmdid'));
       q = q.orderBy('modid').orderBy('cmdid').orderBy('serverip').orderBy('serverport').orderBy('id');
       if (options.limit !== undefined || options.offset !== undefined) {
         // MySQL and SQLite accept OFFSET only after LIMIT: "no limit" is the largest safe integer.
@@ -626,7 +633,7 @@ class KyselyStore implements Store {
   }
 
   async upsertModId(modid: number, content: string): Promise<{ id: number; created: boolean }> {
-    assertInt32(modid, 'modid');
+    assertId(modid, 'modid');
     assertText(content, 'content', MAX_CONTENT_LENGTH, true);
     // Not serialised against a concurrent upsert of the same new modid (the original table has no
     // unique key we could lean on); the console is the only writer and edits are rare.
@@ -653,7 +660,7 @@ class KyselyStore implements Store {
 
   deleteModId(modid: number): Promise<number> {
     return this.run('deleteModId', async () => {
-      assertInt32(modid, 'modid');
+      assertId(modid, 'modid');
       const res = await this.db.deleteFrom('ModIDConfig').where('modid', '=', modid).executeTakeFirst();
       return Number(res.numDeletedRows);
     });
@@ -672,7 +679,7 @@ class KyselyStore implements Store {
   }
 
   async upsertCmdId(cmdid: number, content: string): Promise<{ id: number; created: boolean }> {
-    assertInt32(cmdid, 'cmdid');
+    assertId(cmdid, 'cmdid');
     assertText(content, 'content', MAX_CONTENT_LENGTH, true);
     return this.run('upsertCmdId', () =>
       this.db.transaction().execute(async (trx) => {
@@ -697,7 +704,7 @@ class KyselyStore implements Store {
 
   deleteCmdId(cmdid: number): Promise<number> {
     return this.run('deleteCmdId', async () => {
-      assertInt32(cmdid, 'cmdid');
+      assertId(cmdid, 'cmdid');
       const res = await this.db.deleteFrom('CmdIDConfig').where('cmdid', '=', cmdid).executeTakeFirst();
       return Number(res.numDeletedRows);
     });
@@ -737,7 +744,7 @@ class KyselyStore implements Store {
   }
 
   getRouteWeights(modid: number, cmdid: number): Promise<WeightRow[]> {
-    return this.weights.load({ modid: assertInt32(modid, 'modid'), cmdid: assertInt32(cmdid, 'cmdid') });
+    return this.weights.load({ modid: assertId(modid, 'modid'), cmdid: assertId(cmdid, 'cmdid') });
   }
 
   describeHosts(rows: readonly RouteRow[]): Promise<Map<number, HostMeta>> {
@@ -950,8 +957,8 @@ class KyselyStore implements Store {
 
 function validHost(h: HostSpec): HostSpec {
   return {
-    modid: assertInt32(h.modid, 'modid'),
-    cmdid: assertInt32(h.cmdid, 'cmdid'),
+    modid: assertId(h.modid, 'modid'),
+    cmdid: assertId(h.cmdid, 'cmdid'),
     ip: assertIpNumber(h.ip, 'ip'),
     port: assertPort(h.port, 'port'),
   };
@@ -971,8 +978,8 @@ export function assertWeight(value: unknown, field = 'weight'): number {
 
 function validKey(k: LeaseKey): LeaseKey {
   return {
-    modid: assertInt32(k.modid, 'modid'),
-    cmdid: assertInt32(k.cmdid, 'cmdid'),
+    modid: assertId(k.modid, 'modid'),
+    cmdid: assertId(k.cmdid, 'cmdid'),
     ip: assertIpNumber(k.ip, 'ip'),
     port: assertPort(k.port, 'port'),
   };

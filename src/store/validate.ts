@@ -19,12 +19,21 @@ function describe(value: unknown): string {
   return `a value of type ${typeof value}`;
 }
 
-/** modid / cmdid: any int32 (the wire type). */
-export function assertInt32(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) {
-    throw new InvalidArgumentError(
-      `invalid ${field} ${describe(value)}: expected an integer from ${INT32_MIN} to ${INT32_MAX}`,
-    );
+/**
+ * modid / cmdid: 0..2147483647. The original schema's columns are unsigned and the wire carries
+ * int32, so this is the range both can hold (and PostgreSQL's `integer`). Issue 16.
+ */
+export const ID_MIN = 0;
+export const ID_MAX = INT32_MAX;
+
+/** The message of an invalid modid/cmdid: names the field and the range, and why. */
+export function idRangeText(): string {
+  return `an integer from ${ID_MIN} to ${ID_MAX} (ids are unsigned in the original schema, int32 on the wire)`;
+}
+
+export function assertId(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < ID_MIN || value > ID_MAX) {
+    throw new InvalidArgumentError(`invalid ${field} ${describe(value)}: expected ${idRangeText()}`);
   }
   return value;
 }
@@ -79,14 +88,12 @@ export function assertText(value: unknown, field: string, maxLength: number, all
   return value;
 }
 
-/** Parses a decimal int32 typed by a user (CLI argument): "12", "-3"; nothing else. */
-export function parseInt32(text: string, field: string): number {
+/** Parses a modid/cmdid typed by a user (CLI argument): "12"; nothing else (see assertId). */
+export function parseId(text: string, field: string): number {
   const s = text.trim();
   const n = /^-?\d{1,10}$/.test(s) ? Number(s) : NaN;
-  if (!Number.isInteger(n) || n < INT32_MIN || n > INT32_MAX) {
-    throw new InvalidArgumentError(
-      `invalid ${field} ${JSON.stringify(text)}: expected an integer from ${INT32_MIN} to ${INT32_MAX}`,
-    );
+  if (!Number.isInteger(n) || n < ID_MIN || n > ID_MAX) {
+    throw new InvalidArgumentError(`invalid ${field} ${JSON.stringify(text)}: expected ${idRangeText()}`);
   }
   return n;
 }

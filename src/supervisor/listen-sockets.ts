@@ -38,6 +38,22 @@ export class ListenSockets {
 
   /** The held descriptor for `spec`, created on first use; undefined when it cannot be held. */
   fdFor(spec: ListenSpec): number | undefined {
+    try {
+      return this.hold(spec);
+    } catch (err) {
+      this.log.warn(
+        { ...spec, err: (err as Error).message },
+        'could not hold the listening socket; the worker binds it itself',
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * Like fdFor, but a socket that cannot be created throws (errno `code` such as EADDRINUSE): the
+   * master's check before it starts anything. Undefined without the native addon.
+   */
+  hold(spec: ListenSpec): number | undefined {
     const key = listenKey(spec.proto, spec.host, spec.port);
     const known = this.held.get(key);
     if (known !== undefined) return known;
@@ -51,20 +67,12 @@ export class ListenSockets {
       }
       return undefined;
     }
-    try {
-      const fd =
-        spec.proto === 'tcp'
-          ? this.sockets.listenTcp(spec.host, spec.port, BACKLOG)
-          : this.sockets.bindUdp(spec.host, spec.port);
-      this.held.set(key, fd);
-      return fd;
-    } catch (err) {
-      this.log.warn(
-        { ...spec, err: (err as Error).message },
-        'could not hold the listening socket; the worker binds it itself',
-      );
-      return undefined;
-    }
+    const fd =
+      spec.proto === 'tcp'
+        ? this.sockets.listenTcp(spec.host, spec.port, BACKLOG)
+        : this.sockets.bindUdp(spec.host, spec.port);
+    this.held.set(key, fd);
+    return fd;
   }
 
   /** Closes every held socket not in `keep` (after a reload moved a service). */

@@ -92,6 +92,13 @@ function portsText(ports: Record<string, number | number[]>): string {
     .join(', ');
 }
 
+/** A worker's health; the bus adds its bridge to NATS when it has one (`ok, bridge: disconnected`). */
+function healthText(h: { status: string; detail?: Record<string, unknown> } | undefined): string {
+  if (!h) return '-';
+  const bridge = h.detail?.bridge as { state?: string } | undefined;
+  return bridge?.state ? `${h.status}, bridge: ${bridge.state}` : h.status;
+}
+
 /** The human table of `lars status`. */
 export function formatStatus(s: StatusSnapshot, live: boolean): string {
   const rows: string[][] = [['SERVICE', 'PID', 'ROLE', 'STATE', 'RESTARTS', 'PORTS', 'HEALTH']];
@@ -130,7 +137,7 @@ export function formatStatus(s: StatusSnapshot, live: boolean): string {
         svc.state === 'failed' ? `${p.state} (service failed)` : p.state,
         String(svc.restarts),
         [...unix, portsText(p.ports)].filter(Boolean).join(', '),
-        p.health?.status ?? '-',
+        healthText(p.health),
       ]);
     }
   }

@@ -16,6 +16,7 @@ import { nativeSockets } from '../native/index.js';
 import { HandoffServer } from './handoff.js';
 import { ListenSockets, type ListenSpec } from './listen-sockets.js';
 import { PortBook } from './ports.js';
+import { checkPublicPorts } from './preflight.js';
 import { RestartPolicy, type RestartDecision } from './restart-policy.js';
 import {
   commandAvailable,
@@ -164,6 +165,7 @@ export class Supervisor extends EventEmitter {
     }
     this.changed();
     try {
+      await checkPublicPorts(this.ctx, this.sockets);
       if (settings.dnsHandoff && this.ctx.runsHere('dns')) await this.openHandoff();
       for (const spec of SERVICES) {
         const rt = this.runtime(spec.name);
@@ -416,9 +418,12 @@ export class Supervisor extends EventEmitter {
   private giveUp(rt: ServiceRuntime, d: Extract<RestartDecision, { action: 'give-up' }>): void {
     for (const slot of [...rt.restartTimers.keys()]) this.cancelRestart(rt, slot);
     const windowS = d.windowMs / 1000;
-    const message =
-      `${rt.spec.name} gave up: ${d.crashesInWindow} crashes within ${windowS} s (last: ${rt.lastExit}); not restarting it. ` +
-      `Fix the cause (see its log lines above), then send SIGHUP to the master (pid ${process.pid}) to try again, or restart lars up.`;
+    // While starting, giving up stops the whole master: a SIGHUP would reach nobody.
+    const next =
+      this.phase === 'starting'
+        ? 'lars up stops. Fix the cause (see its log lines above) and run lars up again.'
+        : `Fix the cause (see its log lines above), then send SIGHUP to the master (pid ${process.pid}) to try again, or restart lars up.`;
+    const message = `${rt.spec.name} gave up: ${d.crashesInWindow} crashes within ${windowS} s (last: ${rt.lastExit}); not restarting it. ${next}`;
     rt.gaveUp = {
       at: new Date().toISOString(),
       crashes: d.crashesInWindow,

@@ -112,10 +112,23 @@ export const HISTORY_RANGES = { hour: 60, day: 1440 } as const;
 export type HistoryRange = keyof typeof HISTORY_RANGES;
 
 /**
+ * How far before the first plotted minute rows are read for each series' starting totals: a host
+ * and caller that reported within this span gets its first plotted minute right too.
+ */
+export const BASELINE_LOOKBACK_S = 15 * 60;
+
+/**
  * Per-minute series of one route (or one host of it) over the last hour or day, in the columnar shape
- * uPlot takes. Each point sums, over hosts and callers, the latest counters reported in that minute;
+ * uPlot takes: the calls each host really had in each minute, summed over hosts and callers (issue 16).
+ *
+ * Our agents send cumulative per-host counters with every report; the history keeps each agent's
+ * latest totals per minute, and a minute's calls are the difference from the same agent's previous
+ * minute (a total that went down means the agent restarted: the new total is the count). A series'
+ * first minute with no earlier total in BASELINE_LOOKBACK_S is left out rather than guessed.
+ * Rows of original agents carry no totals: they add their latest window counters of the minute, as
+ * the original reporter stored them (a lower bound; `exact` is false then).
  * `overloadedHosts` counts the hosts that at least one agent reported overloaded in that minute.
- * Minutes without any report are null (a gap, not a zero).
+ * Minutes without any count are null (a gap, not a zero).
  */
 export interface CallHistory {
   range: HistoryRange;
@@ -124,6 +137,19 @@ export interface CallHistory {
   succ: Array<number | null>;
   err: Array<number | null>;
   overloadedHosts: Array<number | null>;
+  /** False when some point includes window counters of an original agent (not exact per minute). */
+  exact: boolean;
+}
+
+interface HistoryRow {
+  minute: number;
+  series: string;
+  host: string;
+  succ: number;
+  err: number;
+  overload: boolean;
+  totalSucc: number | null;
+  totalErr: number | null;
 }
 
 export async function callHistory(
@@ -133,36 +159,82 @@ export async function callHistory(
   const points = HISTORY_RANGES[q.range];
   const last = q.nowS - (q.nowS % 60);
   const first = last - (points - 1) * 60;
-  const rows = await dbOp('callHistory', () => {
-    let sel = store.db
-      .selectFrom('lars_call_history')
-      .select(['minute', 'ip', 'port'])
-      .select((eb) => [
-        eb.fn.sum<number>('succ_cnt').as('succ'),
-        eb.fn.sum<number>('err_cnt').as('err'),
-        eb.fn.max('overload').as('overload'),
-      ])
-      .where('modid', '=', q.modid)
-      .where('cmdid', '=', q.cmdid)
-      .where('minute', '>=', first)
-      .where('minute', '<=', last);
-    if (q.ip !== undefined) sel = sel.where('ip', '=', q.ip);
-    if (q.port !== undefined) sel = sel.where('port', '=', q.port);
-    return sel.groupBy(['minute', 'ip', 'port']).execute();
-  });
+  const rows = await readHistory(store, q, first - BASELINE_LOOKBACK_S, last);
   const minutes: number[] = [];
   for (let m = first; m <= last; m += 60) minutes.push(m);
   const succ: Array<number | null> = new Array(points).fill(null);
   const err: Array<number | null> = new Array(points).fill(null);
-  const overloaded: Array<number | null> = new Array(points).fill(null);
+  const overloadedSets: Array<Set<string> | undefined> = new Array(points).fill(undefined);
+  const previous = new Map<string, HistoryRow>();
+  let exact = true;
   for (const r of rows) {
-    const minute = Number(r.minute);
     // Rows are keyed by minute start; one written with a raw timestamp still lands in its minute.
-    const i = Math.floor((minute - first) / 60);
+    const i = Math.floor((r.minute - first) / 60);
+    const prev = previous.get(r.series);
+    previous.set(r.series, r);
     if (i < 0 || i >= points) continue;
-    succ[i] = (succ[i] ?? 0) + Number(r.succ);
-    err[i] = (err[i] ?? 0) + Number(r.err);
-    overloaded[i] = (overloaded[i] ?? 0) + (Number(r.overload) > 0 ? 1 : 0);
+    if (r.overload) (overloadedSets[i] ??= new Set()).add(r.host);
+    else overloadedSets[i] ??= new Set();
+    let ds: number;
+    let de: number;
+    if (r.totalSucc === null || r.totalErr === null) {
+      ds = r.succ;
+      de = r.err;
+      exact = false;
+    } else if (prev && prev.totalSucc !== null && prev.totalErr !== null) {
+      ds = r.totalSucc >= prev.totalSucc ? r.totalSucc - prev.totalSucc : r.totalSucc;
+      de = r.totalErr >= prev.totalErr ? r.totalErr - prev.totalErr : r.totalErr;
+    } else {
+      continue; // no starting total for this series: unknown, not zero
+    }
+    succ[i] = (succ[i] ?? 0) + ds;
+    err[i] = (err[i] ?? 0) + de;
   }
-  return { range: q.range, minutes, succ, err, overloadedHosts: overloaded };
+  const overloaded = overloadedSets.map((s) => (s === undefined ? null : s.size));
+  return { range: q.range, minutes, succ, err, overloadedHosts: overloaded, exact };
+}
+
+/** History rows of the route (or host) from `from` to `to`, ordered by series then minute. */
+async function readHistory(
+  store: Store,
+  q: { modid: number; cmdid: number; ip?: number; port?: number },
+  from: number,
+  to: number,
+): Promise<HistoryRow[]> {
+  const rows = await dbOp('callHistory', () => {
+    let sel = store.db
+      .selectFrom('lars_call_history')
+      .select([
+        'minute',
+        'ip',
+        'port',
+        'caller',
+        'succ_cnt',
+        'err_cnt',
+        'overload',
+        'total_succ',
+        'total_err',
+      ])
+      .where('modid', '=', q.modid)
+      .where('cmdid', '=', q.cmdid)
+      .where('minute', '>=', from)
+      .where('minute', '<=', to);
+    if (q.ip !== undefined) sel = sel.where('ip', '=', q.ip);
+    if (q.port !== undefined) sel = sel.where('port', '=', q.port);
+    return sel.orderBy('ip').orderBy('port').orderBy('caller').orderBy('minute').execute();
+  });
+  const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+  return rows.map((r) => {
+    const host = `${Number(r.ip)}:${Number(r.port)}`;
+    return {
+      minute: Number(r.minute),
+      series: `${host}:${Number(r.caller)}`,
+      host,
+      succ: Number(r.succ_cnt),
+      err: Number(r.err_cnt),
+      overload: Number(r.overload) > 0,
+      totalSucc: num(r.total_succ),
+      totalErr: num(r.total_err),
+    };
+  });
 }

@@ -7,7 +7,7 @@ import {
   routeStatus,
   type HistoryRange,
 } from './call-health.js';
-import { boundedInt, int32Field, ipField, portField, queryObject } from './input.js';
+import { boundedInt, modCmdField, ipField, portField, queryObject } from './input.js';
 import { nowSeconds, type WebContext } from './web-context.js';
 
 /**
@@ -25,16 +25,16 @@ export function registerHealthApi(app: FastifyInstance, ctx: WebContext): void {
 
   app.get('/api/health/status', async (request) => {
     const q = queryObject(request.query);
-    const modid = int32Field(q.modid, 'modid');
-    const cmdid = int32Field(q.cmdid, 'cmdid');
+    const modid = modCmdField(q.modid, 'modid');
+    const cmdid = modCmdField(q.cmdid, 'cmdid');
     const hosts = await routeStatus(ctx.store, modid, cmdid);
     return { modid, cmdid, now: nowSeconds(ctx), hosts };
   });
 
   app.get('/api/health/history', async (request) => {
     const q = queryObject(request.query);
-    const modid = int32Field(q.modid, 'modid');
-    const cmdid = int32Field(q.cmdid, 'cmdid');
+    const modid = modCmdField(q.modid, 'modid');
+    const cmdid = modCmdField(q.cmdid, 'cmdid');
     const range = (q.range ?? 'hour') as HistoryRange;
     if (!Object.hasOwn(HISTORY_RANGES, range)) {
       throw new InvalidArgumentError(

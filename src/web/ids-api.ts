@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { Store } from '../store/index.js';
-import { bodyObject, contentField, int32Field } from './input.js';
+import { bodyObject, contentField, modCmdField } from './input.js';
 import type { WebContext } from './web-context.js';
 
 /**
@@ -44,7 +44,7 @@ function registerKind(app: FastifyInstance, ctx: WebContext, kind: IdKind): void
 
   app.post(base, async (request, reply) => {
     const body = bodyObject(request.body);
-    const value = int32Field(body[kind.field], kind.field);
+    const value = modCmdField(body[kind.field], kind.field);
     const content = contentField(body.content);
     // The original tables have no unique key on the id; the console is their only writer.
     if ((await kind.list(store)).some((r) => r.value === value)) {
@@ -56,7 +56,7 @@ function registerKind(app: FastifyInstance, ctx: WebContext, kind: IdKind): void
   });
 
   app.put(`${base}/:value`, async (request, reply) => {
-    const value = int32Field((request.params as { value: string }).value, kind.field);
+    const value = modCmdField((request.params as { value: string }).value, kind.field);
     const content = contentField(bodyObject(request.body).content);
     const { created } = await kind.upsert(store, value, content);
     ctx.logger.info({ user: request.auth?.userName, [kind.field]: value, created }, `${kind.field} saved`);
@@ -64,7 +64,7 @@ function registerKind(app: FastifyInstance, ctx: WebContext, kind: IdKind): void
   });
 
   app.delete(`${base}/:value`, async (request) => {
-    const value = int32Field((request.params as { value: string }).value, kind.field);
+    const value = modCmdField((request.params as { value: string }).value, kind.field);
     const deleted = await kind.remove(store, value);
     if (deleted === 0) throw new NotFoundError(`${kind.field} ${value} has no description`);
     ctx.logger.info({ user: request.auth?.userName, [kind.field]: value }, `${kind.field} deleted`);

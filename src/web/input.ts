@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { ipToNumber } from '../protocol/ip.js';
 import { MAX_WEIGHT } from '../protocol/lease-limits.js';
 import { MAX_CONTENT_LENGTH } from '../store/schema.js';
-import { INT32_MAX, INT32_MIN } from '../store/validate.js';
+import { ID_MAX, ID_MIN, idRangeText } from '../store/validate.js';
 
 /**
  * Turns request input (JSON bodies, query strings, path parameters) into typed values, or throws
@@ -25,22 +25,20 @@ function toInteger(value: unknown): number | undefined {
   return undefined;
 }
 
-/** modid / cmdid: an int32, as on the wire. */
-export function int32Field(value: unknown, field: string): number {
+/** modid / cmdid: 0..2147483647 (store/validate.ts assertId says why). */
+export function modCmdField(value: unknown, field: string): number {
   const n = toInteger(value);
-  if (n === undefined || n < INT32_MIN || n > INT32_MAX) {
+  if (n === undefined || n < ID_MIN || n > ID_MAX) {
     if (value === undefined || value === '') throw new InvalidArgumentError(`${field} is required`);
-    throw new InvalidArgumentError(
-      `${field}: ${show(value)} is not an integer from ${INT32_MIN} to ${INT32_MAX}`,
-    );
+    throw new InvalidArgumentError(`${field}: ${show(value)} is not ${idRangeText()}`);
   }
   return n;
 }
 
 /** An optional filter from a query string: absent or empty means "any". */
-export function optionalInt32(value: unknown, field: string): number | undefined {
+export function optionalModCmd(value: unknown, field: string): number | undefined {
   if (value === undefined || value === '') return undefined;
-  return int32Field(value, field);
+  return modCmdField(value, field);
 }
 
 /** Dotted IPv4 as typed by a user -> its unsigned number. */

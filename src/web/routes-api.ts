@@ -7,9 +7,9 @@ import {
   bodyObject,
   boundedInt,
   idField,
-  int32Field,
+  modCmdField,
   ipField,
-  optionalInt32,
+  optionalModCmd,
   portField,
   queryObject,
   weightField,
@@ -84,8 +84,8 @@ function hostSpec(body: Record<string, unknown>, current?: RouteRow): HostSpec {
   const pick = (k: string, fallback: number | string | undefined) =>
     body[k] === undefined ? fallback : body[k];
   return {
-    modid: int32Field(pick('modid', current?.modid), 'modid'),
-    cmdid: int32Field(pick('cmdid', current?.cmdid), 'cmdid'),
+    modid: modCmdField(pick('modid', current?.modid), 'modid'),
+    cmdid: modCmdField(pick('cmdid', current?.cmdid), 'cmdid'),
     ip: ipField(pick('ip', current ? numberToIp(current.ip) : undefined)),
     port: portField(pick('port', current?.port)),
   };
@@ -96,8 +96,8 @@ export function registerRoutesApi(app: FastifyInstance, ctx: WebContext): void {
 
   app.get('/api/routes', async (request) => {
     const q = queryObject(request.query);
-    const modid = optionalInt32(q.modid, 'modid');
-    const cmdid = optionalInt32(q.cmdid, 'cmdid');
+    const modid = optionalModCmd(q.modid, 'modid');
+    const cmdid = optionalModCmd(q.cmdid, 'cmdid');
     const limit = boundedInt(q.limit, 'limit', DEFAULT_ROUTES_PAGE, 1, MAX_ROUTES_PAGE);
     const offset = boundedInt(q.offset, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
     const [rows, total, version] = await Promise.all([

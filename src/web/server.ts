@@ -20,6 +20,21 @@ export interface BuildAppOptions {
   trustProxy?: boolean;
 }
 
+/**
+ * JSON bodies as fastify parses them, except that an empty body is no body (issue 16): clients such
+ * as `curl -X DELETE -H 'content-type: application/json'` send the header without one, which
+ * fastify's own parser refuses with 400. A malformed non-empty body is still LARS_ERR_INVALID_ARGUMENT.
+ */
+function acceptEmptyJson(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    parseJson(request, text, done);
+  });
+}
+
 /** Builds the console's fastify app (not listening). */
 export async function buildWebApp(
   ctx: WebContext,
@@ -34,6 +49,7 @@ export async function buildWebApp(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
   });
+  acceptEmptyJson(app);
   // Awaited so its onRequest hook (cookie parsing) runs before the auth hook below.
   await app.register(fastifyCookie);
 

@@ -155,7 +155,14 @@ export function frame(msgid: number, body: Uint8Array): Buffer {
 export async function busChild(
   socket: string,
   name: string,
-  opts: { serve?: string; delayMs?: number; heartbeatMs?: number } = {},
+  opts: {
+    serve?: string;
+    delayMs?: number;
+    heartbeatMs?: number;
+    shmSocket?: string;
+    hold?: number;
+    subscribe?: string;
+  } = {},
 ): Promise<ChildProcess> {
   const child = fork(
     new URL('../fixtures/bus-proc.mjs', import.meta.url),

@@ -189,6 +189,40 @@ const postgres: BackendDescriptor = {
   },
 };
 
+/**
+ * A URL naming a database that does not exist on the backend's server (for `lars db init --create`),
+ * and a drop() that removes it if the test created it.
+ */
+export function missingDatabase(b: BackendDescriptor): TestDatabase {
+  const name = randomName();
+  if (b.kind === 'mysql')
+    return {
+      url: withDatabase(TEST_MYSQL_URL, name),
+      async drop() {
+        const c = await mysqlAdmin();
+        try {
+          await c.query(`DROP DATABASE IF EXISTS \`${name}\``);
+        } finally {
+          await c.end();
+        }
+      },
+    };
+  if (b.kind === 'postgres')
+    return {
+      url: withDatabase(TEST_PG_URL, name),
+      async drop() {
+        const c = pgAdmin();
+        await c.connect();
+        try {
+          await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        } finally {
+          await c.end();
+        }
+      },
+    };
+  throw new Error(`no missing-database URL for ${b.name}`);
+}
+
 /** Every backend, in a fixed order. */
 export function backends(options: { memory?: boolean } = {}): BackendDescriptor[] {
   return options.memory === false

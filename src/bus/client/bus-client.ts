@@ -16,7 +16,8 @@ import {
 } from '../defaults.js';
 import { defaultBusSocket } from '../socket-path.js';
 import { Control, NoticeKind, type Err } from '../wire/control.js';
-import { DataFields, parseDataFrame, readU32, ReplyStatus } from '../wire/data-frame.js';
+import type { ShmBuffer } from '../../shm/shm-buffer.js';
+import { DataFields, parseDataFrame, PayloadKind, readU32, ReplyStatus } from '../wire/data-frame.js';
 import { BUS_PROTOCOL_VERSION, BusMsgId } from '../wire/msg-id.js';
 import { checkName, checkSubject, checkSubscription } from '../wire/subject.js';
 import { BusMsg } from './bus-msg.js';
@@ -24,6 +25,8 @@ import { ClientLink } from './client-link.js';
 import type { ClientSide } from './client-side.js';
 import { ControlRequests } from './control-requests.js';
 import { DataOut } from './data-out.js';
+import { InboundGate } from './inbound-gate.js';
+import { ShmReceiver } from './shm-receiver.js';
 import { PendingTable } from './pending.js';
 import { errFrameError, replyError } from './reply-errors.js';
 import type { BusHandler, BusResponder, ServeOptions } from './responder.js';
@@ -90,6 +93,8 @@ export class BusClient extends EventEmitter {
   private lastPubSubject = '';
   private lastReqTopic = '';
   private readonly fields = new DataFields();
+  private readonly shmIn: ShmReceiver;
+  private readonly inbound = new InboundGate((msgid, buf, start, len) => this.onData(msgid, buf, start, len));
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
@@ -135,6 +140,7 @@ export class BusClient extends EventEmitter {
       },
     });
     this.out = new DataOut(this.link, this.name, o.maxOutboundBytes ?? DEFAULT_BUS_MAX_OUTBOUND_BYTES);
+    this.shmIn = new ShmReceiver(o.shm);
     const side: ClientSide = { link: this.link, nameOf: (n) => this.nameOf(n), nextSid: () => this.sid++ };
     this.subs = new Subscriptions(side, {
       clientDrop: (s, n) =>
@@ -179,16 +185,17 @@ export class BusClient extends EventEmitter {
   /**
    * Publishes `data` on `subject` (fire and forget, at most once). Synchronous: when the client's
    * outbound buffer (connected or not) is full it throws LARS_ERR_QUEUE_FULL; the 'drain' event (or
-   * `await flush()`) says when to resume.
+   * `await flush()`) says when to resume. A ShmBuffer goes by reference (each receiving process gets
+   * the same memory); it is no longer this process's unless `keep`.
    */
-  publish(subject: string, data: Uint8Array | string, opts?: PublishOptions): void {
+  publish(subject: string, data: Uint8Array | string | ShmBuffer, opts?: PublishOptions): void {
     this.assertOpen();
     if (subject !== this.lastPubSubject) {
       const bad = checkSubject(subject);
       if (bad) throw new InvalidArgumentError(bad);
       this.lastPubSubject = subject;
     }
-    this.out.stage(BusMsgId.Pub, 0, 0, 0, subject, data, opts?.headers, true);
+    this.out.stage(BusMsgId.Pub, 0, 0, 0, subject, data, opts?.headers, true, opts?.keep === true);
   }
 
   /** Subscribes: an async iterable of messages, or a callback (options.callback). */
@@ -210,13 +217,18 @@ export class BusClient extends EventEmitter {
     return this.responders.add(topic, handler, opts);
   }
 
+  /** @internal The bus bridge: answers requests the bus relays here for topics no one serves locally. */
+  serveUnmatched(handler: BusHandler): void {
+    this.responders.serveUnmatched(handler);
+  }
+
   /**
    * Sends a request through the bus to one server of `topic`. Rejects with LARS_ERR_BUS_NO_RESPONDERS
    * (nobody serves it, at once), LARS_ERR_TIMEOUT (a server took it but did not answer in time),
    * LARS_ERR_CLOSED (the server's or this connection closed first), LARS_ERR_BUS_OVERLOADED,
    * LARS_ERR_BUS_HANDLER (the handler threw), or the signal's reason when aborted.
    */
-  request(topic: string, data: Uint8Array | string, opts: RequestOptions = {}): Promise<BusMsg> {
+  request(topic: string, data: Uint8Array | string | ShmBuffer, opts: RequestOptions = {}): Promise<BusMsg> {
     if (this._state === 'closed') return Promise.reject(new ClosedError(`bus client ${this.name} is closed`));
     if (topic !== this.lastReqTopic) {
       const bad = checkSubject(topic, 'topic');
@@ -230,7 +242,7 @@ export class BusClient extends EventEmitter {
     const id = this.requests.allocate();
     const aux = Math.min(Math.max(0, Math.round(timeoutMs)), 0xffffffff);
     try {
-      this.out.stage(BusMsgId.Req, id, aux, 0, topic, data, opts.headers, true);
+      this.out.stage(BusMsgId.Req, id, aux, 0, topic, data, opts.headers, true, opts.keep === true);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -303,11 +315,9 @@ export class BusClient extends EventEmitter {
     try {
       switch (msgid) {
         case BusMsgId.Msg:
-          return this.subs.onMsg(buf, start, len, this.fields);
         case BusMsgId.Rep:
-          return this.onRep(buf, start, len);
         case BusMsgId.Req:
-          return this.responders.onReq(buf, start, len, this.fields);
+          return this.inbound.push(msgid, buf, start, len);
       }
       const body = buf.subarray(start, start + len);
       if (this.controls.answer(msgid, body)) return;
@@ -330,6 +340,49 @@ export class BusClient extends EventEmitter {
     }
   }
 
+  /** A data frame in arrival order; a shared-memory one is taken from lars shm first (a promise). */
+  private onData(msgid: number, buf: Uint8Array, start: number, len: number): Promise<void> | void {
+    try {
+      const f = this.fields;
+      if (parseDataFrame(buf, start, len, f) && f.kind === PayloadKind.SHM)
+        return this.onShm(msgid, buf, start, len);
+      this.dispatch(msgid, buf, start, len, undefined);
+    } catch (err) {
+      this.asyncError(err);
+    }
+  }
+
+  private dispatch(
+    msgid: number,
+    buf: Uint8Array,
+    start: number,
+    len: number,
+    shm: ShmBuffer | undefined,
+  ): void {
+    if (msgid === BusMsgId.Msg) this.subs.onMsg(buf, start, len, this.fields, shm);
+    else if (msgid === BusMsgId.Rep) this.onRep(buf, start, len, shm);
+    else this.responders.onReq(buf, start, len, this.fields, shm);
+  }
+
+  private async onShm(msgid: number, buf: Uint8Array, start: number, len: number): Promise<void> {
+    const f = new DataFields();
+    parseDataFrame(buf, start, len, f);
+    let shm: ShmBuffer;
+    try {
+      shm = await this.shmIn.take(buf, f);
+    } catch (err) {
+      if (msgid === BusMsgId.Req) this.responders.shmFailed(buf, start, err);
+      else if (msgid === BusMsgId.Rep) this.requests.take(readU32(buf, start))?.reject(err as Error);
+      else this.asyncError(err);
+      return;
+    }
+    try {
+      this.dispatch(msgid, buf, start, len, shm);
+    } catch (err) {
+      this.asyncError(err);
+    }
+  }
+
   private nameOf(num: number): string {
     if (num !== this.lastFromNum) {
       this.lastFromNum = num;
@@ -338,10 +391,11 @@ export class BusClient extends EventEmitter {
     return this.lastFromName;
   }
 
-  private onRep(buf: Uint8Array, start: number, len: number): void {
+  private onRep(buf: Uint8Array, start: number, len: number, shm?: ShmBuffer): void {
     const w = this.requests.take(readU32(buf, start));
     if (w === undefined) {
       this._lateReplies += 1;
+      void shm?.release();
       return;
     }
     const f = this.fields;
@@ -350,7 +404,7 @@ export class BusClient extends EventEmitter {
       return;
     }
     const status = buf[start + 8] as number;
-    const msg = new BusMsg(buf, f, this.nameOf(readU32(buf, start + 4)), undefined, w.what);
+    const msg = new BusMsg(buf, f, this.nameOf(readU32(buf, start + 4)), undefined, w.what, shm);
     if (status === ReplyStatus.OK) w.resolve(msg);
     else w.reject(replyError(status, w.what, msg));
   }
@@ -496,6 +550,8 @@ export class BusClient extends EventEmitter {
     this.controls.pending.failAll(err);
     this.subs.endAll(graceful || !isLarsError(err) ? undefined : err);
     this.responders.stopAll();
+    this.inbound.clear();
+    void this.shmIn.close();
     if (graceful && this.link.isConnected) {
       this.link.stage(BusMsgId.Unregister, EMPTY);
       await this.link.end(CLOSE_LINGER_MS);

@@ -1,3 +1,4 @@
+import type { ShmBuffer } from '../../shm/shm-buffer.js';
 import { decodeHeaders, type DataFields } from '../wire/data-frame.js';
 
 /** Decodes a subject, reusing the previous string when the bytes repeat (subscriptions see few subjects). */
@@ -27,10 +28,16 @@ const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
  * One message as a subscriber, a responder (the request) or a requester (the reply) sees it. The
  * parts are decoded on first access from the bytes it arrived in: `data` is a view of those bytes
  * (no copy), valid as long as the message is referenced.
+ *
+ * A message sent as a shared-memory buffer (issue 14) carries it in `shm`: this process now holds
+ * one reference to the sender's block (the same memory, never copied); `data` is `shm.bytes()`.
+ * The receiver owns that reference: `msg.shm.release()` when done (or hand it on).
  */
 export class BusMsg {
   /** Name of the proc that sent it ('' when the bus did not say). */
   readonly from: string;
+  /** The shared-memory buffer this message carried, held by this process (undefined: inline bytes). */
+  readonly shm: ShmBuffer | undefined;
   private readonly buf: Uint8Array;
   private readonly subjStart: number;
   private readonly subjLen: number;
@@ -50,7 +57,9 @@ export class BusMsg {
     from: string,
     subjects: SubjectCache | undefined,
     subject?: string,
+    shm?: ShmBuffer,
   ) {
+    this.shm = shm;
     this.buf = buf;
     this.subjStart = f.subjStart;
     this.subjLen = f.subjLen;
@@ -73,9 +82,10 @@ export class BusMsg {
     return this._subject;
   }
 
-  /** The payload bytes. */
+  /** The payload bytes (for a shared-memory message: the block itself, see `shm`). */
   get data(): Uint8Array {
-    if (this._data === undefined) this._data = this.buf.subarray(this.payloadStart, this.end);
+    if (this._data === undefined)
+      this._data = this.shm ? this.shm.bytes() : this.buf.subarray(this.payloadStart, this.end);
     return this._data;
   }
 
@@ -87,11 +97,8 @@ export class BusMsg {
 
   /** The payload as UTF-8 text. */
   string(): string {
-    return Buffer.from(
-      this.buf.buffer,
-      this.buf.byteOffset + this.payloadStart,
-      this.end - this.payloadStart,
-    ).toString('utf8');
+    const d = this.data;
+    return Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('utf8');
   }
 
   /** The payload parsed as JSON. */

@@ -1,12 +1,22 @@
 import { ErrorCode, InvalidArgumentError, ProtocolError, QueueFullError } from '../../errors.js';
-import { dataFrameLength, encodeHeaders, writeDataFrame } from '../wire/data-frame.js';
+import { writeHandle } from '../../shm/handle.js';
+import { ShmBuffer } from '../../shm/shm-buffer.js';
+import {
+  dataFrameLength,
+  encodeHeaders,
+  PayloadKind,
+  SHM_HANDLE_BYTES,
+  SHM_OPT_KEEP,
+  SHM_PUB_PAYLOAD_BYTES,
+  writeDataFrame,
+} from '../wire/data-frame.js';
 import type { ClientLink } from './client-link.js';
 
 /**
  * Encodes the client's data frames (PUB, REQ, REP) straight into the link's staging buffer: one
  * bounds check, no Buffer per message. Publishes and requests are bounded by `maxOutboundBytes`
  * (LARS_ERR_QUEUE_FULL, then `drained()` says when to resume); replies are bounded by the bus's
- * request credits instead.
+ * request credits instead. A ShmBuffer payload travels as its handle (issue 14), whatever its size.
  */
 export class DataOut {
   /** The bus's max_payload, known after HELLO_OK. */
@@ -25,11 +35,52 @@ export class DataOut {
     aux: number,
     flags: number,
     subject: string,
-    data: Uint8Array | string,
+    data: Uint8Array | string | ShmBuffer,
     headers: Record<string, string> | undefined,
     bounded: boolean,
+    keep = false,
   ): void {
+    if (data instanceof ShmBuffer)
+      return this.stageShm(msgid, id, aux, flags, subject, data, headers, bounded, keep);
     const payload = typeof data === 'string' ? Buffer.from(data) : data;
+    this.stagePayload(msgid, id, aux, flags, subject, payload, headers, bounded, PayloadKind.INLINE);
+  }
+
+  /**
+   * A shared-memory buffer goes by reference (issue 14): its 16-byte handle and an options byte.
+   * Unless `keep`, the buffer is no longer this process's once staged (the bus moves the reference).
+   */
+  private stageShm(
+    msgid: number,
+    id: number,
+    aux: number,
+    flags: number,
+    subject: string,
+    buf: ShmBuffer,
+    headers: Record<string, string> | undefined,
+    bounded: boolean,
+    keep: boolean,
+  ): void {
+    buf.check();
+    buf.flush();
+    const payload = Buffer.allocUnsafe(SHM_PUB_PAYLOAD_BYTES);
+    writeHandle(payload, 0, buf.handle);
+    payload[SHM_HANDLE_BYTES] = keep ? SHM_OPT_KEEP : 0;
+    this.stagePayload(msgid, id, aux, flags, subject, payload, headers, bounded, PayloadKind.SHM);
+    if (!keep) buf.markSent();
+  }
+
+  private stagePayload(
+    msgid: number,
+    id: number,
+    aux: number,
+    flags: number,
+    subject: string,
+    payload: Uint8Array,
+    headers: Record<string, string> | undefined,
+    bounded: boolean,
+    kind: number,
+  ): void {
     let hdr: Uint8Array | undefined;
     if (headers !== undefined) {
       const h = encodeHeaders(headers);
@@ -50,7 +101,7 @@ export class DataOut {
     }
     const out = this.link.out;
     const target = out.reserve(need);
-    out.commit(writeDataFrame(target, out.used, msgid, id, aux, flags, subject, hdr, payload), 1);
+    out.commit(writeDataFrame(target, out.used, msgid, id, aux, flags, subject, hdr, payload, kind), 1);
     this.link.schedule();
   }
 

@@ -57,7 +57,16 @@ export function replyError(status: number, topic: string, msg: BusMsg): LarsErro
       return new ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, detail);
     case ReplyStatus.NOT_REGISTERED:
       return new BusError(ErrorCode.BUS_NOT_REGISTERED, detail, topic);
+    case ReplyStatus.SHM_FAILED:
+      return shmFailure(detail, `shared-memory payload of "${topic}" not handed over: `);
     default:
       return new InvalidArgumentError(`request to "${topic}" refused: ${detail}`);
   }
+}
+
+/** "CODE: message" (how the bus and responders report a failed shared-memory hand-off) as a typed error. */
+export function shmFailure(detail: string, prefix: string): LarsError {
+  const m = /^(LARS_ERR_[A-Z_]+): /.exec(detail);
+  const known = m !== null && Object.values(ErrorCode).includes(m[1] as ErrorCode);
+  return new LarsError(known ? (m[1] as ErrorCode) : ErrorCode.INVALID_ARGUMENT, prefix + detail);
 }

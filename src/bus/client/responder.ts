@@ -1,8 +1,17 @@
+import type { ShmBuffer } from '../../shm/shm-buffer.js';
 import type { BusMsg } from './bus-msg.js';
 
-/** What a handler may return: the reply payload (with optional headers), or nothing (empty reply). */
+/**
+ * What a handler may return: the reply payload (with optional headers), or nothing (empty reply).
+ * A ShmBuffer goes back by reference (issue 14); it is no longer the handler's unless `keep`.
+ */
 export type BusReply =
-  Uint8Array | string | void | undefined | { data?: Uint8Array | string; headers?: Record<string, string> };
+  | Uint8Array
+  | string
+  | ShmBuffer
+  | void
+  | undefined
+  | { data?: Uint8Array | string | ShmBuffer; headers?: Record<string, string>; keep?: boolean };
 
 export type BusHandler = (req: BusMsg) => BusReply | Promise<BusReply>;
 

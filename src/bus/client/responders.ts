@@ -1,4 +1,5 @@
-import { InvalidArgumentError, isLarsError } from '../../errors.js';
+import { ErrorCode, InvalidArgumentError, isLarsError } from '../../errors.js';
+import { ShmBuffer } from '../../shm/shm-buffer.js';
 import { Control } from '../wire/control.js';
 import { parseDataFrame, readU32, ReplyStatus, type DataFields } from '../wire/data-frame.js';
 import { BusMsgId } from '../wire/msg-id.js';
@@ -10,6 +11,14 @@ import { BusResponder, type BusHandler, type BusReply, type ServeOptions } from 
 
 const EMPTY = new Uint8Array(0);
 
+/** Errors a handler throws that reach the caller as the bus's statuses, not as a handler failure. */
+const PASSED_ON: Readonly<Record<string, number>> = {
+  [ErrorCode.BUS_NO_RESPONDERS]: ReplyStatus.NO_RESPONDERS,
+  [ErrorCode.BUS_OVERLOADED]: ReplyStatus.OVERLOADED,
+  [ErrorCode.CLOSED]: ReplyStatus.CLOSED,
+  [ErrorCode.MESSAGE_TOO_LARGE]: ReplyStatus.TOO_LARGE,
+};
+
 /**
  * The client's served topics: SERVE/UNSERVE on the wire (replayed after every reconnect), and each
  * relayed REQ run through its topic's handler, the result (or the thrown error) sent back as REP.
@@ -19,6 +28,8 @@ export class Responders {
   private readonly bySid = new Map<number, BusResponder>();
   private readonly byTopic = new Map<string, BusResponder>();
   private readonly topics = new SubjectCache();
+  /** Answers requests for topics this client does not serve (the bus bridge's forward). */
+  private fallback: BusResponder | undefined;
 
   constructor(
     private readonly host: ClientSide,
@@ -46,6 +57,11 @@ export class Responders {
     return r;
   }
 
+  /** @internal Requests the bus relays for topics not served here (the bridge: forward to NATS). */
+  serveUnmatched(handler: BusHandler): void {
+    this.fallback = new BusResponder({ unserve: () => {} }, 0, '>', '', 0, handler);
+  }
+
   all(): BusResponder[] {
     return [...this.bySid.values()];
   }
@@ -70,18 +86,19 @@ export class Responders {
     for (const r of this.bySid.values()) r.markStopped();
   }
 
-  onReq(buf: Uint8Array, start: number, len: number, f: DataFields): void {
-    if (!parseDataFrame(buf, start, len, f)) return;
+  onReq(buf: Uint8Array, start: number, len: number, f: DataFields, shm?: ShmBuffer): void {
+    if (!parseDataFrame(buf, start, len, f)) return void shm?.release();
     const rid = readU32(buf, start);
     const topic = this.topics.decode(buf, f.subjStart, f.subjLen);
     // A stopped topic still answers the requests the bus relayed before it read our UNSERVE.
-    const r = this.byTopic.get(topic);
+    const r = this.byTopic.get(topic) ?? this.fallback;
     const gen = this.host.link.gen;
     if (r === undefined) {
+      void shm?.release();
       this.reply(rid, ReplyStatus.NO_RESPONDERS, undefined, `${this.clientName} no longer serves "${topic}"`);
       return;
     }
-    const msg = new BusMsg(buf, f, this.host.nameOf(readU32(buf, start + 4)), undefined, topic);
+    const msg = new BusMsg(buf, f, this.host.nameOf(readU32(buf, start + 4)), undefined, topic, shm);
     r.inFlight += 1;
     let result: BusReply | Promise<BusReply>;
     try {
@@ -103,16 +120,24 @@ export class Responders {
   private replied(rid: number, gen: number, r: BusResponder, v: BusReply): void {
     r.done(true);
     if (!this.current(gen)) return;
-    let data: Uint8Array | string | undefined;
+    let data: Uint8Array | string | ShmBuffer | undefined;
     let headers: Record<string, string> | undefined;
-    if (v === undefined || v === null || typeof v === 'string' || v instanceof Uint8Array)
+    let keep = false;
+    if (
+      v === undefined ||
+      v === null ||
+      typeof v === 'string' ||
+      v instanceof Uint8Array ||
+      v instanceof ShmBuffer
+    )
       data = v ?? undefined;
     else {
       data = v.data;
       headers = v.headers;
+      keep = v.keep === true;
     }
     try {
-      this.reply(rid, ReplyStatus.OK, headers, data ?? EMPTY);
+      this.reply(rid, ReplyStatus.OK, headers, data ?? EMPTY, keep);
     } catch (err) {
       // An unencodable reply (too large, bad headers) reaches the caller as the handler's failure.
       const code = isLarsError(err) ? err.code : 'Error';
@@ -125,20 +150,30 @@ export class Responders {
     if (!this.current(gen)) return;
     const code = isLarsError(err) ? err.code : err instanceof Error ? err.name : 'Error';
     const message = err instanceof Error ? err.message : String(err);
-    this.reply(rid, ReplyStatus.HANDLER_ERROR, { [ERROR_CODE_HEADER]: code }, message);
+    // A responder that asked elsewhere (the bridge) passes the far end's outcome on as the bus's own.
+    const passOn = PASSED_ON[code];
+    if (passOn !== undefined) this.reply(rid, passOn, undefined, message);
+    else this.reply(rid, ReplyStatus.HANDLER_ERROR, { [ERROR_CODE_HEADER]: code }, message);
   }
 
   private current(gen: number): boolean {
     return gen === this.host.link.gen && this.host.link.isConnected;
   }
 
+  /** A request whose shared-memory payload could not be taken fails at its caller (issue 14). */
+  shmFailed(buf: Uint8Array, start: number, err: unknown): void {
+    const code = isLarsError(err) ? err.code : 'Error';
+    this.reply(readU32(buf, start), ReplyStatus.SHM_FAILED, undefined, `${code}: ${(err as Error).message}`);
+  }
+
   private reply(
     rid: number,
     status: number,
     headers: Record<string, string> | undefined,
-    data: Uint8Array | string,
+    data: Uint8Array | string | ShmBuffer,
+    keep = false,
   ): void {
-    this.out.stage(BusMsgId.Rep, rid, 0, status, '', data, headers, false);
+    this.out.stage(BusMsgId.Rep, rid, 0, status, '', data, headers, false, keep);
   }
 
   private drop(r: BusResponder): void {

@@ -75,9 +75,9 @@ export class Subscription implements AsyncIterable<BusMsg> {
     this.end();
   }
 
-  /** @internal */
-  push(msg: BusMsg): void {
-    if (this.ended) return;
+  /** @internal Returns false when the message was not taken (ended, or dropped: queue full). */
+  push(msg: BusMsg): boolean {
+    if (this.ended) return false;
     this._received += 1;
     if (this.callback) {
       try {
@@ -85,21 +85,22 @@ export class Subscription implements AsyncIterable<BusMsg> {
       } catch (err) {
         this.owner.callbackError(err);
       }
-      return;
+      return true;
     }
     const waiter = this.waiter;
     if (waiter) {
       this.waiter = undefined;
       this.failWaiter = undefined;
       waiter({ value: msg, done: false });
-      return;
+      return true;
     }
     if (this.queue.length - this.head >= this.maxPending) {
       this._dropped += 1;
       this.episodeDropped += 1;
-      return;
+      return false;
     }
     this.queue.push(msg);
+    return true;
   }
 
   /** @internal Ends the iterator (after queued messages), with an error if the bus refused it. */

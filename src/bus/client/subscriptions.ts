@@ -1,4 +1,5 @@
 import type { LarsError } from '../../errors.js';
+import type { ShmBuffer } from '../../shm/shm-buffer.js';
 import { Control } from '../wire/control.js';
 import { parseDataFrame, readU32, type DataFields } from '../wire/data-frame.js';
 import { BusMsgId } from '../wire/msg-id.js';
@@ -35,10 +36,22 @@ export class Subscriptions {
     return [...this.subs.values()];
   }
 
-  onMsg(buf: Uint8Array, start: number, len: number, fields: DataFields): void {
+  onMsg(buf: Uint8Array, start: number, len: number, fields: DataFields, shm?: ShmBuffer): void {
     const sub = this.subs.get(readU32(buf, start));
-    if (sub === undefined || !parseDataFrame(buf, start, len, fields)) return;
-    sub.push(new BusMsg(buf, fields, this.host.nameOf(readU32(buf, start + 4)), sub.subjects));
+    if (sub === undefined || !parseDataFrame(buf, start, len, fields)) {
+      void shm?.release();
+      return;
+    }
+    const msg = new BusMsg(
+      buf,
+      fields,
+      this.host.nameOf(readU32(buf, start + 4)),
+      sub.subjects,
+      undefined,
+      shm,
+    );
+    // A shared-memory message nobody takes gives its reference back at once (issue 14).
+    if (!sub.push(msg) && shm) void shm.release();
   }
 
   /** Stages every subscription again (a new connection, after HELLO). */

@@ -1,3 +1,4 @@
+import type { ShmClient, ShmClientOptions } from '../../shm/shm-client.js';
 import type { WireProcInfo, WireTopicServer } from '../wire/control.js';
 
 export type BusClientState = 'connecting' | 'ready' | 'reconnecting' | 'closed';
@@ -23,16 +24,26 @@ export interface BusClientOptions {
   connectTimeoutMs?: number;
   /** Default timeout of request() and queries. Default 5 s. */
   requestTimeoutMs?: number;
+  /**
+   * lars shm for shared-memory messages this client receives: a connected ShmClient (stays the
+   * caller's), or options to connect one on the first such message (closed with this client).
+   * Default: connect with default options (LARS_SHM_SOCKET) when first needed.
+   */
+  shm?: ShmClient | ShmClientOptions;
 }
 
 export interface PublishOptions {
   headers?: Record<string, string>;
+  /** A ShmBuffer payload stays this process's too (each receiver gets a new reference). */
+  keep?: boolean;
 }
 
 export interface RequestOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   headers?: Record<string, string>;
+  /** A ShmBuffer payload stays this process's too. */
+  keep?: boolean;
 }
 
 export interface ProcInfo {

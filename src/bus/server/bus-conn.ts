@@ -36,6 +36,12 @@ export class BusConn {
   episodeDropped = 0;
   violationLogged = false;
   closeReason: Error | undefined;
+  /** Shared-memory hand-offs of this connection waiting for lars shm (BusEngine.gate). */
+  gated = 0;
+  /** Data frames that arrived while gated, run in order afterwards (views of their chunks). */
+  readonly held: { msgid: number; buf: Uint8Array; start: number; len: number }[] = [];
+  /** Shared-memory batches were made for this connection (cancelled when it closes). */
+  shmTagged = false;
 
   private readonly decoder: FrameDecoder;
   private readonly visitor: FrameVisitor;

@@ -4,24 +4,29 @@ import {
   BusError,
   ErrorCode,
   InvalidArgumentError,
+  isLarsError,
   LarsError,
   ProtocolError,
   TimeoutError,
 } from '../../errors.js';
+import { defaultShmSocket } from '../../shm/socket-path.js';
 import { silentLogger, type Logger } from '../../log/silent.js';
 import { Control, NoticeKind } from '../wire/control.js';
 import { ReplyStatus, statusReplyLength, writeStatusReply } from '../wire/data-frame.js';
-import { BusMsgId, busMsgIdName } from '../wire/msg-id.js';
+import { BusMsgId, busMsgIdName, isDataMsgId } from '../wire/msg-id.js';
 import type { BusConn } from './bus-conn.js';
 import { BusStats } from './bus-stats.js';
 import { handleControl } from './control-ops.js';
 import { handlePub, handleRep, handleReq } from './data-path.js';
 import type { Proc } from './proc.js';
 import { ProcTable } from './proc-table.js';
-import { Router, type PendingRequest, type ServeReg } from './router.js';
+import { BRIDGE_PROC_NAME } from '../bridge/bridge-settings.js';
+import type { NatsBridge } from '../bridge/nats-bridge.js';
+import { Router, ServeReg, type PendingRequest } from './router.js';
 import type { BusSettings } from './settings.js';
+import { ShmRelay } from './shm-relay.js';
 import { SlowConsumers } from './slow-consumers.js';
-import { Sublist } from './sublist.js';
+import { Sublist, type SubEntry } from './sublist.js';
 import type { BusSub } from './subscription.js';
 
 /** Buckets (seconds) of lars_bus_request_seconds: relayed round trips are tens of µs to seconds. */
@@ -32,6 +37,8 @@ export interface BusEngineOptions {
   logger?: Logger;
   /** Monotonic clock in ms; injected by tests. Default performance.now. */
   now?: () => number;
+  /** Socket of lars shm for shared-memory payloads (default LARS_SHM_SOCKET or the data directory's). */
+  shmSocket?: string;
 }
 
 /**
@@ -53,6 +60,10 @@ export class BusEngine {
   readonly requestSeconds: Histogram;
   /** The slow-consumer policy (drops, episodes with one notice each, cuts at the write deadline). */
   readonly slow: SlowConsumers;
+  /** The bridge to NATS, when `[bus.bridge]` is configured (set by BusService). */
+  bridge: NatsBridge | undefined;
+  /** The connection to lars shm that moves shared-memory payloads (opened on first use). */
+  readonly relay: ShmRelay;
   /** Set by lameDuck(): publishes are dropped (counted `closing`), requests fail with CLOSED. */
   lameDuck = false;
   /** `canTake(reg)`: the server's connection has room (bound once, used by Router.pick). */
@@ -60,6 +71,10 @@ export class BusEngine {
     const conn = reg.proc.conn;
     return conn !== undefined && this.hasRoom(conn, 0);
   };
+
+  /** Topics whose requests go to the bridge when no local server takes them (`[bus.bridge] forward`). */
+  private readonly forwards = new Sublist<SubEntry>();
+  private forwardReg: ServeReg | undefined;
 
   private dirty: BusConn[] = [];
   private spareDirty: BusConn[] = [];
@@ -77,6 +92,7 @@ export class BusEngine {
       registers: [],
     });
     this.slow = new SlowConsumers(this.settings, this.stats, this.log, this.now);
+    this.relay = new ShmRelay(options.shmSocket ?? defaultShmSocket(), this.log);
     this.procs = new ProcTable({
       offlineMs: this.settings.offlineMs,
       killMs: this.settings.killMs,
@@ -102,6 +118,10 @@ export class BusEngine {
   }
 
   onFrame(conn: BusConn, msgid: number, buf: Uint8Array, start: number, len: number): void {
+    if (conn.gated > 0 && isDataMsgId(msgid)) {
+      conn.held.push({ msgid, buf, start, len });
+      return;
+    }
     try {
       if (msgid === BusMsgId.Pub) handlePub(this, conn, buf, start, len);
       else if (msgid === BusMsgId.Req) handleReq(this, conn, buf, start, len);
@@ -137,6 +157,9 @@ export class BusEngine {
 
   connectionClosed(conn: BusConn, reason: Error | undefined, lostMsgs: number): void {
     this.conns.delete(conn);
+    // Shared-memory batches made for this connection and not taken are released now, not at their ttl.
+    if (conn.shmTagged) this.relay.cancelTag(conn.id);
+    conn.held.length = 0;
     this.slow.forget(conn);
     this.stats.dropped.disconnect += lostMsgs;
     const proc = conn.proc;
@@ -146,6 +169,41 @@ export class BusEngine {
       this.failServed(proc, `the responder ${proc.name} closed its connection`);
       this.log.debug({ proc: proc.name, reason: reason?.message }, 'connection closed');
     }
+  }
+
+  // ---- shared-memory hand-offs (issue 14) ---------------------------------------------------------
+
+  /**
+   * A hand-off of `conn` waits for lars shm: its later data frames wait too (FIFO per publisher), and
+   * its socket is paused so that at most what was already read waits here.
+   */
+  gate(conn: BusConn): void {
+    conn.gated += 1;
+    if (conn.gated === 1) conn.socket.pause();
+  }
+
+  /** A hand-off of `conn` ended: run the frames that waited, in order, until one waits again. */
+  ungate(conn: BusConn): void {
+    conn.gated -= 1;
+    if (conn.gated > 0) return;
+    const held = conn.held;
+    while (held.length > 0 && conn.gated === 0) {
+      const f = held.shift()!;
+      if (!conn.closed) this.onFrame(conn, f.msgid, f.buf, f.start, f.len);
+    }
+    if (conn.gated === 0 && !conn.closed) conn.socket.resume();
+  }
+
+  /** lars shm refused a hand-off (or is down): the sender hears it (ERR), the drop is counted. */
+  shmFailed(conn: BusConn, op: number, id: number, err: unknown, subject: string): void {
+    const e = isLarsError(err) ? err : new LarsError(ErrorCode.INVALID_ARGUMENT, String(err));
+    this.log.debug({ conn: conn.id, code: e.code, err: e.message }, 'shared-memory hand-off failed');
+    conn.sendErr(
+      op,
+      id,
+      new LarsError(e.code, `shared-memory payload not handed over: ${e.message}`),
+      subject,
+    );
   }
 
   // ---- output ------------------------------------------------------------------------------------
@@ -191,6 +249,34 @@ export class BusEngine {
   }
 
   // ---- requests ----------------------------------------------------------------------------------
+
+  /** The bridge's proc on this bus (its client in this very process), when it is registered. */
+  bridgeProc(): Proc | undefined {
+    const proc = this.procs.get(BRIDGE_PROC_NAME);
+    if (proc === undefined || (proc.creds !== undefined && proc.creds.pid !== process.pid)) return undefined;
+    return proc;
+  }
+
+  /** `[bus.bridge] forward`: requests on these subjects (no local server) go to the bridge proc. */
+  setForwards(patterns: readonly string[]): void {
+    for (const subject of patterns) this.forwards.insert({ subject, queue: '', exact: false });
+  }
+
+  /**
+   * The bridge as the server of a request on `topic` no local server takes, when `topic` is to be
+   * forwarded and the bridge (proc `lars-bridge` of this very process) is there to take it.
+   */
+  forwardServer(topic: string): ServeReg | undefined {
+    if (this.forwards.count === 0) return undefined;
+    const m = this.forwards.match(topic);
+    if (m.plain.length === 0) return undefined;
+    const proc = this.bridgeProc();
+    if (proc === undefined || proc.state !== 'normal' || proc.conn === undefined) return undefined;
+    if (this.forwardReg?.proc !== proc)
+      this.forwardReg = new ServeReg(proc, 0, '>', 'bridge', this.settings.defaultConcurrency * 16);
+    const reg = this.forwardReg;
+    return reg.inFlight < reg.concurrency && this.hasRoom(proc.conn, 0) ? reg : undefined;
+  }
 
   whyNoServer(topic: string, status: number): string {
     const regs = this.router.servers(topic);
@@ -275,6 +361,10 @@ export class BusEngine {
     const conn = proc.conn;
     proc.conn = undefined;
     this.log.info({ proc: proc.name, num: proc.num, why }, 'proc removed');
+    // Connected yet silent past kill_ms: a hung process. Its shared memory goes back (DESIGN §9);
+    // a proc that disconnected or unregistered has nothing to reclaim here (lars shm saw its close).
+    if (why === 'killme' && conn !== undefined && proc.creds !== undefined)
+      this.relay.reclaim(proc.creds.pid, proc.name);
     if (conn === undefined) return;
     conn.proc = undefined;
     if (why === 'replaced') {

@@ -34,6 +34,42 @@ export function busMetrics(engine: BusEngine): Registry {
   );
   labelled(registry, 'lars_bus_requests_total', 'relayed requests by result', 'result', () => s.requests);
   registry.registerMetric(engine.requestSeconds);
+  counter(
+    'lars_bus_shm_transfers_total',
+    'shared-memory payloads handed over through lars shm',
+    () => engine.relay.transfers,
+  );
+  counter(
+    'lars_bus_shm_failures_total',
+    'shared-memory hand-offs lars shm refused or could not be asked',
+    () => engine.relay.failures,
+  );
+  gauge(
+    'lars_bus_bridge_connected',
+    'bridge to NATS: 1 connected, 0 disconnected (absent without [bus.bridge])',
+    () => (engine.bridge?.state === 'connected' ? 1 : 0),
+  );
+  labelled(
+    registry,
+    'lars_bus_bridge_msgs_total',
+    'what crossed the bridge to NATS, or was refused',
+    'kind',
+    () => {
+      const c = engine.bridge?.counters;
+      return c
+        ? {
+            export: c.exported,
+            import: c.imported,
+            serve: c.served,
+            forward: c.forwarded,
+            loop: c.loops,
+            too_large: c.tooLarge,
+            dropped: c.dropped,
+            reconnect: c.reconnects,
+          }
+        : {};
+    },
+  );
   gauge('lars_bus_pending_bytes', 'largest outbound queue of one connection, in bytes', () => {
     let max = 0;
     for (const c of engine.conns) max = Math.max(max, c.pendingBytes);
@@ -81,7 +117,7 @@ function labelled(
   name: string,
   help: string,
   label: string,
-  read: () => Record<DropReason, number> | Record<RequestResult, number>,
+  read: () => Readonly<Partial<Record<DropReason | RequestResult | string, number>>>,
 ): Counter {
   return new Counter({
     name,

@@ -10,6 +10,8 @@ import { Control } from '../wire/control.js';
 import { writeU32 } from '../wire/data-frame.js';
 import { BusConn } from './bus-conn.js';
 import { BusEngine } from './bus-engine.js';
+import { NatsBridge } from '../bridge/nats-bridge.js';
+import type { BridgeSettings } from '../bridge/bridge-settings.js';
 import { busMetrics } from './bus-metrics.js';
 import { procsJson, subsJson } from './queries.js';
 import { busSettings, type BusSettings } from './settings.js';
@@ -25,6 +27,10 @@ export interface BusServiceOptions {
   now?: () => number;
   /** Take the socket path over from a live bus (rolling restart under `lars up`); default refuse. */
   replace?: boolean;
+  /** Socket of lars shm for shared-memory payloads (default LARS_SHM_SOCKET or the data directory's). */
+  shmSocket?: string;
+  /** `[bus.bridge]`: the bridge to NATS between hosts (none when undefined). */
+  bridge?: BridgeSettings;
 }
 
 /** How often close() checks whether everything queued has been written during the linger. */
@@ -62,6 +68,7 @@ export class BusService {
       settings: options.settings ?? busSettings(),
       logger: this.log,
       ...(options.now ? { now: options.now } : {}),
+      ...(options.shmSocket ? { shmSocket: options.shmSocket } : {}),
     });
     this.registry = busMetrics(this.engine);
   }
@@ -112,12 +119,30 @@ export class BusService {
       });
       httpPort = (await this.admin.listen()).port;
     }
+    this.startBridge();
     this.log.info({ socket: this.socketPath, httpPort, busId: this.engine.busId }, 'bus listening');
     return { socket: this.socketPath, httpPort };
   }
 
+  /** The bridge joins this bus as a client once it listens, and reaches NATS in the background. */
+  private startBridge(): void {
+    const settings = this.opts.bridge;
+    if (!settings) return;
+    this.engine.setForwards(settings.forwards);
+    const bridge = new NatsBridge({
+      settings,
+      busSocket: this.socketPath,
+      ...(this.opts.shmSocket ? { shmSocket: this.opts.shmSocket } : {}),
+      busId: this.engine.busId,
+      log: this.log.child({ part: 'bridge' }),
+    });
+    this.engine.bridge = bridge;
+    bridge.start();
+  }
+
   health(): Health {
     const procs = this.engine.procs.counts();
+    const bridge = this.engine.bridge;
     return {
       status: this.state === 'running' ? 'ok' : 'failing',
       socket: this.socketPath,
@@ -126,6 +151,17 @@ export class BusService {
       subscriptions: this.engine.sublist.count,
       requestsInFlight: this.engine.router.pending.size,
       dropped: { ...this.engine.stats.dropped },
+      shm: { transfers: this.engine.relay.transfers, failures: this.engine.relay.failures },
+      ...(bridge
+        ? {
+            bridge: {
+              state: bridge.state,
+              url: bridge.settings.url,
+              prefix: bridge.settings.prefix,
+              ...bridge.counters,
+            },
+          }
+        : {}),
     };
   }
 
@@ -163,6 +199,7 @@ export class BusService {
     if (this.state === 'closed') return;
     this.state = 'closing';
     const engine = this.engine;
+    await engine.bridge?.close();
     // Stop accepting now; net.Server calls back only once every connection is gone (awaited last).
     const server = this.server;
     const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
@@ -185,6 +222,7 @@ export class BusService {
     await Promise.all(gone);
     await serverClosed;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await engine.relay.close();
     await this.admin?.close();
     this.state = 'closed';
     this.log.info(

@@ -1,5 +1,6 @@
 /** Why a message was not delivered (label `reason` of lars_bus_dropped_total). */
-export type DropReason = 'no_interest' | 'slow_consumer' | 'offline' | 'too_large' | 'closing' | 'disconnect';
+export type DropReason =
+  'no_interest' | 'slow_consumer' | 'offline' | 'too_large' | 'closing' | 'disconnect' | 'shm';
 /** How a request ended (label `result` of lars_bus_requests_total). */
 export type RequestResult = 'ok' | 'error' | 'no_responders' | 'timeout' | 'closed' | 'overloaded';
 
@@ -21,6 +22,7 @@ export class BusStats {
     too_large: 0,
     closing: 0,
     disconnect: 0,
+    shm: 0,
   };
   readonly requests: Record<RequestResult, number> = {
     ok: 0,

@@ -7,6 +7,7 @@ import {
   parseDataFrame,
   readU32,
   ReplyStatus,
+  SHM_PUB_PAYLOAD_BYTES,
   writeForward,
 } from '../wire/data-frame.js';
 import { BusMsgId } from '../wire/msg-id.js';
@@ -14,6 +15,7 @@ import { checkSubject } from '../wire/subject.js';
 import type { BusConn } from './bus-conn.js';
 import type { BusEngine } from './bus-engine.js';
 import { ProcState, type Proc } from './proc.js';
+import { releaseShm, shmPub, shmRep, shmReq } from './shm-path.js';
 import type { BusSub } from './subscription.js';
 import type { QueueGroup } from './sublist.js';
 
@@ -75,19 +77,44 @@ function acceptable(
     engine.badBody(conn, op, id, `malformed ${op === BusMsgId.Pub ? 'PUB' : 'REQ'} frame of ${len} bytes`);
     return false;
   }
+  const payloadLen = fields.end - fields.payloadStart;
+  if (fields.kind === PayloadKind.SHM) return shmAcceptable(engine, conn, op, id, payloadLen);
   if (fields.kind !== PayloadKind.INLINE) {
+    engine.invalid(conn, op, id, `payload kind ${fields.kind} is not known (0 inline, 1 shared memory)`);
+    return false;
+  }
+  if (payloadLen > engine.settings.maxPayload) {
+    engine.stats.dropped.too_large += 1;
+    engine.tooLarge(conn, op, id, payloadLen);
+    return false;
+  }
+  return true;
+}
+
+/** A kind-1 payload: exactly a handle and an options byte, from a proc whose pid the kernel gave. */
+function shmAcceptable(
+  engine: BusEngine,
+  conn: BusConn,
+  op: number,
+  id: number,
+  payloadLen: number,
+): boolean {
+  if (payloadLen !== SHM_PUB_PAYLOAD_BYTES) {
     engine.invalid(
       conn,
       op,
       id,
-      `payload kind ${fields.kind} is not supported by this bus (shared-memory payloads come with the shm issue)`,
+      `a shared-memory payload is ${SHM_PUB_PAYLOAD_BYTES} bytes, got ${payloadLen}`,
     );
     return false;
   }
-  const payloadLen = fields.end - fields.payloadStart;
-  if (payloadLen > engine.settings.maxPayload) {
-    engine.stats.dropped.too_large += 1;
-    engine.tooLarge(conn, op, id, payloadLen);
+  if (conn.proc?.creds === undefined) {
+    engine.invalid(
+      conn,
+      op,
+      id,
+      'the bus does not know your pid (no SO_PEERCRED): shared-memory payloads need it',
+    );
     return false;
   }
   return true;
@@ -108,10 +135,14 @@ export function handlePub(
   if (!acceptable(engine, conn, BusMsgId.Pub, 0, buf, start, len)) return;
   if (engine.lameDuck) {
     stats.dropped.closing += 1;
+    // A shared-memory payload nobody will receive goes back to the pool (best effort: shutting down).
+    if (fields.kind === PayloadKind.SHM) releaseShm(engine, from, buf, fields.payloadStart);
     return;
   }
   const subject = subjectOf(engine, conn, buf, fields.subjStart, fields.subjLen, BusMsgId.Pub, 0);
   if (subject === undefined) return;
+  if (fields.kind === PayloadKind.SHM)
+    return shmPub(engine, conn, from, subject, buf, start, fields.payloadStart);
   const m = engine.sublist.match(subject);
   const plain = m.plain;
   const groups = m.groups;
@@ -119,12 +150,25 @@ export function handlePub(
     stats.dropped.no_interest += 1;
     return;
   }
+  // The bridge's export subscriptions get inline payloads straight from this chunk (no socket hop).
+  const bridgeProc = engine.bridge !== undefined ? engine.bridgeProc() : undefined;
+  let exported = false;
+  const hdrStart = fields.hdrStart;
+  const hdrLen = fields.hdrLen;
+  const payloadStart = fields.payloadStart;
+  const end = fields.end;
   for (let i = 0; i < plain.length; i++) {
     const sub = plain[i] as BusSub;
+    if (sub.proc === bridgeProc) {
+      if (!exported) sub.msgs += 1;
+      exported = true;
+      continue;
+    }
     if (deliver(engine, sub.proc, BusMsgId.Msg, buf, start, len, sub.sid, from, true)) sub.msgs += 1;
   }
   for (let g = 0; g < groups.length; g++)
     deliverToGroup(engine, groups[g] as QueueGroup<BusSub>, buf, start, len, from);
+  if (exported) engine.bridge!.exportInline(subject, buf, hdrStart, hdrLen, payloadStart, end);
 }
 
 /** One member of a queue group gets the message: round robin over members able to take it. */
@@ -216,7 +260,8 @@ export function handleReq(
     stats.requests.closed += 1;
     return engine.replyStatus(conn, id, ReplyStatus.CLOSED, 'the bus is shutting down');
   }
-  const picked = engine.router.pick(topic, engine.canTake);
+  let picked = engine.router.pick(topic, engine.canTake);
+  if (picked === ReplyStatus.NO_RESPONDERS) picked = engine.forwardServer(topic) ?? picked;
   if (typeof picked === 'number') {
     if (picked === ReplyStatus.OVERLOADED) stats.requests.overloaded += 1;
     else stats.requests.no_responders += 1;
@@ -227,6 +272,8 @@ export function handleReq(
     readU32(buf, start + 4) || DEFAULT_BUS_REQUEST_TIMEOUT_MS,
     MAX_REQUEST_TIMEOUT_MS,
   );
+  if (fields.kind === PayloadKind.SHM)
+    return shmReq(engine, conn, caller, id, picked, timeoutMs, buf, start, fields.payloadStart);
   const p = engine.router.open(caller, id, picked, engine.now(), timeoutMs);
   deliver(engine, picked.proc, BusMsgId.Req, buf, start, len, p.rid, caller, false);
 }
@@ -256,5 +303,23 @@ export function handleRep(
   if (status === ReplyStatus.OK) stats.requests.ok += 1;
   else stats.requests.error += 1;
   engine.observeRequest(engine.now() - p.startMs);
+  if (
+    status === ReplyStatus.OK &&
+    parseDataFrame(buf, start, len, fields) &&
+    fields.kind === PayloadKind.SHM
+  ) {
+    if (fields.end - fields.payloadStart !== SHM_PUB_PAYLOAD_BYTES || server.creds === undefined) {
+      const c = p.caller.conn;
+      if (c !== undefined)
+        engine.replyStatus(
+          c,
+          p.callerId,
+          ReplyStatus.SHM_FAILED,
+          'the responder sent a malformed shared-memory reply',
+        );
+      return;
+    }
+    return shmRep(engine, conn, server, p, buf, start, fields.payloadStart);
+  }
   deliver(engine, p.caller, BusMsgId.Rep, buf, start, len, p.callerId, server, false);
 }

@@ -12,8 +12,10 @@ import { BusMsgId } from './msg-id.js';
  *     ..  subject
  *     u16 hdrLen
  *     ..  headers     k\0v\0k\0v\0 (UTF-8)
- *     u8  payloadKind 0 inline; 1 shared-memory handle (reserved for the shm issue)
- *     ..  payload     inline bytes | {u32 pool, u32 block, u32 gen, u32 len}
+ *     u8  payloadKind 0 inline; 1 shared-memory buffer (issue 14)
+ *     ..  payload     inline bytes, or for kind 1:
+ *                     client->bus: handle {u32 pool, u32 block, u32 gen, u32 len}, u8 options (1 keep)
+ *                     bus->client: handle, u32 batch id (the receiver takes it from lars shm: RECV)
  *
  * No protobuf on the hot path: the bus forwards a publisher's body byte for byte and only patches
  * `id` and `aux` for each receiver. Everything here is pure (no I/O), so it is tested without sockets.
@@ -25,8 +27,14 @@ export const DATA_MIN_BODY = 13;
 
 export const PayloadKind = { INLINE: 0, SHM: 1 } as const;
 
-/** Size of a shared-memory handle payload (payloadKind 1): pool, block, generation, length. */
+/** Size of a shared-memory handle (payloadKind 1): pool, block, generation, length. */
 export const SHM_HANDLE_BYTES = 16;
+/** A kind-1 payload from a client: the handle and one options byte. */
+export const SHM_PUB_PAYLOAD_BYTES = SHM_HANDLE_BYTES + 1;
+/** A kind-1 payload from the bus: the handle and the batch id the receiver takes. */
+export const SHM_MSG_PAYLOAD_BYTES = SHM_HANDLE_BYTES + 4;
+/** Options byte of a client's kind-1 payload: the sender keeps its reference. */
+export const SHM_OPT_KEEP = 1;
 
 /** REP `flags`: how a request ended. The bus creates every status but OK and HANDLER_ERROR. */
 export const ReplyStatus = {
@@ -38,6 +46,8 @@ export const ReplyStatus = {
   INVALID: 5,
   TOO_LARGE: 6,
   NOT_REGISTERED: 7,
+  /** The shared-memory hand-off failed (lars shm refused or is down); detail "CODE: message". */
+  SHM_FAILED: 8,
 } as const;
 export type ReplyStatus = (typeof ReplyStatus)[keyof typeof ReplyStatus];
 
@@ -125,6 +135,7 @@ export function writeDataFrame(
   subject: string,
   headers: Uint8Array | undefined,
   payload: Uint8Array,
+  kind: number = PayloadKind.INLINE,
 ): number {
   const subjLen = subject.length;
   const hdrLen = headers === undefined ? 0 : headers.length;
@@ -150,10 +161,38 @@ export function writeDataFrame(
     target.set(headers as Uint8Array, p);
     p += hdrLen;
   }
-  target[p] = PayloadKind.INLINE;
+  target[p] = kind;
   p += 1;
   copyBytes(payload, 0, target, p, payload.length);
   return p + payload.length;
+}
+
+/**
+ * A kind-1 frame as the bus forwards it to one receiver: the sender's body up to the payload
+ * (`payloadStart`: subject, headers, kind byte) with `id` and `aux` replaced, then the handle
+ * (`handle`: the sender's 16 bytes) and the receiver's batch id.
+ */
+export function writeShmForward(
+  target: Buffer,
+  at: number,
+  msgid: number,
+  src: Uint8Array,
+  start: number,
+  payloadStart: number,
+  id: number,
+  aux: number,
+  batchId: number,
+): number {
+  const head = payloadStart - start;
+  const len = head + SHM_MSG_PAYLOAD_BYTES;
+  writeU32(target, at, msgid);
+  writeU32(target, at + 4, len);
+  const p = at + HEADER_LEN;
+  copyBytes(src, start, target, p, head + SHM_HANDLE_BYTES);
+  writeU32(target, p, id);
+  writeU32(target, p + 4, aux);
+  writeU32(target, p + head + SHM_HANDLE_BYTES, batchId);
+  return p + len;
 }
 
 /**

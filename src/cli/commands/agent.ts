@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { join } from 'node:path';
+import { ipToWire } from '../../protocol/ip.js';
 import type { FlagOverride } from '../../config/index.js';
+import { withListenErrors, type ListenSetting } from '../../service/listen-error.js';
 import {
   notifyReady,
   onSupervisorMessage,
@@ -9,7 +11,7 @@ import {
 } from '../../supervisor/child-ipc.js';
 import {
   loadServiceConfig,
-  localIpv4Wire,
+  resolveCallerIp,
   parseHostPort,
   parsePorts,
   untilSignal,
@@ -87,13 +89,11 @@ export function register(program: Command): void {
     )
     .action(async (o: AgentFlags) => {
       // Loaded here, not at start-up: every other command starts faster without them.
-      const [{ AgentService }, { ThreadedAgent }, { toLoadBalanceConfig }, { createServiceLogger }] =
-        await Promise.all([
-          import('../../agent/agent-service.js'),
-          import('../../agent/agent-threads.js'),
-          import('../../agent/lb-config-from-ini.js'),
-          import('../../log/logger.js'),
-        ]);
+      const [{ AgentService }, { toLoadBalanceConfig }, { createServiceLogger }] = await Promise.all([
+        import('../../agent/agent-service.js'),
+        import('../../agent/lb-config-from-ini.js'),
+        import('../../log/logger.js'),
+      ]);
       const { config } = loadServiceConfig(o.config, agentFlags(o));
       const log = createServiceLogger('agent');
       const cacheDir = config.agent.cache_dir || join(o.dataDir ?? './lars-data', 'agent-cache');
@@ -108,7 +108,7 @@ export function register(program: Command): void {
         lb: toLoadBalanceConfig(config.loadbalance),
         reportIntervalS: config.agent.report_interval,
         cacheDir,
-        callerIp: localIpv4Wire(),
+        callerIp: ipToWire(await resolveCallerIp(config.agent.caller_ip)),
         httpPort: config.agent.http_port,
         maxRegistrations: config.agent.max_registrations,
         fastPath: config.agent.fast_path
@@ -118,14 +118,36 @@ export function register(program: Command): void {
               ringEntries: config.agent.fast_path_ring,
             }
           : (false as const),
+        hotPath: config.agent.hot_path,
+        batchReceive: config.agent.batch_receive,
         ...(config.agent.name ? { name: config.agent.name } : {}),
         logger: log,
       };
+      // The threaded agent (and the metrics aggregation it loads) only when asked for: issue 17.
       const agent =
         config.agent.threads > 1
-          ? new ThreadedAgent({ ...options, threads: config.agent.threads })
+          ? new (await import('../../agent/agent-threads.js')).ThreadedAgent({
+              ...options,
+              threads: config.agent.threads,
+            })
           : new AgentService(options);
-      const addr = await agent.start();
+      const listens: ListenSetting[] = config.agent.ports.map((port) => ({
+        what: 'the agent UDP API',
+        proto: 'udp',
+        host: config.agent.ip,
+        port,
+        setting: '--ports or [agent] ports',
+        hostSetting: '--host or [agent] ip',
+      }));
+      listens.push({
+        what: 'the agent admin HTTP',
+        proto: 'tcp',
+        host: config.agent.ip,
+        port: config.agent.http_port,
+        setting: '--http-port or [agent] http_port',
+        hostSetting: '--host or [agent] ip',
+      });
+      const addr = await withListenErrors(listens, () => agent.start());
       // Under `lars up`: before a SIGHUP replacement starts, write every known route to the cache the
       // new agent loads, so it answers at once (docs/operations.md).
       const stopFlushing = onSupervisorMessage(SupervisorMsg.FLUSH_CACHE, () => {

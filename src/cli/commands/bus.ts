@@ -37,11 +37,14 @@ export function busSocket(loaded: LoadedConfig): string {
 export async function runBusDaemon(o: BusDaemonFlags): Promise<void> {
   const loaded = loadServiceConfig(o.config, busFlags(o));
   // Loaded here, not at start-up: every other command starts faster without them.
-  const [{ createServiceLogger }, { BusService, busSettingsFromConfig }] = await Promise.all([
-    import('../../log/logger.js'),
-    import('../../bus/server/index.js'),
-  ]);
+  const [{ createServiceLogger }, { BusService, busSettingsFromConfig }, { bridgeSettingsFromConfig }] =
+    await Promise.all([
+      import('../../log/logger.js'),
+      import('../../bus/server/index.js'),
+      import('../../bus/bridge/bridge-settings.js'),
+    ]);
   const settings = busSettingsFromConfig(loaded.config);
+  const bridge = bridgeSettingsFromConfig(loaded.config);
   const log = createServiceLogger('bus');
   const svc = new BusService({
     socketPath: busSocket(loaded),
@@ -49,6 +52,8 @@ export async function runBusDaemon(o: BusDaemonFlags): Promise<void> {
     httpPort: loaded.config.bus.http_port,
     logger: log,
     replace: o.replace === true,
+    ...(loaded.config.shm.socket ? { shmSocket: loaded.config.shm.socket } : {}),
+    ...(bridge ? { bridge } : {}),
   });
   const { socket, httpPort } = await svc.start();
   notifyReady(httpPort !== undefined ? { http: httpPort } : {});
@@ -65,7 +70,8 @@ export function register(program: Command): void {
     program
       .command('bus')
       .description(
-        'run the same-host message bus (registration, pub/sub, request/reply over a Unix socket; see docs/bus.md), ' +
+        'run the same-host message bus (registration, pub/sub, request/reply over a Unix socket; shared-memory ' +
+          'payloads through lars shm; [bus.bridge] of --config bridges subjects to NATS; see docs/bus.md), ' +
           'or talk to a running one: procs, topics, pub, sub, req, bench',
       ),
   )

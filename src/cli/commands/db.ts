@@ -13,12 +13,24 @@ export interface DbCommandDeps {
 }
 
 export async function runDbInit(
-  options: { db?: string | undefined },
+  options: { db?: string | undefined; create?: boolean | undefined },
   deps: DbCommandDeps = {},
 ): Promise<void> {
   const io = deps.io ?? processIo;
-  const open = deps.openStore ?? (await import('../../store/index.js')).openStore;
-  const store = await open(resolveDbUrl(options.db));
+  const lib = await import('../../store/index.js');
+  const open = deps.openStore ?? lib.openStore;
+  const url = resolveDbUrl(options.db);
+  let store: Store;
+  try {
+    store = await open(url);
+  } catch (err) {
+    // --create: a MySQL/PostgreSQL database that does not exist yet is created, then initialised.
+    const parsed = lib.parseStoreUrl(url);
+    if (!options.create || parsed.kind === 'sqlite' || !lib.isMissingDatabase(err)) throw err;
+    await lib.createDatabase(parsed);
+    io.out(`created database ${parsed.database} on ${parsed.display}`);
+    store = await open(url);
+  }
   try {
     const result = await store.migrate();
     io.out(`database ${store.url}`);
@@ -43,7 +55,13 @@ export function registerDbCommands(program: Command, deps: DbCommandDeps = {}): 
     db
       .command('init')
       .description(
-        'create the Lars tables or apply pending migrations; safe to run again, and keeps the tables and rows of an existing (original) Lars database',
+        'create the Lars tables or apply pending migrations; safe to run again. On an existing (original) Lars database ' +
+          'it keeps every table and row, and adds our own tables (lars_*) and two indexes (RouteData modid,cmdid; RouteChange version)',
       ),
-  ).action(async (opts: { db?: string }) => runDbInit(opts, deps));
+  )
+    .option(
+      '--create',
+      'create the MySQL/PostgreSQL database first when it does not exist (SQLite files are always created)',
+    )
+    .action(async (opts: { db?: string; create?: boolean }) => runDbInit(opts, deps));
 }

@@ -3,6 +3,7 @@ import type { Server } from 'node:net';
 import { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
 import type { DnsService } from '../../dns/dns-service.js';
+import { probeListen, withListenErrors } from '../../service/listen-error.js';
 import { redact } from '../../store/url.js';
 import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import {
@@ -15,6 +16,9 @@ import {
   withConfigOption,
 } from '../options.js';
 import { parsePort } from '../../protocol/ip.js';
+
+const DNS_PORT_SETTING = '--port or [reactor]/[dnsserver] port';
+const DNS_HOST_SETTING = '--host or [reactor]/[dnsserver] ip';
 
 interface DnsFlags {
   db?: string;
@@ -102,7 +106,20 @@ export async function runDns(o: DnsFlags): Promise<void> {
   });
   let addr: { port: number; httpPort: number };
   try {
-    addr = await dns.start();
+    addr = await withListenErrors(
+      [
+        { what: 'dns', proto: 'tcp', ...listen, setting: DNS_PORT_SETTING, hostSetting: DNS_HOST_SETTING },
+        {
+          what: 'the dns admin HTTP',
+          proto: 'tcp',
+          host: listen.host,
+          port: config.dns.http_port,
+          setting: '--http-port or [dns] http_port',
+          hostSetting: DNS_HOST_SETTING,
+        },
+      ],
+      () => dns.start(),
+    );
   } catch (err) {
     await store.close();
     throw err;
@@ -153,6 +170,8 @@ export function register(program: Command): void {
       if (workers <= 1 || !cluster.isPrimary) return runDns(o);
       // Several processes share the listening socket so both cores answer agents; each keeps
       // its own snapshot and subscriptions and registers itself for immediate polls.
+      // A taken port fails here, once, instead of in every worker in turn.
+      await probeListen({ what: 'dns', proto: 'tcp', ...dnsListen(loaded, o), setting: DNS_PORT_SETTING });
       let shuttingDown = false;
       const log = (await import('../../log/logger.js')).createServiceLogger('dns');
       const started = new Map<number, number>();

@@ -3,6 +3,7 @@ import type { FlagOverride, LoadedConfig } from '../../config/index.js';
 import type { Logger } from '../../log/logger.js';
 import { parsePort } from '../../protocol/ip.js';
 import type { ReporterServiceOptions } from '../../reporter/index.js';
+import { withListenErrors } from '../../service/listen-error.js';
 import { redact } from '../../store/url.js';
 import { notifyReady } from '../../supervisor/child-ipc.js';
 import {
@@ -95,8 +96,29 @@ export async function runReporter(o: ReporterFlags): Promise<void> {
   } finally {
     await store.close();
   }
-  const reporter = new ReporterService(reporterOptions(loaded, url, log.child({ db: redact(url) }), o));
-  const addr = await reporter.start();
+  const options = reporterOptions(loaded, url, log.child({ db: redact(url) }), o);
+  const reporter = new ReporterService(options);
+  const addr = await withListenErrors(
+    [
+      {
+        what: 'the reporter',
+        proto: 'tcp',
+        host: options.host,
+        port: options.port,
+        setting: '--port or [reactor]/[reporter] port',
+        hostSetting: '--host or [reactor]/[reporter] ip',
+      },
+      {
+        what: 'the reporter admin HTTP',
+        proto: 'tcp',
+        host: options.host,
+        port: options.httpPort ?? 0,
+        setting: '--http-port',
+        hostSetting: '--host or [reactor]/[reporter] ip',
+      },
+    ],
+    () => reporter.start(),
+  );
   notifyReady({ tcp: addr.port, http: addr.httpPort });
   const sig = await untilSignal();
   // Drain without loss within the time `lars up` gives a stopping worker (issue 11).

@@ -7,7 +7,7 @@ import {
   MIN_LEASE_TTL_S,
 } from '../../protocol/lease-limits.js';
 import { isValidIpv4, parsePort } from '../../protocol/ip.js';
-import { parseInt32 } from '../../store/validate.js';
+import { parseId } from '../../store/validate.js';
 import { parsePorts, processIo, untilSignal, type CliIo } from '../options.js';
 
 /**
@@ -46,8 +46,8 @@ export async function runRouteRegister(
   deps: RouteRegisterDeps = {},
 ): Promise<void> {
   const io = deps.io ?? processIo;
-  const modid = parseInt32(args.modid, 'modid');
-  const cmdid = parseInt32(args.cmdid, 'cmdid');
+  const modid = parseId(args.modid, 'modid');
+  const cmdid = parseId(args.cmdid, 'cmdid');
   const port = parsePort(args.port, 'port');
   if (flags.ip !== undefined && !isValidIpv4(flags.ip))
     throw new InvalidArgumentError(`--ip: invalid IPv4 address ${JSON.stringify(flags.ip)}`);
@@ -74,6 +74,9 @@ export async function runRouteRegister(
       ...(flags.ip !== undefined ? { ip: flags.ip } : {}),
     });
     const what = `${reg.ip}:${reg.port} in route ${modid}/${cmdid}`;
+    // Listen for the stop signal before saying "registered": a signal sent right after that line
+    // must deregister, not kill the process with the lease still alive.
+    const stopped = (deps.until ?? untilSignal)();
     io.out(
       `registered ${what} (weight ${reg.weight}, ttl ${reg.ttlS} s, renewed every ${(reg.ttlS / 3).toFixed(1)} s` +
         `${reg.watched ? '; the agent watches this process' : ''}); Ctrl-C deregisters`,
@@ -90,7 +93,7 @@ export async function runRouteRegister(
       failing = false;
       io.err('note: renewed again');
     });
-    const signal = await (deps.until ?? untilSignal)();
+    const signal = await stopped;
     await reg.deregister();
     io.out(`deregistered ${what} (${signal})`);
   } finally {

@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { MAX_WEIGHT } from '../../protocol/lease-limits.js';
 import { ipToNumber, numberToIp, parsePort } from '../../protocol/ip.js';
 import type { DnsNotifier, HostMeta, OpenStoreOptions, RouteRow, Store } from '../../store/index.js';
-import { parseInt32 } from '../../store/validate.js';
+import { parseId } from '../../store/validate.js';
 import { processIo, resolveDbUrl, textTable, withDbOption, type CliIo } from '../options.js';
 import { registerRouteRegisterCommand } from './route-register.js';
 
@@ -35,8 +35,8 @@ const defaultNotifier: DnsNotifier = async (store) => {
 /** Validates the four positional arguments; each message names the argument. */
 export function parseHostArgs(a: HostArgs): { modid: number; cmdid: number; ip: number; port: number } {
   return {
-    modid: parseInt32(a.modid, 'modid'),
-    cmdid: parseInt32(a.cmdid, 'cmdid'),
+    modid: parseId(a.modid, 'modid'),
+    cmdid: parseId(a.cmdid, 'cmdid'),
     ip: ipToNumber(a.ip.trim()),
     port: parsePort(a.port, 'port'),
   };
@@ -174,8 +174,8 @@ export async function runRouteLs(
 ): Promise<void> {
   const io = deps.io ?? processIo;
   const filter = {
-    ...(modid !== undefined ? { modid: parseInt32(modid, 'modid') } : {}),
-    ...(cmdid !== undefined ? { cmdid: parseInt32(cmdid, 'cmdid') } : {}),
+    ...(modid !== undefined ? { modid: parseId(modid, 'modid') } : {}),
+    ...(cmdid !== undefined ? { cmdid: parseId(cmdid, 'cmdid') } : {}),
   };
   await withStore(options.db, deps, async (store) => {
     const version = await store.getVersion();

@@ -51,7 +51,10 @@ export async function runStop(o: StopFlags, io: CliIo = processIo): Promise<numb
   const deadline = Date.now() + timeoutS * 1000;
   while (processAlive(pid)) {
     if (Date.now() > deadline) {
-      io.err(`lars stop: pid ${pid} is still running after ${timeoutS} s`);
+      io.err(
+        `lars: LARS_ERR_TIMEOUT: lars up (pid ${pid}) is still running after ${timeoutS} s (still draining?); ` +
+          `see \`lars status\`, wait longer with --timeout, or end it with kill -9 ${pid}`,
+      );
       return StopExitCode.TIMEOUT;
     }
     await new Promise((r) => setTimeout(r, POLL_MS));

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LogLevel } from '../../log/logger.js';
+import { isLarsError } from '../../errors.js';
 import { redact } from '../../store/url.js';
 import type { StatusSnapshot } from '../../supervisor/index.js';
 import { loadServiceConfig, withConfigOption } from '../options.js';
@@ -76,7 +77,8 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
   const busyPid = await supervisor.claim();
   if (busyPid !== undefined) {
     process.stderr.write(
-      `lars up: another lars up (pid ${busyPid}) is running on ${dataDir}; see \`lars status --data-dir ${o.dataDir}\`\n`,
+      `lars: LARS_ERR_ADDRESS_IN_USE: another lars up (pid ${busyPid}) is running on ${dataDir}; ` +
+        `see \`lars status --data-dir ${o.dataDir}\`, stop it with \`lars stop --data-dir ${o.dataDir}\`, or use another --data-dir\n`,
     );
     return ExitCode.START_FAILED;
   }
@@ -106,7 +108,8 @@ export async function runUp(o: UpFlags, program: Command): Promise<number> {
   try {
     await supervisor.start();
   } catch (err) {
-    process.stderr.write(`lars up: could not start: ${(err as Error).message}\n`);
+    const what = isLarsError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
+    process.stderr.write(`lars: ${what}\nlars up: could not start; stopped.\n`);
     return supervisor.finished;
   }
   const snapshot = await supervisor.snapshot(false);
@@ -133,6 +136,12 @@ function masterLogger(pino: typeof import('pino').pino) {
     { base: { component: 'supervisor', pid: process.pid }, level },
     { write: (s: string) => void process.stdout.write(prefix + s) },
   );
+}
+
+/** Where a service's admin HTTP answers: its listen address, or loopback for a wildcard or a Unix socket. */
+function healthHost(first: { proto: string; host: string } | undefined): string {
+  if (!first || first.proto === 'unix' || first.host === '0.0.0.0') return '127.0.0.1';
+  return first.host.includes(':') ? `[${first.host}]` : first.host;
 }
 
 /** "Lars is up": where each service listens, and how to operate the master. */
@@ -163,13 +172,16 @@ function banner(s: StatusSnapshot, dataDirArg: string, db: string): string {
     const health = svc.processes
       .map((p) => p.ports.http)
       .filter((p): p is number => typeof p === 'number' && svc.name !== 'web')
-      .map((p) => `http://${first?.host === '0.0.0.0' ? '127.0.0.1' : first?.host}:${p}/healthz`);
+      .map((p) => `http://${healthHost(first)}:${p}/healthz`);
     lines.push(
       `  ${svc.name.padEnd(9)} ${where.padEnd(32)} ${n} worker${n === 1 ? '' : 's'}${mode}${health.length ? `   health ${[...new Set(health)].join(' ')}` : ''}`,
     );
   }
   if (missing.length) lines.push(`  (not in this build: ${missing.join(', ')})`);
   const dd = dataDirArg === './lars-data' ? '' : ` --data-dir ${dataDirArg}`;
+  lines.push(
+    '  (health ports are per worker and change when a worker is replaced: lars status shows the current ones)',
+  );
   lines.push(
     `Status: lars status${dd}   Stop: lars stop${dd} (or Ctrl-C)   Reload config: kill -HUP ${s.master.pid}`,
   );

@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../../errors.js';
 import type { OpenStoreOptions, Store } from '../../store/index.js';
-import { assertPasswordPolicy } from '../../web/passwords.js';
-import { createUser, listUsers, removeUser, setUserPassword } from '../../web/users.js';
 import { processIo, resolveDbUrl, withDbOption, type CliIo } from '../options.js';
 
 /**
@@ -30,7 +28,11 @@ async function readAllStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The console's user code (scrypt, the store), loaded only by the user commands. */
+const usersLib = () => import('../../web/users.js');
+
 async function passwordFrom(o: PasswordFlags, deps: UserCommandDeps): Promise<string> {
+  const { assertPasswordPolicy } = await import('../../web/passwords.js');
   if (o.password !== undefined && o.passwordStdin)
     throw new InvalidArgumentError('give --password or --password-stdin, not both');
   // Checked before the database is opened, so a too-short password fails fast.
@@ -62,7 +64,7 @@ export async function runUserAdd(name: string, o: PasswordFlags, deps: UserComma
   const io = deps.io ?? processIo;
   const password = await passwordFrom(o, deps);
   await withStore(o.db, deps, async (store) => {
-    const user = await createUser(store, name, password);
+    const user = await (await usersLib()).createUser(store, name, password);
     io.out(`added user ${user.name} (id ${user.id})`);
   });
 }
@@ -75,7 +77,7 @@ export async function runUserPasswd(
   const io = deps.io ?? processIo;
   const password = await passwordFrom(o, deps);
   await withStore(o.db, deps, async (store) => {
-    await setUserPassword(store, name, password);
+    await (await usersLib()).setUserPassword(store, name, password);
     io.out(`changed the password of ${name}; their sessions were ended`);
   });
 }
@@ -83,7 +85,7 @@ export async function runUserPasswd(
 export async function runUserRm(name: string, o: { db?: string }, deps: UserCommandDeps = {}): Promise<void> {
   const io = deps.io ?? processIo;
   await withStore(o.db, deps, async (store) => {
-    await removeUser(store, name);
+    await (await usersLib()).removeUser(store, name);
     io.out(`removed user ${name}`);
   });
 }
@@ -91,7 +93,7 @@ export async function runUserRm(name: string, o: { db?: string }, deps: UserComm
 export async function runUserLs(o: { db?: string }, deps: UserCommandDeps = {}): Promise<void> {
   const io = deps.io ?? processIo;
   await withStore(o.db, deps, async (store) => {
-    const users = await listUsers(store);
+    const users = await (await usersLib()).listUsers(store);
     for (const u of users)
       io.out(`${u.name}\tid ${u.id}\tcreated ${new Date(u.createdAt * 1000).toISOString()}`);
     io.out(`${users.length} user${users.length === 1 ? '' : 's'}`);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { FlagOverride } from '../../config/index.js';
+import { withListenErrors } from '../../service/listen-error.js';
 import { redact } from '../../store/url.js';
 import { notifyReady } from '../../supervisor/child-ipc.js';
 import type { WebService } from '../../web/index.js';
@@ -61,7 +62,20 @@ export async function runWeb(o: WebFlags): Promise<void> {
       port: config.web.port,
       logger: log.child({ db: redact(url) }),
     });
-    const { url: consoleUrl, port } = await web.start();
+    const started = web;
+    const { url: consoleUrl, port } = await withListenErrors(
+      [
+        {
+          what: 'the console',
+          proto: 'tcp',
+          host: config.web.ip,
+          port: config.web.port,
+          setting: '--port or [web] port',
+          hostSetting: '--host or [web] ip',
+        },
+      ],
+      () => started.start(),
+    );
     notifyReady({ http: port });
     processIo.out(`lars web console: ${consoleUrl}`);
     if (password !== undefined && fromEnv !== undefined) {

@@ -291,6 +291,12 @@ export namespace lars {
         /** HostCallResult overload. */
         overload: boolean;
 
+        /** HostCallResult total_succ. */
+        total_succ?: (number|null);
+
+        /** HostCallResult total_err. */
+        total_err?: (number|null);
+
         /**
          * Creates a new HostCallResult instance using the specified properties.
          * @param [properties] Properties to set
@@ -344,6 +350,12 @@ export namespace lars {
 
             /** HostCallResult overload */
             overload?: (boolean|null);
+
+            /** HostCallResult total_succ */
+            total_succ?: (number|null);
+
+            /** HostCallResult total_err */
+            total_err?: (number|null);
 
             /** Unknown fields preserved while decoding when enabled */
             $unknowns?: Uint8Array[];

@@ -648,6 +648,8 @@ export const lars = $root.lars = (() => {
          * @property {number|null} [succ] HostCallResult succ
          * @property {number|null} [err] HostCallResult err
          * @property {boolean|null} [overload] HostCallResult overload
+         * @property {number|null} [total_succ] HostCallResult total_succ
+         * @property {number|null} [total_err] HostCallResult total_err
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -720,6 +722,37 @@ export const lars = $root.lars = (() => {
         HostCallResult.prototype.overload = false;
 
         /**
+         * HostCallResult total_succ.
+         * @member {number|null|undefined} total_succ
+         * @memberof lars.HostCallResult
+         * @instance
+         */
+        HostCallResult.prototype.total_succ = null;
+
+        /**
+         * HostCallResult total_err.
+         * @member {number|null|undefined} total_err
+         * @memberof lars.HostCallResult
+         * @instance
+         */
+        HostCallResult.prototype.total_err = null;
+
+        // OneOf field names bound to virtual getters and setters
+        let $oneOfFields;
+
+        // Virtual OneOf for proto3 optional field
+        $Object.defineProperty(HostCallResult.prototype, "_total_succ", {
+            get: $util.oneOfGetter($oneOfFields = ["total_succ"]),
+            set: $util.oneOfSetter($oneOfFields)
+        });
+
+        // Virtual OneOf for proto3 optional field
+        $Object.defineProperty(HostCallResult.prototype, "_total_err", {
+            get: $util.oneOfGetter($oneOfFields = ["total_err"]),
+            set: $util.oneOfSetter($oneOfFields)
+        });
+
+        /**
          * Creates a new HostCallResult instance using the specified properties.
          * @function create
          * @memberof lars.HostCallResult
@@ -761,6 +794,10 @@ export const lars = $root.lars = (() => {
                 writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.err);
             if (message.overload != null && $Object.hasOwnProperty.call(message, "overload") && message.overload !== false)
                 writer.uint32(/* id 5, wireType 0 =*/40).bool(message.overload);
+            if (message.total_succ != null && $Object.hasOwnProperty.call(message, "total_succ"))
+                writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.total_succ);
+            if (message.total_err != null && $Object.hasOwnProperty.call(message, "total_err"))
+                writer.uint32(/* id 7, wireType 0 =*/56).uint64(message.total_err);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -848,6 +885,20 @@ export const lars = $root.lars = (() => {
                             message.overload = value;
                         else
                             delete message.overload;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 0)
+                            break;
+                        message.total_succ = reader.uint64();
+                        message._total_succ = "total_succ";
+                        continue;
+                    }
+                case 7: {
+                        if (wireType !== 0)
+                            break;
+                        message.total_err = reader.uint64();
+                        message._total_err = "total_err";
                         continue;
                     }
                 }

@@ -14,6 +14,10 @@ export interface Batch {
   readonly blocks: number[];
   readonly handles: ShmHandle[];
   readonly bytes: number;
+  /** Bytes counted against the sender's quota (a fan-out's extra references move no memory: 0). */
+  readonly charged: number;
+  /** Set by a relay's TRANSFER so that it can CANCEL what it made for one receiver (0 = none). */
+  readonly tag: number;
   timer: NodeJS.Timeout | undefined;
 }
 

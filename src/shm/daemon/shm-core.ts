@@ -153,9 +153,8 @@ export class ShmCore {
   /** Moves references of `handles` from the caller into a new batch for process `to`. */
   send(peer: ShmPeer, to: number, ttlMs: number, handles: readonly ShmHandle[]): number {
     this.requireVerified(peer);
-    const { defaultTtlMs, maxTtlMs, maxBatchesPerProc } = this.options;
-    const ttl = ttlMs === 0 ? defaultTtlMs : ttlMs;
-    if (ttl > maxTtlMs) this.invalid(`ttl ${ttl} ms is over the limit of ${maxTtlMs} ms`);
+    const { maxBatchesPerProc } = this.options;
+    const ttl = this.ttlOf(ttlMs);
     if (!Number.isInteger(to) || to <= 0) this.invalid(`addressee pid ${to} is not a pid`);
     if (!this.options.processExists(to)) this.invalid(`no process with pid ${to}`);
     const proc = this.procs.get(peer.pid)!;
@@ -179,15 +178,30 @@ export class ShmCore {
       blocks: moved.map(([block]) => block),
       handles: [...handles],
       bytes,
+      charged: bytes,
+      tag: 0,
       timer: undefined,
     };
-    batch.timer = setTimeout(() => this.endBatch(batch, 'ttl'), ttl);
+    this.openBatch(batch, ttl, proc);
+    return batch.id;
+  }
+
+  /** @internal Starts a batch's ttl and counts it against its sender `proc`. */
+  openBatch(batch: Batch, ttlMs: number, proc: ProcRecord): void {
+    batch.timer = setTimeout(() => this.endBatch(batch, 'ttl'), ttlMs);
     batch.timer.unref();
     this.batches.add(batch);
     proc.sentBatches += 1;
-    proc.sentBytes += bytes;
+    proc.sentBytes += batch.charged;
     this.counters.batchesSent += 1;
-    return batch.id;
+  }
+
+  /** @internal The ttl a sender asked for (0 = the default), checked against the limit. */
+  ttlOf(ttlMs: number): number {
+    const ttl = ttlMs === 0 ? this.options.defaultTtlMs : ttlMs;
+    if (ttl > this.options.maxTtlMs)
+      this.invalid(`ttl ${ttl} ms is over the limit of ${this.options.maxTtlMs} ms`);
+    return ttl;
   }
 
   /** The addressee takes the references of a batch (seed R10, with every check a reply). */
@@ -201,7 +215,7 @@ export class ShmCore {
         `batch ${batchId} is addressed to pid ${batch.to}, not to pid ${peer.pid}`,
       );
     }
-    this.checkQuota(peer.pid, batch.bytes, 'receiving');
+    this.checkQuota(peer.pid, this.newBytes(peer.pid, batch), 'receiving');
     for (const block of batch.blocks) hold(peer, block, classOfBlock(this.layout, block)!);
     this.batches.remove(batch);
     this.batchDone(batch);
@@ -243,7 +257,8 @@ export class ShmCore {
 
   // --- internals ------------------------------------------------------------------------------
 
-  private requireVerified(peer: ShmPeer): void {
+  /** @internal */
+  requireVerified(peer: ShmPeer): void {
     if (!peer.verified) {
       throw new ShmError(
         ErrorCode.SHM_NOT_VERIFIED,
@@ -252,7 +267,8 @@ export class ShmCore {
     }
   }
 
-  private invalid(message: string): never {
+  /** @internal */
+  invalid(message: string): never {
     throw new ShmError(ErrorCode.SHM_INVALID_ARGUMENT, message);
   }
 
@@ -270,6 +286,21 @@ export class ShmCore {
     );
   }
 
+  /**
+   * Bytes receiving `batch` adds to what process `pid` holds: blocks it holds already (a fan-out to
+   * two of its connections) add nothing, and a batch it sent itself only moves bytes it is charged.
+   */
+  private newBytes(pid: number, batch: Batch): number {
+    const proc = this.procs.get(pid)!;
+    let more = batch.fromPid === pid ? -batch.charged : 0;
+    for (const block of batch.blocks) {
+      let held = false;
+      for (const p of proc.peers) if (p.held.has(block)) held = true;
+      if (!held) more += classOfBlock(this.layout, block)!.size;
+    }
+    return Math.max(0, more);
+  }
+
   private releaseAll(peer: ShmPeer, reason: ReclaimReasonName): void {
     const blocks = peer.held.size;
     const heldBytes = peer.heldBytes;
@@ -279,8 +310,8 @@ export class ShmCore {
     }
   }
 
-  /** Ends a batch without a recv: references dropped, sender told. */
-  private endBatch(b: Batch, why: BatchEndReason, reason: ReclaimReasonName = 'expired'): void {
+  /** @internal Ends a batch without a recv: references dropped, sender told. */
+  endBatch(b: Batch, why: BatchEndReason, reason: ReclaimReasonName = 'expired'): void {
     if (this.batches.get(b.id) !== b) return;
     this.batches.remove(b, why);
     let freed = 0;
@@ -292,20 +323,22 @@ export class ShmCore {
     if (why === 'ttl') this.counters.batchesExpired += 1;
     else this.counters.batchesDropped += 1;
     this.batchDone(b);
-    b.from?.sink.notify({
-      kind: 'batch-released',
-      batchId: b.id,
-      to: b.to,
-      blocks: b.blocks.length,
-      reason: why,
-    });
+    // A relay's own CANCEL needs no notice.
+    if (why !== 'cancelled')
+      b.from?.sink.notify({
+        kind: 'batch-released',
+        batchId: b.id,
+        to: b.to,
+        blocks: b.blocks.length,
+        reason: why,
+      });
   }
 
   private batchDone(b: Batch): void {
     const sender = this.procs.get(b.fromPid);
     if (!sender) return;
     sender.sentBatches -= 1;
-    sender.sentBytes -= b.bytes;
+    sender.sentBytes -= b.charged;
     this.dropIdleProc(sender);
   }
 

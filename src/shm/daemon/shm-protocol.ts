@@ -11,6 +11,7 @@ import {
   encodeJsonReply,
   encodeRecvPayload,
   encodeReply,
+  encodeU32ListPayload,
   encodeU32Payload,
   MAX_ALLOC_COUNT,
   requestId,
@@ -25,6 +26,7 @@ import {
   ShmStatus,
 } from '../wire-ids.js';
 import { holdersReply } from './core-reports.js';
+import { cancel, transfer } from './relay.js';
 import type { ProofBook } from './peer-proof.js';
 import type { ShmPeer } from './peer.js';
 import type { ShmCore } from './shm-core.js';
@@ -127,6 +129,14 @@ export class ShmProtocol implements FrameDispatcher<ShmConnection> {
         const r = core.recv(peer, req.batchId);
         return encodeReply(reqid, ShmStatus.OK, encodeRecvPayload(r.fromPid, r.handles));
       }
+      case ShmMsg.TRANSFER:
+        return encodeReply(
+          reqid,
+          ShmStatus.OK,
+          encodeU32ListPayload(transfer(core, peer, req.fromPid, req.handle, req.to, req.keep, req.ttlMs)),
+        );
+      case ShmMsg.CANCEL:
+        return encodeReply(reqid, ShmStatus.OK, encodeU32Payload(cancel(core, peer, req.tag, req.batchIds)));
       case ShmMsg.STAT:
         return encodeJsonReply(reqid, core.stat(peer));
       case ShmMsg.HOLDERS:

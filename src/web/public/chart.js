@@ -35,7 +35,7 @@ function overloadBands(overloaded) {
 /** Draws (or redraws) the chart of `history` (the /api/health/history answer) into `container`. */
 export function renderChart(container, history) {
   container.replaceChildren();
-  const width = Math.max(320, container.clientWidth || 800);
+  const width = Math.max(240, container.clientWidth || 800);
   const overloaded = history.overloadedHosts;
   const opts = {
     width,
@@ -62,7 +62,11 @@ export function renderChart(container, history) {
     ],
     axes: [
       {},
-      { scale: 'calls', label: 'calls (latest report per minute)' },
+      {
+        scale: 'calls',
+        label:
+          history.exact === false ? 'calls per minute (some agents: window counters)' : 'calls per minute',
+      },
       {
         scale: 'hosts',
         side: 1,
@@ -78,7 +82,7 @@ export function renderChart(container, history) {
   container.dataset.points = String(points);
   container.dataset.overloadMinutes = String(overloaded.filter((v) => v).length);
   container.dataset.rendered = 'true';
-  const onResize = () => chart.setSize({ width: Math.max(320, container.clientWidth), height: HEIGHT });
+  const onResize = () => chart.setSize({ width: Math.max(240, container.clientWidth), height: HEIGHT });
   window.addEventListener('resize', onResize);
   return () => {
     window.removeEventListener('resize', onResize);

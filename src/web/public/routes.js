@@ -21,7 +21,7 @@ let cmdDesc = new Map();
 
 function idCell(value, desc) {
   const d = desc.get(value);
-  return el('td', {}, String(value), d ? el('div', { class: 'desc', text: d }) : null);
+  return el('td', {}, String(value), d ? el('div', { class: 'desc clamp', text: d, title: d }) : null);
 }
 
 async function loadDescriptions() {
