@@ -126,6 +126,34 @@ describe.each(shmModes())('bus shared-memory payloads (%s mode)', (mode) => {
       expect.objectContaining({ code: ErrorCode.MESSAGE_TOO_LARGE }),
     );
   });
+  it('a refused request and a late reply give their references back to the pool', async () => {
+    const { bus, shm } = await setup(mode);
+    const s0 = await shm();
+    const s1 = await shm();
+    const caller = await client(bus, 'caller', { shm: s0 });
+    const server = await client(bus, 'server', { shm: s1 });
+    // No responders: the caller counted its buffer as sent, so the bus must release it.
+    const lost = await s0.alloc(3 * MiB);
+    await expect(caller.request('nobody.here', lost, { timeoutMs: 5_000 })).rejects.toMatchObject({
+      code: ErrorCode.BUS_NO_RESPONDERS,
+    });
+    await allFree(s0);
+    // A reply that comes after the caller gave up: dropped by the bus, and released.
+    let callerGaveUp!: () => void;
+    const gaveUp = new Promise<void>((r) => (callerGaveUp = r));
+    server.serve('svc.slow', async () => {
+      await gaveUp;
+      return s1.alloc(3 * MiB);
+    });
+    await server.flush();
+    await expect(caller.request('svc.slow', Buffer.from('hi'), { timeoutMs: 200 })).rejects.toMatchObject({
+      code: ErrorCode.TIMEOUT,
+    });
+    const late = bus.svc.engine.stats.lateReplies;
+    callerGaveUp();
+    await waitForAsync(async () => bus.svc.engine.stats.lateReplies > late, 10_000, 'late reply seen');
+    await allFree(s1);
+  });
 });
 
 describe('bus shared memory and dying or hung receivers', () => {

@@ -254,10 +254,15 @@ export function handleReq(
     return engine.replyStatus(conn, id, ReplyStatus.NOT_REGISTERED, 'register (HELLO) first');
   caller.msgsIn += 1;
   if (!acceptable(engine, conn, BusMsgId.Req, id, buf, start, len)) return;
+  // A request refused here gives its shared-memory reference back: the caller counted it as sent.
+  const refuse = (): void => {
+    if (fields.kind === PayloadKind.SHM) releaseShm(engine, caller, buf, fields.payloadStart);
+  };
   const topic = subjectOf(engine, conn, buf, fields.subjStart, fields.subjLen, BusMsgId.Req, id);
-  if (topic === undefined) return;
+  if (topic === undefined) return refuse();
   if (engine.lameDuck) {
     stats.requests.closed += 1;
+    refuse();
     return engine.replyStatus(conn, id, ReplyStatus.CLOSED, 'the bus is shutting down');
   }
   let picked = engine.router.pick(topic, engine.canTake);
@@ -265,6 +270,7 @@ export function handleReq(
   if (typeof picked === 'number') {
     if (picked === ReplyStatus.OVERLOADED) stats.requests.overloaded += 1;
     else stats.requests.no_responders += 1;
+    refuse();
     return engine.replyStatus(conn, id, picked, engine.whyNoServer(topic, picked));
   }
   // The caller's timeout, capped: a pending request holds a server credit until it ends.
@@ -296,6 +302,13 @@ export function handleRep(
   const p = engine.router.pending.get(readU32(buf, start));
   if (p === undefined || p.server.proc !== server) {
     stats.lateReplies += 1;
+    // A late shared-memory reply is dropped here: give the responder's reference back.
+    if (
+      parseDataFrame(buf, start, len, fields) &&
+      fields.kind === PayloadKind.SHM &&
+      fields.end - fields.payloadStart === SHM_PUB_PAYLOAD_BYTES
+    )
+      releaseShm(engine, server, buf, fields.payloadStart);
     return;
   }
   engine.router.finish(p);

@@ -43,6 +43,28 @@ export function releaseShm(engine: BusEngine, from: Proc, buf: Uint8Array, paylo
     engine.relay.transfer(from.creds.pid, handle, [], false).catch(() => {});
 }
 
+/**
+ * lars shm refused a transfer (quota, too many addressees): the sender already counts its reference
+ * as sent, so the bus gives it back, unless the sender kept it.
+ */
+function releaseRefused(engine: BusEngine, fromPid: number, handle: ShmHandle, keep: boolean): void {
+  if (!keep) engine.relay.transfer(fromPid, handle, [], false).catch(() => {});
+}
+
+/**
+ * Runs a transfer's continuation and always lets the sender's connection go on; a failure in it is
+ * logged, never an unhandled rejection that would stop the bus.
+ */
+function ungateAfter(engine: BusEngine, conn: BusConn, body: () => void): void {
+  try {
+    body();
+  } catch (err) {
+    engine.log.error({ err }, 'shared-memory hand-off: internal error');
+  } finally {
+    engine.ungate(conn);
+  }
+}
+
 function failure(err: unknown): string {
   return isLarsError(err) ? `${err.code}: ${err.message}` : String(err);
 }
@@ -141,22 +163,25 @@ export function shmPub(
   const fromPid = from.creds!.pid;
   engine.gate(conn);
   engine.relay.transfer(fromPid, handle, targets, keep).then(
-    (ids) => {
-      const undelivered: number[] = [];
-      receivers.forEach((sub, i) => {
-        const batch = ids[i] as number;
-        if (deliverShm(engine, sub.proc, BusMsgId.Msg, buf, start, payloadStart, sub.sid, from, batch))
-          sub.msgs += 1;
-        else undelivered.push(batch);
-      });
-      engine.relay.cancelBatches(undelivered);
-      engine.ungate(conn);
-    },
-    (err: unknown) => {
-      engine.stats.dropped.shm += Math.max(1, receivers.length);
-      engine.shmFailed(conn, BusMsgId.Pub, 0, err, subject);
-      engine.ungate(conn);
-    },
+    (ids) =>
+      ungateAfter(engine, conn, () => {
+        const undelivered: number[] = [];
+        receivers.forEach((sub, i) => {
+          const batch = ids[i] as number;
+          // Batch 0: the receiver's process ended before lars shm could address it.
+          if (batch === 0) engine.stats.dropped.offline += 1;
+          else if (deliverShm(engine, sub.proc, BusMsgId.Msg, buf, start, payloadStart, sub.sid, from, batch))
+            sub.msgs += 1;
+          else undelivered.push(batch);
+        });
+        engine.relay.cancelBatches(undelivered);
+      }),
+    (err: unknown) =>
+      ungateAfter(engine, conn, () => {
+        engine.stats.dropped.shm += Math.max(1, receivers.length);
+        releaseRefused(engine, fromPid, handle, keep);
+        engine.shmFailed(conn, BusMsgId.Pub, 0, err, subject);
+      }),
   );
 }
 
@@ -186,17 +211,23 @@ export function shmReq(
   const p = engine.router.open(caller, callerId, reg, engine.now(), timeoutMs);
   const target = { pid: server.creds.pid, tag: server.conn!.id };
   engine.gate(conn);
-  engine.relay.transfer(caller.creds!.pid, handle, [target], keep).then(
-    ([batch]) => {
-      const open = engine.router.pending.get(p.rid) === p;
-      if (!open || !deliverShm(engine, server, BusMsgId.Req, buf, start, payloadStart, p.rid, caller, batch!))
-        engine.relay.cancelBatches([batch!]);
-      engine.ungate(conn);
-    },
-    (err: unknown) => {
-      failPendingShm(engine, p, err);
-      engine.ungate(conn);
-    },
+  const callerPid = caller.creds!.pid;
+  engine.relay.transfer(callerPid, handle, [target], keep).then(
+    ([batch]) =>
+      ungateAfter(engine, conn, () => {
+        if (!batch) return failPendingShm(engine, p, `${server.name}'s process ended`);
+        const open = engine.router.pending.get(p.rid) === p;
+        if (
+          !open ||
+          !deliverShm(engine, server, BusMsgId.Req, buf, start, payloadStart, p.rid, caller, batch)
+        )
+          engine.relay.cancelBatches([batch]);
+      }),
+    (err: unknown) =>
+      ungateAfter(engine, conn, () => {
+        releaseRefused(engine, callerPid, handle, keep);
+        failPendingShm(engine, p, err);
+      }),
   );
 }
 
@@ -221,22 +252,26 @@ export function shmRep(
     return;
   }
   engine.gate(conn);
-  engine.relay
-    .transfer(server.creds!.pid, handle, [{ pid: caller.creds.pid, tag: callerConn.id }], keep)
-    .then(
-      ([batch]) => {
-        if (!deliverShm(engine, caller, BusMsgId.Rep, buf, start, payloadStart, p.callerId, server, batch!))
-          engine.relay.cancelBatches([batch!]);
-        engine.ungate(conn);
-      },
-      (err: unknown) => {
+  const serverPid = server.creds!.pid;
+  engine.relay.transfer(serverPid, handle, [{ pid: caller.creds.pid, tag: callerConn.id }], keep).then(
+    ([batch]) =>
+      ungateAfter(engine, conn, () => {
+        // Batch 0: the caller's process ended; the reference was released with no addressee.
+        if (
+          batch &&
+          !deliverShm(engine, caller, BusMsgId.Rep, buf, start, payloadStart, p.callerId, server, batch)
+        )
+          engine.relay.cancelBatches([batch]);
+      }),
+    (err: unknown) =>
+      ungateAfter(engine, conn, () => {
         engine.stats.requests.error += 1;
+        releaseRefused(engine, serverPid, handle, keep);
         const c = caller.conn;
         if (c !== undefined)
           engine.replyStatus(c, p.callerId, ReplyStatus.SHM_FAILED, `reply not handed over: ${failure(err)}`);
-        engine.ungate(conn);
-      },
-    );
+      }),
+  );
 }
 
 function failPendingShm(engine: BusEngine, p: PendingRequest, err: unknown): void {

@@ -11,7 +11,7 @@ import type { ShmCore } from './shm-core.js';
  * published it to every receiving process without that process taking part. TRANSFER moves one
  * reference held by process `fromPid` (found by kernel pid, like every holding) into one batch per
  * addressee, adding references for a fan-out (one block, N batches); with no addressee it releases
- * the reference (a message nobody receives). `keep`: the holder keeps its reference and every
+ * the reference (a message nobody receives). An addressee whose process is gone gets batch id 0. `keep`: the holder keeps its reference and every
  * addressee gets a new one. The batches belong to the relay's connection (notices go to it, CANCEL
  * ends them) and count against `fromPid`'s batch limit; only the moved reference counts against its
  * byte quota (the others add no memory).
@@ -40,24 +40,25 @@ export function transfer(
     );
   }
   const [block, cls] = checkHeld(holder, [handle], core.layout, core.blocks, core.options.generation)[0]!;
-  for (const t of to) {
+  for (const t of to)
     if (!Number.isInteger(t.pid) || t.pid <= 0) core.invalid(`addressee pid ${t.pid} is not a pid`);
-    if (!core.options.processExists(t.pid)) core.invalid(`no process with pid ${t.pid}`);
-  }
+  // An addressee that died in the meantime gets no batch (id 0); the others still get theirs.
+  const live = to.filter((t) => core.options.processExists(t.pid));
   const max = core.options.maxBatchesPerProc;
-  if (proc.sentBatches + to.length > max) {
+  if (proc.sentBatches + live.length > max) {
     throw new ShmError(
       ErrorCode.SHM_QUOTA,
-      `pid ${fromPid} has ${proc.sentBatches} batches in flight; ${to.length} more would pass the limit of ${max} ([shm] max_batches_per_proc)`,
+      `pid ${fromPid} has ${proc.sentBatches} batches in flight; ${live.length} more would pass the limit of ${max} ([shm] max_batches_per_proc)`,
     );
   }
   if (!keep) unhold(holder, block, cls);
-  if (to.length === 0) {
+  if (live.length === 0) {
     if (!keep) core.blocks.dropRef(block, cls.index);
-    return [];
+    return to.map(() => 0);
   }
-  for (let i = keep ? 0 : 1; i < to.length; i++) core.blocks.addRef(block);
-  return to.map((t, i) => {
+  for (let i = keep ? 0 : 1; i < live.length; i++) core.blocks.addRef(block);
+  const ids = new Map<TransferTarget, number>();
+  live.forEach((t, i) => {
     const batch: Batch = {
       id: core.batches.nextId(),
       from: relay,
@@ -71,8 +72,9 @@ export function transfer(
       timer: undefined,
     };
     core.openBatch(batch, ttl, proc);
-    return batch.id;
+    ids.set(t, batch.id);
   });
+  return to.map((t) => ids.get(t) ?? 0);
 }
 
 /** Ends unreceived batches the relay made: those with `tag` (when not 0) and those listed. */
