@@ -239,6 +239,7 @@ export class FastPathSegment {
     idle: readonly TableHost[],
     overload: readonly TableHost[],
   ): Consumed & { refused?: UnpublishedReason } {
+    if (this.replaced) return { calls: 0, probes: 0 };
     if (idle.length + overload.length > this.g.hostsPerRoute) {
       return { ...this.unpublish(modid, cmdid), refused: 'too-many-hosts' };
     }
@@ -281,7 +282,7 @@ export class FastPathSegment {
   unpublish(modid: number, cmdid: number): Consumed {
     const key = `${modid}:${cmdid}`;
     const p = this.byKey.get(key);
-    if (p === undefined) return { calls: 0, probes: 0 };
+    if (p === undefined || this.replaced) return { calls: 0, probes: 0 };
     this.byKey.delete(key);
     const b = this.routesOff + p.slot * this.slotLen;
     const w = this.w;
@@ -369,6 +370,14 @@ export class FastPathSegment {
 
   get closed(): boolean {
     return this.mapping === undefined;
+  }
+
+  /**
+   * Another agent took this segment's name and marked it closed (every slot odd): writing a slot
+   * now would make it even again and let a client still mapped here read a half-written slot.
+   */
+  private get replaced(): boolean {
+    return Atomics.load(this.w, H_STATE) !== SegmentState.Live;
   }
 
   /** A slot on the route's probe chain that is empty or a tombstone; -1 when the table is full. */

@@ -49,7 +49,6 @@ import {
   S_SEQ,
   S_STATE,
   SegmentState,
-  skippedWord,
   SLOT_HEADER_WORDS,
   SlotState,
   slotWords,
@@ -242,28 +241,35 @@ class SegmentView {
       this.miss = 'route-missing';
       return undefined;
     }
-    // The seqlock's first read may be a plain one: the atomic add below is a full barrier, so it
-    // cannot move after the slot reads; the key is read again after it, inside the window.
-    const s1 = w[b + S_SEQ] as number;
+    // Every read of the slot is an atomic load: on x86-64 that is a plain load, and on weakly
+    // ordered CPUs (arm64) it keeps the slot reads inside the seqlock window (a plain load could be
+    // completed after the closing read of S_SEQ and accept a half-written slot).
+    const s1 = Atomics.load(w, b + S_SEQ);
     if ((s1 & 1) !== 0) {
       this.miss = this.closedNow() ? 'closed' : 'rewriting';
       return undefined;
     }
     const n = Atomics.add(w, b + S_REQ, 1) + 1;
-    if (w[b + S_STATE] !== SlotState.Live || w[b + S_MODID] !== modid || w[b + S_CMDID] !== cmdid) {
+    if (
+      Atomics.load(w, b + S_STATE) !== SlotState.Live ||
+      Atomics.load(w, b + S_MODID) !== modid ||
+      Atomics.load(w, b + S_CMDID) !== cmdid
+    ) {
       this.miss = 'rewriting';
       return undefined;
     }
-    const k = w[b + S_IDLE] as number;
-    const m = w[b + S_OVERLOAD] as number;
+    const k = Atomics.load(w, b + S_IDLE);
+    const m = Atomics.load(w, b + S_OVERLOAD);
     const idx =
-      n > 0 && k + m <= this.hostsPerRoute ? pickIndex(n, w[b + S_PHASE] as number, k, m, this.probeNum) : -2;
+      n > 0 && k + m <= this.hostsPerRoute
+        ? pickIndex(n, Atomics.load(w, b + S_PHASE), k, m, this.probeNum)
+        : -2;
     let ip = 0;
     let port = 0;
     if (idx >= 0) {
       const at = b + SLOT_HEADER_WORDS + 2 * idx;
-      ip = w[at] as number;
-      port = w[at + 1] as number;
+      ip = Atomics.load(w, at);
+      port = Atomics.load(w, at + 1);
     }
     if (Atomics.load(w, b + S_SEQ) !== s1 || idx === -2) {
       this.miss = 'rewriting';
@@ -324,7 +330,10 @@ class SegmentView {
     const e = this.ringOff + (t & this.ringMask) * RING_ENTRY_WORDS;
     // After the compare-exchange (a full barrier): a plain read sees the word as it is now or newer.
     const old = w[e] as number;
-    if (old === skippedWord(t)) {
+    // The word must be the previous lap's (or never written). Anything else means this process
+    // stalled so long that the agent skipped this position and the ring came round again: writing
+    // now would hide a newer writer's entry, so the result goes over UDP instead.
+    if (old !== 0 && (old & POS_MASK) !== ((t - this.ringEntries) & POS_MASK)) {
       this.miss = 'skipped';
       return false;
     }
