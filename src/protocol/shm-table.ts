@@ -8,7 +8,7 @@
  * (route request counters, the ring tail, ring commit words) are only touched with Atomics
  * read-modify-write operations; words the agent alone writes are published with a seqlock per route
  * slot (odd while the agent rewrites it), so a reader that sees the same even sequence before and
- * after its reads saw a consistent slot. test/fast-path-atomics.test.ts pins these properties across
+ * after its reads saw a consistent slot. test/fast-path-processes.test.ts pins these properties across
  * real processes.
  *
  * Header (HEADER_WORDS words; hot words on cache lines of their own):
