@@ -47,7 +47,11 @@ describe('shm TRANSFER and CANCEL (relays, issue 14)', () => {
     await expect(relay.transfer(me, { ...buf.handle, gen: buf.handle.gen + 1 }, [])).rejects.toMatchObject({
       code: ErrorCode.SHM_STALE,
     });
-    await expect(relay.transfer(me, buf.handle, [{ pid: 0x7ffffff0, tag: 0 }])).rejects.toMatchObject({
+    // An addressee whose process is gone gets no batch (id 0); the others would get theirs.
+    await expect(
+      relay.transfer(me, buf.handle, [{ pid: 0x7ffffff0, tag: 0 }], { keep: true }),
+    ).resolves.toEqual([0]);
+    await expect(relay.transfer(me, buf.handle, [{ pid: -1, tag: 0 }])).rejects.toMatchObject({
       code: ErrorCode.SHM_INVALID_ARGUMENT,
     });
     await expect(relay.transfer(0x7ffffff0, buf.handle, [])).rejects.toMatchObject({
