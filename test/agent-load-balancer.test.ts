@@ -740,3 +740,31 @@ describe('HostEntry and HostQueue', () => {
     expect([q.size, q.head, q.tail]).toEqual([0, null, null]);
   });
 });
+
+describe('LoadBalancer host lookup: small routes searched, big ones indexed', () => {
+  const hostsOf = (n: number, from = 0): HostInfo[] =>
+    Array.from({ length: n }, (_, i) => ({
+      ip: toWireIp(ipToNumber(`10.9.${(from + i) >> 8}.${(from + i) & 255}`)),
+      port: 6000 + from + i,
+    }));
+
+  it('finds every host of a route as it grows past the index threshold and shrinks back', () => {
+    const lb = new LoadBalancer(1, 1);
+    for (const [n, from] of [
+      [5, 0],
+      [40, 0],
+      [40, 20], // 20 kept, 20 removed, 20 added
+      [3, 57],
+    ] as const) {
+      const list = hostsOf(n, from);
+      lb.updateRoute(list, 0);
+      expect(lb.size).toBe(n);
+      expect(lb.hosts()).toEqual(list); // route order: kept hosts first, in their order
+      for (const h of list) expect(lb.report(h.ip, h.port, RetCode.SUCC, undefined, 1)).toBe(true);
+      // A host of an earlier list that is gone now is not found.
+      const gone = hostsOf(1, from === 0 ? 100 : 0)[0]!;
+      expect(lb.report(gone.ip, gone.port, RetCode.SUCC, undefined, 1)).toBe(false);
+      expect(lb.host(gone.ip, gone.port)).toBeUndefined();
+    }
+  });
+});

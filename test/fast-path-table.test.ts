@@ -1,4 +1,5 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import type { FastPathSettings } from '../src/agent/agent-fast-path.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from '../src/agent/lb-config.js';
 import { LoadBalancer } from '../src/agent/load-balancer.js';
 import { FastPath } from '../src/api/fast-path.js';
@@ -34,6 +35,25 @@ describe('fast-path table rule (src/protocol/shm-table.ts)', () => {
   });
 });
 
+/** Route 1/1 published by a fast path, the same hosts in a reference balancer, a client in `require` mode. */
+async function oneRoute(
+  config: LoadBalanceConfig,
+  hosts: Array<[string, number]>,
+  settings: FastPathSettings = {},
+): Promise<ReturnType<typeof coreWithFastPath> & { ref: LoadBalancer; client: FastPath }> {
+  const port = await unusedPort();
+  const env = coreWithFastPath([port], config, settings);
+  env.route(1, 1, hosts);
+  const ref = new LoadBalancer(1, 1, { config });
+  ref.updateRoute(
+    hosts.map(([ip, p]) => ({ ip: ipToWire(ip), port: p })),
+    env.clock.ms,
+  );
+  const client = new FastPath({ host: '127.0.0.1', ports: [port], mode: 'require' });
+  onTestFinished(() => client.close());
+  return { ...env, ref, client };
+}
+
 describe.skipIf(skipNoAddon)('fast path = one balancer', () => {
   it('picks from shared memory follow the very sequence of one LoadBalancer through transitions', async () => {
     const config: LoadBalanceConfig = {
@@ -42,17 +62,8 @@ describe.skipIf(skipNoAddon)('fast path = one balancer', () => {
       continErrLimit: 3,
       continSuccLimit: 3,
     };
-    const port = await unusedPort();
-    const { fast, route, clock } = coreWithFastPath([port], config);
     const hosts: Array<[string, number]> = [1, 2, 3, 4, 5].map((i) => [`10.0.0.${i}`, 8000 + i]);
-    route(1, 1, hosts);
-    const ref = new LoadBalancer(1, 1, { config });
-    ref.updateRoute(
-      hosts.map(([ip, p]) => ({ ip: ipToWire(ip), port: p })),
-      clock.ms,
-    );
-    const client = new FastPath({ host: '127.0.0.1', ports: [port], mode: 'require' });
-    onTestFinished(() => client.close());
+    const { fast, clock, ref, client } = await oneRoute(config, hosts);
 
     const rnd = prng(18);
     let picks = 0;
@@ -95,6 +106,28 @@ describe.skipIf(skipNoAddon)('fast path = one balancer', () => {
     expect(probes).toBeGreaterThan(20);
     expect(transitions).toBeGreaterThan(10);
     expect(overloads).toBeGreaterThan(0);
+    expect(client.stats.fallbacks).toEqual({});
+  });
+
+  it('compacting the table (tombstones cleared, routes written again) keeps each route its rotation', async () => {
+    const config: LoadBalanceConfig = { ...DEFAULT_LOAD_BALANCE_CONFIG, probeNum: 4 };
+    const hosts: Array<[string, number]> = [1, 2, 3].map((i) => [`10.0.1.${i}`, 7000 + i]);
+    // 4 routes at most: 8 slots, compacted once more than 2 are tombstones.
+    const { fast, route, clock, ref, client } = await oneRoute(config, hosts, { routes: 4 });
+    const pickBoth = (n: number): void => {
+      for (let i = 0; i < n; i++) {
+        const want = ref.getHost(clock.ms);
+        expect(client.tryGetHost(1, 1)?.host).toEqual({ ip: wireToIp(want.host!.ip), port: want.host!.port });
+      }
+    };
+    pickBoth(5); // mid-rotation, and one probe slot past
+    for (const m of [2, 3, 4]) route(m, 1, [['10.0.2.1', 7100 + m]]);
+    for (const m of [2, 3, 4]) route(m, 1, []); // three tombstones
+    pickBoth(2);
+    route(5, 1, [['10.0.3.1', 7200]]); // needs a slot: the table is compacted first
+    expect(fast.routes).toBe(2);
+    pickBoth(7);
+    expect(client.tryGetHost(5, 1)?.host).toEqual({ ip: '10.0.3.1', port: 7200 });
     expect(client.stats.fallbacks).toEqual({});
   });
 });

@@ -77,14 +77,24 @@ export interface SegmentOptions extends TableGeometry {
   readonly bindIp: number;
 }
 
-/** One published route: where it lives and the queues as last written (to continue the rotation). */
+/**
+ * One published route: where it lives and how many hosts its queues had when last written. The
+ * queues themselves are read back from the slot (only the agent writes a slot's hosts), so the agent
+ * keeps no copy of 10,000 routes' hosts (issue 17's footprint).
+ */
 interface Published {
   slot: number;
   modid: number;
   cmdid: number;
-  idle: TableHost[];
-  overload: TableHost[];
+  idleLen: number;
+  overloadLen: number;
   phase: number;
+}
+
+/** A route's queues, head first. */
+interface Queues {
+  idle: readonly TableHost[];
+  overload: readonly TableHost[];
 }
 
 export interface DrainCounts {
@@ -248,34 +258,57 @@ export class FastPathSegment {
     if (p === undefined) {
       const slot = this.freeSlot(modid, cmdid);
       if (slot < 0) return { calls: 0, probes: 0, refused: 'table-full' };
-      p = { slot, modid, cmdid, idle: [], overload: [], phase: 0 };
+      p = { slot, modid, cmdid, idleLen: 0, overloadLen: 0, phase: 0 };
       this.byKey.set(key, p);
     }
+    return this.write(p, this.written(p), { idle, overload });
+  }
+
+  /**
+   * Rewrites p's slot under its seqlock: `last` (the queues as last written) turned by the calls
+   * made since, with `now`'s membership merged in.
+   */
+  private write(p: Published, last: Queues, now: Queues): Consumed {
     const b = this.routesOff + p.slot * this.slotLen;
     const w = this.w;
     Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
     const calls = Atomics.exchange(w, b + S_REQ, 0);
-    const { idleTurns, probes } = consumedBy(calls, p.phase, p.idle.length, p.overload.length, this.probeNum);
-    p.idle = merge(rotate(p.idle, idleTurns), idle);
-    p.overload = merge(rotate(p.overload, probes), overload);
+    const t = turned(last, calls, p.phase, this.probeNum);
+    const idle = merge(t.idle, now.idle);
+    const overload = merge(t.overload, now.overload);
+    p.idleLen = idle.length;
+    p.overloadLen = overload.length;
     p.phase = (p.phase + calls) % this.probeNum;
     w[b + S_STATE] = SlotState.Live;
-    w[b + S_MODID] = modid;
-    w[b + S_CMDID] = cmdid;
+    w[b + S_MODID] = p.modid;
+    w[b + S_CMDID] = p.cmdid;
     w[b + S_PHASE] = p.phase;
-    w[b + S_IDLE] = p.idle.length;
-    w[b + S_OVERLOAD] = p.overload.length;
+    w[b + S_IDLE] = idle.length;
+    w[b + S_OVERLOAD] = overload.length;
     let at = b + SLOT_HEADER_WORDS;
-    for (const h of p.idle) {
+    for (const h of idle) {
       w[at++] = h.ip | 0;
       w[at++] = h.port;
     }
-    for (const h of p.overload) {
+    for (const h of overload) {
       w[at++] = h.ip | 0;
       w[at++] = h.port;
     }
     Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
-    return { calls, probes };
+    return { calls, probes: t.probes };
+  }
+
+  /** p's queues as the agent last wrote them in its slot. */
+  private written(p: Published): Queues {
+    const w = this.w;
+    let at = this.routesOff + p.slot * this.slotLen + SLOT_HEADER_WORDS;
+    const read = (n: number): TableHost[] => {
+      const out: TableHost[] = [];
+      for (let i = 0; i < n; i++, at += 2) out.push({ ip: w[at] as number, port: w[at + 1] as number });
+      return out;
+    };
+    const idle = read(p.idleLen);
+    return { idle, overload: read(p.overloadLen) };
   }
 
   /** Takes a route out of the table (clients then use UDP for it). Returns the calls made since its last rewrite. */
@@ -291,7 +324,7 @@ export class FastPathSegment {
     w[b + S_STATE] = SlotState.Tombstone;
     Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
     this.tombstones += 1;
-    const { probes } = consumedBy(calls, p.phase, p.idle.length, p.overload.length, this.probeNum);
+    const { probes } = consumedBy(calls, p.phase, p.idleLen, p.overloadLen, this.probeNum);
     return { calls, probes };
   }
 
@@ -405,22 +438,14 @@ export class FastPathSegment {
    */
   private compact(): void {
     const w = this.w;
-    const routes = [...this.byKey.values()];
-    for (const p of routes) {
+    const routes = [...this.byKey.values()].map((p) => {
+      const last = this.written(p);
       const b = this.routesOff + p.slot * this.slotLen;
       Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
       const calls = Atomics.exchange(w, b + S_REQ, 0);
-      const { idleTurns, probes } = consumedBy(
-        calls,
-        p.phase,
-        p.idle.length,
-        p.overload.length,
-        this.probeNum,
-      );
-      p.idle = rotate(p.idle, idleTurns);
-      p.overload = rotate(p.overload, probes);
-      p.phase = (p.phase + calls) % this.probeNum;
-    }
+      const queues = turned(last, calls, p.phase, this.probeNum);
+      return { modid: p.modid, cmdid: p.cmdid, phase: (p.phase + calls) % this.probeNum, queues };
+    });
     for (let i = 0; i < this.g.routeSlots; i++) {
       const b = this.routesOff + i * this.slotLen;
       const seq = Atomics.load(w, b + S_SEQ);
@@ -430,11 +455,12 @@ export class FastPathSegment {
     }
     this.tombstones = 0;
     this.byKey.clear();
-    for (const p of routes) {
-      const slot = this.freeSlot(p.modid, p.cmdid);
+    for (const r of routes) {
+      const slot = this.freeSlot(r.modid, r.cmdid);
       if (slot < 0) continue;
-      this.byKey.set(`${p.modid}:${p.cmdid}`, { ...p, slot });
-      this.publish(p.modid, p.cmdid, p.idle, p.overload);
+      const p = { slot, modid: r.modid, cmdid: r.cmdid, idleLen: 0, overloadLen: 0, phase: r.phase };
+      this.byKey.set(`${r.modid}:${r.cmdid}`, p);
+      this.write(p, r.queues, r.queues);
     }
   }
 }
@@ -503,7 +529,13 @@ function closeFormer(addon: NativeAddon, name: string): void {
   }
 }
 
-function rotate(list: TableHost[], turns: number): TableHost[] {
+/** The queues as last written, turned by `calls` clients made since (from `phase`). */
+function turned(last: Queues, calls: number, phase: number, probeNum: number): Queues & { probes: number } {
+  const { idleTurns, probes } = consumedBy(calls, phase, last.idle.length, last.overload.length, probeNum);
+  return { idle: rotate(last.idle, idleTurns), overload: rotate(last.overload, probes), probes };
+}
+
+function rotate(list: readonly TableHost[], turns: number): readonly TableHost[] {
   if (list.length < 2) return list;
   const r = turns % list.length;
   return r === 0 ? list : [...list.slice(r), ...list.slice(0, r)];

@@ -82,6 +82,9 @@ function hostKey(unsignedIp: number, port: number): number {
   return unsignedIp * 65536 + port;
 }
 
+/** Routes with more hosts than this get a Map from hostKey to host; smaller ones are searched. */
+const INDEX_ABOVE = 16;
+
 function isPort(port: number): boolean {
   return (port & 0xffff) === port;
 }
@@ -105,7 +108,14 @@ export class LoadBalancer {
   /** When the route was last updated from dns; -Infinity until the first update. */
   lastUpdateMs = Number.NEGATIVE_INFINITY;
 
-  private readonly byKey = new Map<number, HostEntry>();
+  /** The hosts in route order. */
+  private list: HostEntry[] = [];
+  /**
+   * Lookup by hostKey, kept only for routes of more than INDEX_ABOVE hosts: a small route is
+   * searched directly, which costs about the same and saves a Map per route (10,000 routes hold
+   * 10,000 of them; issue 17's footprint).
+   */
+  private index: Map<number, HostEntry> | undefined;
   private readonly idle = new HostQueue();
   private readonly overload = new HostQueue();
   private readonly onTransition: HostTransitionListener | undefined;
@@ -162,7 +172,7 @@ export class LoadBalancer {
   pick(now: number): PickedHost | null | undefined {
     this.advance(now);
     this.requests = this.requests + 1 === this.config.probeNum ? 0 : this.requests + 1;
-    if (this.byKey.size === 0) return undefined;
+    if (this.list.length === 0) return undefined;
     const probe = this.requests === 0 && this.overload.head !== null;
     this.lastPickProbe = probe;
     if (probe) return this.overload.rotate();
@@ -178,7 +188,7 @@ export class LoadBalancer {
   report(ip: number, port: number, retcode: number, timecostMs: number | undefined, now: number): boolean {
     this.advance(now);
     if (!isPort(port)) return false;
-    const h = this.byKey.get(hostKey(ip >>> 0, port));
+    const h = this.find(ip >>> 0, port);
     if (h === undefined) return false;
     this.changed = true;
     if (retcode === RetCode.SUCC) {
@@ -218,34 +228,38 @@ export class LoadBalancer {
     }
     let removed = 0;
     let reweighted = 0;
-    for (const [key, h] of this.byKey) {
+    const kept: HostEntry[] = [];
+    for (const h of this.list) {
+      const key = hostKey(h.ip, h.port);
       const w = wanted.get(key);
       if (w !== undefined) {
         if (w.weight !== h.weight) {
           this.setWeight(h, w.weight);
           reweighted += 1;
         }
+        kept.push(h);
+        wanted.delete(key);
         continue;
       }
       (h.state === HostState.Idle ? this.idle : this.overload).remove(h);
-      this.byKey.delete(key);
       if (h.weight !== 1) this.weighted -= 1;
       removed += 1;
     }
     let added = 0;
-    for (const [key, { ip, port, weight }] of wanted) {
-      if (this.byKey.has(key)) continue;
+    for (const { ip, port, weight } of wanted.values()) {
       const h = new HostEntry(ip, port, this.config, now);
       this.setWeight(h, weight);
-      this.byKey.set(key, h);
+      kept.push(h);
       this.idle.push(h);
       this.noteDue(now + this.idleMs);
       added += 1;
     }
+    if (added > 0 || removed > 0) this.setList(kept);
     if (added > 0 || removed > 0 || reweighted > 0) this.changed = true;
     this.lastUpdateMs = now;
     this.state = RouteState.New;
-    const out = { added, removed, kept: this.byKey.size - added, skipped, empty: this.byKey.size === 0 };
+    const size = this.list.length;
+    const out = { added, removed, kept: size - added, skipped, empty: size === 0 };
     return reweighted > 0 ? { ...out, reweighted } : out;
   }
 
@@ -278,7 +292,7 @@ export class LoadBalancer {
   snapshotForReport(): HostCallResult[] {
     const out: HostCallResult[] = [];
     let pending = false;
-    for (const h of this.byKey.values()) {
+    for (const h of this.list) {
       const c = h.takeReportCounters();
       if (c.pending) pending = true;
       out.push({
@@ -312,7 +326,7 @@ export class LoadBalancer {
    */
   hosts(): HostInfo[] {
     const out: HostInfo[] = [];
-    for (const h of this.byKey.values())
+    for (const h of this.list)
       out.push(
         h.weight === 1 ? { ip: h.ip | 0, port: h.port } : { ip: h.ip | 0, port: h.port, weight: h.weight },
       );
@@ -326,13 +340,13 @@ export class LoadBalancer {
 
   /** Copies of every host's state (unsigned ip), in route order. */
   hostViews(): HostView[] {
-    return Array.from(this.byKey.values(), (h) => h.view());
+    return this.list.map((h) => h.view());
   }
 
   /** Copy of one host's state, or undefined if it is not in the route. */
   host(ip: number, port: number): HostView | undefined {
     if (!isPort(port)) return undefined;
-    return this.byKey.get(hostKey(ip >>> 0, port))?.view();
+    return this.find(ip >>> 0, port)?.view();
   }
 
   /** Queue contents head first (unsigned ip); for tests and diagnostics. */
@@ -344,7 +358,7 @@ export class LoadBalancer {
   }
 
   get size(): number {
-    return this.byKey.size;
+    return this.list.length;
   }
 
   get idleCount(): number {
@@ -362,7 +376,7 @@ export class LoadBalancer {
   private advance(now: number): void {
     if (now < this.nextDueMs) return;
     let next = Number.POSITIVE_INFINITY;
-    for (const h of this.byKey.values()) {
+    for (const h of this.list) {
       if (h.state === HostState.Idle) {
         if (now >= h.windowStart + this.idleMs) {
           if (h.windowErrRateReached(this.config)) {
@@ -399,6 +413,25 @@ export class LoadBalancer {
     }
     if (best !== null) best.current -= total;
     return best;
+  }
+
+  /** The host ip (unsigned):port of this route, if it is one. */
+  private find(ip: number, port: number): HostEntry | undefined {
+    if (this.index !== undefined) return this.index.get(hostKey(ip, port));
+    const list = this.list;
+    for (let i = 0; i < list.length; i++) {
+      const h = list[i] as HostEntry;
+      if (h.ip === ip && h.port === port) return h;
+    }
+    return undefined;
+  }
+
+  private setList(list: HostEntry[]): void {
+    this.list = list;
+    this.index = undefined;
+    if (list.length <= INDEX_ABOVE) return;
+    this.index = new Map();
+    for (const h of list) this.index.set(hostKey(h.ip, h.port), h);
   }
 
   private setWeight(h: HostEntry, weight: number): void {

@@ -79,9 +79,12 @@ export const SHM_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 /**
  * dns and the agent get the same cap (issue 17, bench:footprint): their live heaps are small and
  * steady, and a young generation V8 grew during a burst (an agent fetching 10,000 routes, dns
- * loading 100,000 rows) would otherwise stay resident for good.
+ * loading 100,000 rows) would otherwise stay resident for good. `--optimize-for-size` makes V8 grow
+ * the old generation less eagerly and give memory back sooner: dns with 100,000 rows 91 -> 78 MB,
+ * the agent with 10,000 routes 126 -> 115 MB, with no loss of agent throughput in
+ * bench:contention (37.7k vs 34.1k calls/s in the same run, within noise).
  */
-export const LEAN_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const LEAN_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size'];
 
 /**
  * One row of the service table. Adding a service = one entry in SERVICES: its command, worker

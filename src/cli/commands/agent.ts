@@ -1,3 +1,4 @@
+import { favourSmallHeap } from '../lean-heap.js';
 import { Command } from 'commander';
 import { join } from 'node:path';
 import { ipToWire } from '../../protocol/ip.js';
@@ -88,6 +89,7 @@ export function register(program: Command): void {
       'do not publish routes in shared memory: local clients use UDP only (default [agent] fast_path = true)',
     )
     .action(async (o: AgentFlags) => {
+      favourSmallHeap();
       // Loaded here, not at start-up: every other command starts faster without them.
       const [{ AgentService }, { toLoadBalanceConfig }, { createServiceLogger }] = await Promise.all([
         import('../../agent/agent-service.js'),

@@ -1,3 +1,4 @@
+import { favourSmallHeap } from '../lean-heap.js';
 import cluster from 'node:cluster';
 import type { Server } from 'node:net';
 import { Command } from 'commander';
@@ -67,6 +68,7 @@ export function dnsFlags(o: DnsFlags): FlagOverride[] {
 
 /** Runs one dns instance in this process until SIGINT/SIGTERM. */
 export async function runDns(o: DnsFlags): Promise<void> {
+  favourSmallHeap();
   // Loaded here, not at start-up: every other command starts faster without them.
   const [{ createServiceLogger }, { DNS_SQLITE_BUSY_TIMEOUT_MS, DnsService }, { openStore }] =
     await Promise.all([
