@@ -9,19 +9,16 @@ import { ErrorCode } from '../src/errors.js';
 import { loadNative } from '../src/native/index.js';
 import { ipToNumber, ipToWire, RetCode } from '../src/protocol/index.js';
 import {
+  FAST_PATH_VERSION,
   fastPathSegmentName,
-  H_ROUTES_OFFSET,
-  H_VERSION,
-  routeHash,
-  S_SEQ,
-  slotWords,
-  H_HOSTS_PER_ROUTE,
-  H_ROUTE_SLOTS,
+  findSlot,
   H_PID,
+  H_VERSION,
+  S_SEQ,
 } from '../src/protocol/shm-table.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { startTestDns } from './helpers/dns.js';
-import { skipNoAddon, startPeer } from './helpers/fast-path.js';
+import { segmentWords, skipNoAddon, slotPlace, startPeer } from './helpers/fast-path.js';
 import { waitFor } from './helpers/latch.js';
 import { unusedPort } from './helpers/ports.js';
 
@@ -71,18 +68,11 @@ type Status = {
 };
 const status = (c: LarsClient) => c.fastPathStatus() as unknown as Status;
 
-/** The words of an agent's segment, mapped separately (as another process would). */
-function segmentWords(port: number): Int32Array {
-  const addon = loadNative()!;
-  const ab = addon.map(fastPathSegmentName(uid, port), 0, false);
-  onTestFinished(() => void addon.unmap(ab));
-  return new Int32Array(ab);
-}
-
-/** Where route (modid, cmdid) sits: its home slot (the tests use one route per segment). */
+/** The seqlock word of route (modid, cmdid)'s slot, found through the segment's index as a client finds it. */
 function slotSeq(w: Int32Array, modid: number, cmdid: number): number {
-  const home = routeHash(modid, cmdid) & ((w[H_ROUTE_SLOTS] as number) - 1);
-  return (w[H_ROUTES_OFFSET] as number) + home * slotWords(w[H_HOSTS_PER_ROUTE] as number) + S_SEQ;
+  const at = findSlot(w, slotPlace(w), modid, cmdid);
+  expect(at).toBeGreaterThanOrEqual(0);
+  return at + S_SEQ;
 }
 
 /** regInit, then wait until the agent wrote the route into its table. */
@@ -291,7 +281,7 @@ describe.skipIf(skipNoAddon)('fast path: agent and SDK', () => {
     expect(await other.getHost(8, 1)).toEqual({ ip: '10.0.0.8', port: 8 });
     expect(status(other).fallbacks.version).toBe(1);
     expect(() => client(ports, 'require')).toThrow(expect.objectContaining({ reason: 'version' }));
-    w[H_VERSION] = 1;
+    w[H_VERSION] = FAST_PATH_VERSION;
 
     const remote = new LarsClient({ host: '10.1.2.3', ports, fastPath: 'auto', timeoutMs: 50 });
     onTestFinished(() => remote.close());

@@ -4,8 +4,8 @@ import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from '../src/agen
 import { LoadBalancer } from '../src/agent/load-balancer.js';
 import { FastPath } from '../src/api/fast-path.js';
 import { ipToWire, RetCode, wireToIp } from '../src/protocol/index.js';
-import { consumedBy, pickIndex } from '../src/protocol/shm-table.js';
-import { coreWithFastPath, skipNoAddon } from './helpers/fast-path.js';
+import { consumedBy, findSlot, pickIndex } from '../src/protocol/shm-table.js';
+import { coreWithFastPath, segmentWords, skipNoAddon, slotPlace } from './helpers/fast-path.js';
 import { unusedPort } from './helpers/ports.js';
 
 /** Small deterministic PRNG (mulberry32): the same script every run. */
@@ -109,10 +109,10 @@ describe.skipIf(skipNoAddon)('fast path = one balancer', () => {
     expect(client.stats.fallbacks).toEqual({});
   });
 
-  it('compacting the table (tombstones cleared, routes written again) keeps each route its rotation', async () => {
+  it('rebuilding the route index (tombstones cleared) keeps each route its slot and rotation', async () => {
     const config: LoadBalanceConfig = { ...DEFAULT_LOAD_BALANCE_CONFIG, probeNum: 4 };
     const hosts: Array<[string, number]> = [1, 2, 3].map((i) => [`10.0.1.${i}`, 7000 + i]);
-    // 4 routes at most: 8 slots, compacted once more than 2 are tombstones.
+    // 4 routes at most: an index of 8 words, rebuilt once more than 2 of them are tombstones.
     const { fast, route, clock, ref, client } = await oneRoute(config, hosts, { routes: 4 });
     const pickBoth = (n: number): void => {
       for (let i = 0; i < n; i++) {
@@ -124,10 +124,28 @@ describe.skipIf(skipNoAddon)('fast path = one balancer', () => {
     for (const m of [2, 3, 4]) route(m, 1, [['10.0.2.1', 7100 + m]]);
     for (const m of [2, 3, 4]) route(m, 1, []); // three tombstones
     pickBoth(2);
-    route(5, 1, [['10.0.3.1', 7200]]); // needs a slot: the table is compacted first
+    route(5, 1, [['10.0.3.1', 7200]]); // needs an index word: the index is rebuilt first
     expect(fast.routes).toBe(2);
     pickBoth(7);
     expect(client.tryGetHost(5, 1)?.host).toEqual({ ip: '10.0.3.1', port: 7200 });
     expect(client.stats.fallbacks).toEqual({});
+  });
+
+  it('hands out route slots densely, a freed one first (touched memory grows with the routes held)', async () => {
+    const port = await unusedPort();
+    const { route } = coreWithFastPath([port], DEFAULT_LOAD_BALANCE_CONFIG);
+    for (let m = 1; m <= 20; m++) route(m, 1, [['10.0.4.1', 7300 + m]]);
+    const w = segmentWords(port);
+    const place = slotPlace(w);
+    const slotOf = (m: number): number => {
+      const at = findSlot(w, place, m, 1);
+      return at < 0 ? -1 : (at - place.routesOffset) / place.slotLen;
+    };
+    const slots = Array.from({ length: 20 }, (_, i) => slotOf(i + 1));
+    expect([...slots].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    route(7, 1, []);
+    expect(slotOf(7)).toBe(-1);
+    route(21, 1, [['10.0.4.2', 7400]]);
+    expect(slotOf(21)).toBe(slots[6]);
   });
 });

@@ -125,7 +125,7 @@ export class AgentFastPath {
           port,
           probeNum: opts.probeNum,
           bindIp: isValidIpv4(opts.bindHost) ? ipToWire(opts.bindHost) : 0,
-          routeSlots: nextPowerOfTwo(2 * (opts.routes ?? DEFAULT_FAST_PATH_ROUTES)),
+          routeSlots: opts.routes ?? DEFAULT_FAST_PATH_ROUTES,
           hostsPerRoute: opts.hostsPerRoute ?? DEFAULT_FAST_PATH_HOSTS,
           ringEntries: nextPowerOfTwo(opts.ringEntries ?? DEFAULT_FAST_PATH_RING),
         });

@@ -25,6 +25,8 @@ import {
   H_PROBE_NUM,
   H_RING_ENTRIES,
   H_RING_HEAD,
+  H_INDEX_OFFSET,
+  H_INDEX_SLOTS,
   H_RING_OFFSET,
   H_RING_TAIL,
   H_ROUTE_SLOTS,
@@ -48,6 +50,7 @@ import {
   SegmentState,
   skippedWord,
   SLOT_HEADER_WORDS,
+  IndexWord,
   SlotState,
   slotWords,
   type TableGeometry,
@@ -84,6 +87,8 @@ export interface SegmentOptions extends TableGeometry {
  */
 interface Published {
   slot: number;
+  /** Its word in the route index. */
+  pos: number;
   modid: number;
   cmdid: number;
   idleLen: number;
@@ -140,6 +145,12 @@ export class FastPathSegment {
   private readonly g: TableGeometry;
   private readonly probeNum: number;
   private readonly routesOff: number;
+  private readonly indexOff: number;
+  private readonly indexSlots: number;
+  /** Slots given back by removed routes (used first, so touched memory stays small). */
+  private readonly freed: number[] = [];
+  /** Slots from here on were never used. */
+  private fresh = 0;
   private readonly ringOff: number;
   private readonly slotLen: number;
   private readonly incarnation: number;
@@ -163,6 +174,8 @@ export class FastPathSegment {
     this.probeNum = opts.probeNum;
     const l = layout(this.g);
     this.routesOff = l.routesOffset;
+    this.indexOff = l.indexOffset;
+    this.indexSlots = l.indexSlots;
     this.ringOff = l.ringOffset;
     this.slotLen = slotWords(opts.hostsPerRoute);
     this.incarnation = randomInt(1, 0x7fffffff);
@@ -175,6 +188,8 @@ export class FastPathSegment {
     w[H_HOSTS_PER_ROUTE] = opts.hostsPerRoute;
     w[H_RING_ENTRIES] = opts.ringEntries;
     w[H_ROUTES_OFFSET] = l.routesOffset;
+    w[H_INDEX_SLOTS] = l.indexSlots;
+    w[H_INDEX_OFFSET] = l.indexOffset;
     w[H_RING_OFFSET] = l.ringOffset;
     w[H_TOTAL_WORDS] = l.totalWords;
     w[H_INCARNATION] = this.incarnation;
@@ -256,10 +271,14 @@ export class FastPathSegment {
     const key = `${modid}:${cmdid}`;
     let p = this.byKey.get(key);
     if (p === undefined) {
-      const slot = this.freeSlot(modid, cmdid);
-      if (slot < 0) return { calls: 0, probes: 0, refused: 'table-full' };
-      p = { slot, modid, cmdid, idleLen: 0, overloadLen: 0, phase: 0 };
+      if (this.byKey.size >= this.g.routeSlots) return { calls: 0, probes: 0, refused: 'table-full' };
+      const slot = this.freed.pop() ?? this.fresh++;
+      p = { slot, pos: this.freePos(modid, cmdid), modid, cmdid, idleLen: 0, overloadLen: 0, phase: 0 };
       this.byKey.set(key, p);
+      const out = this.write(p, this.written(p), { idle, overload });
+      // Found by clients only once the slot is whole.
+      Atomics.store(this.w, this.indexOff + p.pos, p.slot + 1);
+      return out;
     }
     return this.write(p, this.written(p), { idle, overload });
   }
@@ -321,9 +340,11 @@ export class FastPathSegment {
     const w = this.w;
     Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
     const calls = Atomics.exchange(w, b + S_REQ, 0);
-    w[b + S_STATE] = SlotState.Tombstone;
+    w[b + S_STATE] = SlotState.Empty;
     Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
+    Atomics.store(w, this.indexOff + p.pos, IndexWord.Tombstone);
     this.tombstones += 1;
+    this.freed.push(p.slot);
     const { probes } = consumedBy(calls, p.phase, p.idleLen, p.overloadLen, this.probeNum);
     return { calls, probes };
   }
@@ -413,54 +434,35 @@ export class FastPathSegment {
     return Atomics.load(this.w, H_STATE) !== SegmentState.Live;
   }
 
-  /** A slot on the route's probe chain that is empty or a tombstone; -1 when the table is full. */
-  private freeSlot(modid: number, cmdid: number): number {
-    const slots = this.g.routeSlots;
-    // At most half the slots live, so that a lookup of a missing route stops early.
-    if (this.byKey.size >= slots / 2) return -1;
-    if (this.tombstones > slots / 4) this.compact();
-    const mask = slots - 1;
+  /** An index word on the route's probe chain that is empty or a tombstone. */
+  private freePos(modid: number, cmdid: number): number {
+    if (this.tombstones > this.indexSlots / 4) this.rebuildIndex();
+    const mask = this.indexSlots - 1;
     let i = routeHash(modid, cmdid) & mask;
-    for (let n = 0; n < slots; n++, i = (i + 1) & mask) {
-      const st = this.w[this.routesOff + i * this.slotLen + S_STATE];
-      if (st === SlotState.Empty) return i;
-      if (st === SlotState.Tombstone) {
+    // At most half the words are live (indexSlotsFor), and tombstones are bounded: one is free.
+    for (;;) {
+      const e = this.w[this.indexOff + i];
+      if (e === IndexWord.Empty) return i;
+      if (e === IndexWord.Tombstone) {
         this.tombstones -= 1;
         return i;
       }
+      i = (i + 1) & mask;
     }
-    return -1;
   }
 
   /**
-   * Clears the tombstones by emptying the table and writing every route again (clients meanwhile
-   * find nothing, or an odd slot, and use UDP). Each route keeps its rotation.
+   * Clears the index's tombstones by writing it again from the published routes. Slots stay where
+   * they are (so each route keeps its rotation); a client looking a route up meanwhile may miss it
+   * and use UDP for that call.
    */
-  private compact(): void {
+  private rebuildIndex(): void {
     const w = this.w;
-    const routes = [...this.byKey.values()].map((p) => {
-      const last = this.written(p);
-      const b = this.routesOff + p.slot * this.slotLen;
-      Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
-      const calls = Atomics.exchange(w, b + S_REQ, 0);
-      const queues = turned(last, calls, p.phase, this.probeNum);
-      return { modid: p.modid, cmdid: p.cmdid, phase: (p.phase + calls) % this.probeNum, queues };
-    });
-    for (let i = 0; i < this.g.routeSlots; i++) {
-      const b = this.routesOff + i * this.slotLen;
-      const seq = Atomics.load(w, b + S_SEQ);
-      if ((seq & 1) === 0) Atomics.store(w, b + S_SEQ, seq + 1);
-      w[b + S_STATE] = SlotState.Empty;
-      Atomics.store(w, b + S_SEQ, (Atomics.load(w, b + S_SEQ) + 1) | 0);
-    }
+    w.fill(IndexWord.Empty, this.indexOff, this.indexOff + this.indexSlots);
     this.tombstones = 0;
-    this.byKey.clear();
-    for (const r of routes) {
-      const slot = this.freeSlot(r.modid, r.cmdid);
-      if (slot < 0) continue;
-      const p = { slot, modid: r.modid, cmdid: r.cmdid, idleLen: 0, overloadLen: 0, phase: r.phase };
-      this.byKey.set(`${r.modid}:${r.cmdid}`, p);
-      this.write(p, r.queues, r.queues);
+    for (const p of this.byKey.values()) {
+      p.pos = this.freePos(p.modid, p.cmdid);
+      Atomics.store(w, this.indexOff + p.pos, p.slot + 1);
     }
   }
 }

@@ -17,9 +17,12 @@ import {
   FAST_PATH_MAGIC,
   FAST_PATH_VERSION,
   fastPathSegmentName,
+  findSlot,
   H_BIND_IP,
   H_HEARTBEAT,
   H_HOSTS_PER_ROUTE,
+  H_INDEX_OFFSET,
+  H_INDEX_SLOTS,
   H_MAGIC,
   H_PORT,
   H_PROBE_NUM,
@@ -39,7 +42,6 @@ import {
   pickIndex,
   POS_MASK,
   RING_ENTRY_WORDS,
-  routeHash,
   S_CMDID,
   S_IDLE,
   S_MODID,
@@ -52,6 +54,7 @@ import {
   SLOT_HEADER_WORDS,
   SlotState,
   slotWords,
+  type SlotPlace,
 } from '../protocol/shm-table.js';
 
 /** `auto`: use the fast path when the agent offers it, else UDP. `require`: fail without it. `off`: UDP only. */
@@ -114,15 +117,16 @@ class SegmentError extends Error {
  * One mapped fast-path segment, read (and its counters and ring written) with the rules of
  * src/protocol/shm-table.ts. `miss` says why the last call returned nothing.
  */
-class SegmentView {
+class SegmentView implements SlotPlace {
   readonly mapping: ArrayBuffer;
   miss: FallbackReason = 'route-missing';
   private readonly w: Int32Array;
   private readonly probeNum: number;
   private readonly hostsPerRoute: number;
-  private readonly routesOff: number;
-  private readonly slotLen: number;
-  private readonly slotMask: number;
+  readonly indexOffset: number;
+  readonly indexMask: number;
+  readonly routesOffset: number;
+  readonly slotLen: number;
   private readonly ringOff: number;
   private readonly ringEntries: number;
   private readonly ringMask: number;
@@ -156,10 +160,12 @@ class SegmentView {
     const l = layout(g);
     const pow2 = (n: number) => n > 0 && (n & (n - 1)) === 0;
     if (
-      !pow2(g.routeSlots) ||
+      !(g.routeSlots > 0) ||
       !pow2(g.ringEntries) ||
       !(g.hostsPerRoute > 0) ||
       !((w[H_PROBE_NUM] as number) >= 1) ||
+      w[H_INDEX_SLOTS] !== l.indexSlots ||
+      w[H_INDEX_OFFSET] !== l.indexOffset ||
       w[H_ROUTES_OFFSET] !== l.routesOffset ||
       w[H_RING_OFFSET] !== l.ringOffset ||
       w[H_TOTAL_WORDS] !== l.totalWords ||
@@ -169,9 +175,10 @@ class SegmentView {
       throw new SegmentError('version', 'the segment header is inconsistent');
     this.probeNum = w[H_PROBE_NUM] as number;
     this.hostsPerRoute = g.hostsPerRoute;
-    this.routesOff = l.routesOffset;
+    this.indexOffset = l.indexOffset;
+    this.indexMask = l.indexSlots - 1;
+    this.routesOffset = l.routesOffset;
     this.slotLen = slotWords(g.hostsPerRoute);
-    this.slotMask = g.routeSlots - 1;
     this.ringOff = l.ringOffset;
     this.ringEntries = g.ringEntries;
     this.ringMask = g.ringEntries - 1;
@@ -219,24 +226,10 @@ class SegmentView {
     return (this.ops & (BEAT_CHECK_EVERY - 1)) === 0;
   }
 
-  /** Word offset of the route's slot, or -1 when the route is not in the table. */
-  slotOf(modid: number, cmdid: number): number {
-    const w = this.w;
-    const mask = this.slotMask;
-    let i = routeHash(modid, cmdid) & mask;
-    for (let n = 0; n <= mask; n++, i = (i + 1) & mask) {
-      const at = this.routesOff + i * this.slotLen;
-      const st = w[at + S_STATE];
-      if (st === SlotState.Empty) return -1;
-      if (st === SlotState.Live && w[at + S_MODID] === modid && w[at + S_CMDID] === cmdid) return at;
-    }
-    return -1;
-  }
-
   /** The balancer's pick for one call, or undefined (see `miss`). */
   pick(modid: number, cmdid: number): FastAnswer | undefined {
     const w = this.w;
-    const b = this.slotOf(modid, cmdid);
+    const b = findSlot(w, this, modid, cmdid);
     if (b < 0) {
       this.miss = 'route-missing';
       return undefined;
@@ -276,7 +269,7 @@ class SegmentView {
       return undefined;
     }
     if (idx < 0) return { retcode: RetCode.OVERLOAD };
-    const slot = (b - this.routesOff) / this.slotLen;
+    const slot = (b - this.routesOffset) / this.slotLen;
     let cache = this.ips[slot];
     if (cache === undefined || cache.seq !== s1) {
       cache = { seq: s1, list: [] };
@@ -301,7 +294,8 @@ class SegmentView {
       this.miss = 'closed';
       return false;
     }
-    if (this.slotOf(modid, cmdid) < 0) {
+    const b = findSlot(w, this, modid, cmdid);
+    if (b < 0 || w[b + S_STATE] !== SlotState.Live) {
       this.miss = 'route-missing';
       return false;
     }

@@ -13,14 +13,20 @@
  *
  * Header (HEADER_WORDS words; hot words on cache lines of their own):
  *   magic, version, agent pid, agent port, probe_num, route slots, hosts per route, ring entries,
- *   offsets, incarnation (random, tells a re-created segment from the one a client mapped), bind ip.
+ *   offsets, incarnation (random, tells a re-created segment from the one a client mapped), bind ip,
+ *   index slots.
  *   heartbeat: wall-clock ms & 0x7fffffff, stored by the agent at every drain (a dead agent's segment
  *   goes stale); ring tail (producers); ring head + segment state (agent).
  *
- * Route slot (SLOT_HEADER_WORDS + 2 x hostsPerRoute words), found by open addressing on
- * routeHash(modid, cmdid) with linear probing:
+ * Route index (indexSlots words, a power of two, at least twice the route slots): open addressing on
+ * routeHash(modid, cmdid) with linear probing; a word is 0 (empty: the route is not in the table),
+ * -1 (tombstone: a route was removed, probe on) or slot + 1. Route slots are handed out densely
+ * (a freed slot first), so the memory a table touches grows with the routes it holds, not with its
+ * capacity (issue 17's footprint), and a slot never moves while its route stays.
+ *
+ * Route slot (SLOT_HEADER_WORDS + 2 x hostsPerRoute words):
  *   seq (seqlock), req (calls since the agent last rewrote the slot: Atomics.add by every client),
- *   state (empty / live / tombstone), modid, cmdid, phase (calls before the rewrite, mod probe_num),
+ *   state (empty / live), modid, cmdid, phase (calls before the rewrite, mod probe_num),
  *   idle count k, overload count m, then k idle hosts (queue order, next pick first) and m overloaded
  *   hosts, each (wire ip, port).
  *
@@ -34,7 +40,7 @@
  */
 
 export const FAST_PATH_MAGIC = 0x4c465031; // 'LFP1'
-export const FAST_PATH_VERSION = 1;
+export const FAST_PATH_VERSION = 2;
 
 // Header words.
 export const H_MAGIC = 0;
@@ -50,6 +56,8 @@ export const H_RING_OFFSET = 9;
 export const H_TOTAL_WORDS = 10;
 export const H_INCARNATION = 11;
 export const H_BIND_IP = 12;
+export const H_INDEX_SLOTS = 13;
+export const H_INDEX_OFFSET = 14;
 /** Own cache line: stored by the agent at every drain. */
 export const H_HEARTBEAT = 16;
 /** Own cache line: the producers' reservation counter. */
@@ -80,7 +88,10 @@ export const S_IDLE = 6;
 export const S_OVERLOAD = 7;
 export const SLOT_HEADER_WORDS = 16;
 
-export const SlotState = { Empty: 0, Live: 1, Tombstone: 2 } as const;
+export const SlotState = { Empty: 0, Live: 1 } as const;
+
+/** Route index words other than slot + 1. */
+export const IndexWord = { Empty: 0, Tombstone: -1 } as const;
 
 // Ring entry words.
 export const E_COMMIT = 0;
@@ -122,7 +133,7 @@ export function heartbeatAge(beat: number, nowMs: number): number {
 }
 
 export interface TableGeometry {
-  /** Route slots: a power of two. */
+  /** Route slots: the routes the table can hold. */
   readonly routeSlots: number;
   readonly hostsPerRoute: number;
   /** Ring entries: a power of two. */
@@ -134,10 +145,55 @@ export function slotWords(hostsPerRoute: number): number {
   return Math.ceil((SLOT_HEADER_WORDS + 2 * hostsPerRoute) / 16) * 16;
 }
 
-export function layout(g: TableGeometry): { routesOffset: number; ringOffset: number; totalWords: number } {
-  const routesOffset = HEADER_WORDS;
+/** Index words for `routeSlots` routes: at most half of them live, so a miss ends soon. */
+export function indexSlotsFor(routeSlots: number): number {
+  return nextPowerOfTwo(2 * routeSlots);
+}
+
+export interface TableLayout {
+  readonly indexOffset: number;
+  readonly indexSlots: number;
+  readonly routesOffset: number;
+  readonly ringOffset: number;
+  readonly totalWords: number;
+}
+
+export function layout(g: TableGeometry): TableLayout {
+  const indexOffset = HEADER_WORDS;
+  const indexSlots = indexSlotsFor(g.routeSlots);
+  const routesOffset = indexOffset + Math.ceil(indexSlots / 16) * 16;
   const ringOffset = routesOffset + g.routeSlots * slotWords(g.hostsPerRoute);
-  return { routesOffset, ringOffset, totalWords: ringOffset + g.ringEntries * RING_ENTRY_WORDS };
+  const totalWords = ringOffset + g.ringEntries * RING_ENTRY_WORDS;
+  return { indexOffset, indexSlots, routesOffset, ringOffset, totalWords };
+}
+
+/** Where a table's route slots are: what findSlot needs. */
+export interface SlotPlace {
+  readonly indexOffset: number;
+  /** indexSlots - 1. */
+  readonly indexMask: number;
+  readonly routesOffset: number;
+  /** slotWords(hostsPerRoute). */
+  readonly slotLen: number;
+}
+
+/**
+ * Word offset of the slot the index gives route (modid, cmdid), or -1 when the index does not hold
+ * it. A reader then checks the slot's state, modid and cmdid under its seqlock: a slot can be handed
+ * to another route between the two reads.
+ */
+export function findSlot(w: Int32Array, t: SlotPlace, modid: number, cmdid: number): number {
+  const mask = t.indexMask;
+  let i = routeHash(modid, cmdid) & mask;
+  for (let n = 0; n <= mask; n++, i = (i + 1) & mask) {
+    const e = w[t.indexOffset + i] as number;
+    if (e === IndexWord.Empty) return -1;
+    if (e > 0) {
+      const at = t.routesOffset + (e - 1) * t.slotLen;
+      if (w[at + S_MODID] === modid && w[at + S_CMDID] === cmdid) return at;
+    }
+  }
+  return -1;
 }
 
 export function nextPowerOfTwo(n: number): number {
@@ -156,7 +212,7 @@ export function fastPathSegmentPrefix(uid: number): string {
   return `/lars-fastpath-${uid}-`;
 }
 
-/** Home slot of a route (then linear probing). */
+/** Home index word of a route (then linear probing). */
 export function routeHash(modid: number, cmdid: number): number {
   let h = Math.imul(modid ^ 0x5bd1e995, 0x9e3779b1) ^ cmdid;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);

@@ -4,8 +4,17 @@ import { AgentCore } from '../../src/agent/agent-core.js';
 import { AgentFastPath, type FastPathSettings } from '../../src/agent/agent-fast-path.js';
 import type { LoadBalanceConfig } from '../../src/agent/lb-config.js';
 import { silentLogger } from '../../src/log/silent.js';
-import { nativeStatus } from '../../src/native/index.js';
+import { loadNative, nativeStatus } from '../../src/native/index.js';
 import { ipToWire } from '../../src/protocol/index.js';
+import {
+  fastPathSegmentName,
+  H_HOSTS_PER_ROUTE,
+  H_INDEX_OFFSET,
+  H_INDEX_SLOTS,
+  H_ROUTES_OFFSET,
+  slotWords,
+  type SlotPlace,
+} from '../../src/protocol/shm-table.js';
 import { tsBootstrap } from './shm.js';
 
 /** Under CI the addon must be there (a skip would hide a broken build); elsewhere skip without it. */
@@ -100,5 +109,23 @@ export function coreWithFastPath(
       core.applyRoute({ modid, cmdid, host: hosts.map(([ip, port]) => ({ ip: ipToWire(ip), port })) });
       f.drainNow();
     },
+  };
+}
+
+/** The words of the agent's segment for `port`, mapped separately (as another process would). */
+export function segmentWords(port: number): Int32Array {
+  const addon = loadNative()!;
+  const ab = addon.map(fastPathSegmentName(process.getuid?.() ?? 0, port), 0, false);
+  onTestFinished(() => void addon.unmap(ab));
+  return new Int32Array(ab);
+}
+
+/** Where a segment's route slots are, read from its header (what findSlot needs). */
+export function slotPlace(w: Int32Array): SlotPlace {
+  return {
+    indexOffset: w[H_INDEX_OFFSET] as number,
+    indexMask: (w[H_INDEX_SLOTS] as number) - 1,
+    routesOffset: w[H_ROUTES_OFFSET] as number,
+    slotLen: slotWords(w[H_HOSTS_PER_ROUTE] as number),
   };
 }
