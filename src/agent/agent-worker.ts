@@ -4,7 +4,7 @@
  * theirs, reports route changes and statistics to the parent, and closes on request.
  */
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { pino } from 'pino';
+import { isLogLevel, JsonLogger } from '../log/json-logger.js';
 import {
   AgentService,
   type AgentServiceOptions,
@@ -45,7 +45,10 @@ type Sibling =
 async function main(data: ShardWorkerData, parent: MessagePort): Promise<void> {
   let siblings: Array<MessagePort | null> = [];
   const send = (m: FromShard) => parent.postMessage(m);
-  const logger = pino({ level: data.logLevel, base: { component: 'agent', shard: data.shard } });
+  const logger = new JsonLogger({
+    level: isLogLevel(data.logLevel) ? data.logLevel : 'info',
+    base: { component: 'agent', shard: data.shard },
+  });
   const agent: AgentService = new AgentService({
     ...data.options,
     // The fast path's segment of a port holds the routes whose original port it is (issue 18).

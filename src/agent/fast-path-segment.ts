@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import type { NativeAddon } from '../native/index.js';
 import {
@@ -178,7 +177,8 @@ export class FastPathSegment {
     this.indexSlots = l.indexSlots;
     this.ringOff = l.ringOffset;
     this.slotLen = slotWords(opts.hostsPerRoute);
-    this.incarnation = randomInt(1, 0x7fffffff);
+    // Tells a re-created segment from this one; need not be secret (and node:crypto costs ~2 MB RSS).
+    this.incarnation = 1 + Math.floor(Math.random() * 0x7ffffffe);
     const w = this.w;
     w[H_VERSION] = FAST_PATH_VERSION;
     w[H_PID] = process.pid;

@@ -1,9 +1,10 @@
-// The logging surface libraries take, without pino: the client libraries load this file only.
+// The logging surface libraries take: the client libraries load this file only.
 
 /**
  * The logging surface libraries accept: a subset of pino's, so a pino logger (or a child of one)
  * can be passed straight in. Libraries default to `silentLogger` (STYLE §9: libraries stay silent);
- * services create a real pino logger and hand children of it to the libraries they run.
+ * services create a JsonLogger (src/log/json-logger.ts) and hand children of it to the libraries
+ * they run.
  */
 export interface Logger {
   error(obj: object, msg?: string): void;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -14,8 +14,17 @@ export function serviceSocketIn(dataDir: string, name: string, file = `${name}.s
   const abs = resolve(dataDir);
   const path = join(abs, name, file);
   if (Buffer.byteLength(path) <= MAX_SOCKET_PATH_BYTES) return path;
-  const id = createHash('sha256').update(abs).digest('hex').slice(0, 16);
-  return join(tmpdir(), `lars-${name}-${id}`, file);
+  return join(tmpdir(), `lars-${name}-${pathHash(abs)}`, file);
+}
+
+/**
+ * 16 hex digits of SHA-256 of `text`: names a socket for a directory whose own path is too long.
+ * node:crypto is loaded only then: every service imports this module, and loading it costs ~2 MB
+ * of RSS (issue 17's footprint).
+ */
+export function pathHash(text: string): string {
+  const { createHash } = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
 /**

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClosedError, TimeoutError } from '../errors.js';
+import { pathHash } from '../net/unix-socket-path.js';
 import { LineSplitter } from './line-splitter.js';
 import type { StatusSnapshot } from './status.js';
 
@@ -22,8 +22,7 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 export function controlPaths(dataDir: string): { socket: string; state: string } {
   let socket = join(dataDir, SOCKET_FILE);
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    const id = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
-    socket = join(tmpdir(), `lars-${id}.sock`);
+    socket = join(tmpdir(), `lars-${pathHash(dataDir)}.sock`);
   }
   return { socket, state: join(dataDir, STATE_FILE) };
 }

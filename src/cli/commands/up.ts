@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { LogLevel } from '../../log/logger.js';
 import { isLarsError } from '../../errors.js';
 import { redact } from '../../store/url.js';
 import type { StatusSnapshot } from '../../supervisor/index.js';
@@ -47,19 +46,20 @@ export function register(program: Command): void {
 }
 
 export async function runUp(o: UpFlags, program: Command): Promise<number> {
-  const [{ pino }, { openStore }, { ExitCode, Supervisor }, { addDemoRoutes }] = await Promise.all([
-    import('pino'),
-    import('../../store/index.js'),
-    import('../../supervisor/index.js'),
-    import('../../up/demo-routes.js'),
-  ]);
+  const [{ JsonLogger, isLogLevel }, { openStore }, { ExitCode, Supervisor }, { addDemoRoutes }] =
+    await Promise.all([
+      import('../../log/json-logger.js'),
+      import('../../store/index.js'),
+      import('../../supervisor/index.js'),
+      import('../../up/demo-routes.js'),
+    ]);
   const dataDir = resolve(o.dataDir);
   makePrivateDir(dataDir);
   const configArg = o.config ?? process.env.LARS_CONFIG;
   const configFile = configArg ? resolve(configArg) : undefined;
   const loaded = loadServiceConfig(configFile, []);
   const dbUrl = o.db ?? `sqlite:${join(dataDir, 'lars.db')}`;
-  const log = masterLogger(pino);
+  const log = masterLogger(JsonLogger, isLogLevel);
 
   const supervisor = new Supervisor({
     program,
@@ -129,13 +129,17 @@ function makePrivateDir(dir: string): void {
 }
 
 /** The master's own log: JSON lines like the services', each prefixed like theirs. */
-function masterLogger(pino: typeof import('pino').pino) {
+function masterLogger(
+  Logger: typeof import('../../log/json-logger.js').JsonLogger,
+  isLevel: typeof import('../../log/json-logger.js').isLogLevel,
+) {
   const prefix = `supervisor[${process.pid}] | `;
-  const level = (process.env.LARS_LOG_LEVEL as LogLevel | undefined) ?? 'info';
-  return pino(
-    { base: { component: 'supervisor', pid: process.pid }, level },
-    { write: (s: string) => void process.stdout.write(prefix + s) },
-  );
+  const env = process.env.LARS_LOG_LEVEL;
+  return new Logger({
+    base: { component: 'supervisor', pid: process.pid },
+    level: isLevel(env) ? env : 'info',
+    write: (s: string) => void process.stdout.write(prefix + s),
+  });
 }
 
 /** Where a service's admin HTTP answers: its listen address, or loopback for a wildcard or a Unix socket. */
