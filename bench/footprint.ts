@@ -9,13 +9,15 @@
  * Without --node-flags it measures twice: plain `node`, and with the flags `lars up` starts dns and
  * the agent with (LEAN_NODE_FLAGS).
  *
- * Each figure is read after the process has been quiet for a moment (RSS settles after start-up
- * and after a burst of route fetches); the agent's routes are fetched by asking for each once.
+ * Each figure is sampled every 0.5 s over a window (--window, default 12 s: longer than dns's
+ * 10 s full reload, whose garbage comes and goes) after the process has been quiet for a moment;
+ * the table gives the median and the highest sample. The agent's routes are fetched by asking for
+ * each once.
  */
 import { LarsClient } from '../src/api/index.js';
 import { numberArg, parseArgs } from './lib/args.js';
 import { startCliServices } from './lib/cli-services.js';
-import { sampleProc } from './lib/proc-stat.js';
+import { median, sampleProc } from './lib/proc-stat.js';
 import { machineLine } from './lib/proc.js';
 import { formatTable } from './lib/table.js';
 import { LEAN_NODE_FLAGS } from '../src/supervisor/services.js';
@@ -25,6 +27,7 @@ const args = parseArgs(process.argv.slice(2));
 const routes = numberArg(args, 'routes', 10_000);
 const hosts = numberArg(args, 'hosts', 10);
 const settleMs = numberArg(args, 'settle', 3) * 1000;
+const windowMs = numberArg(args, 'window', 12) * 1000;
 const nodeFlagsArg = args.get('node-flags');
 /** Default: plain `node`, then the flags `lars up` gives dns and the agent (LEAN_NODE_FLAGS). */
 const variants: string[][] =
@@ -46,8 +49,7 @@ async function measure(nodeFlags: string[]): Promise<void> {
   });
   try {
     await delay(settleMs);
-    const agentIdle = sampleProc(services.agent.pid!);
-    const dnsIdle = sampleProc(services.dns.pid!);
+    const [agentIdle, dnsIdle] = await sampleWindow([services.agent.pid!, services.dns.pid!]);
     const client = new LarsClient({ host: '127.0.0.1', ports: services.agentPorts, timeoutMs: 5_000 });
     const t0 = performance.now();
     for (let m = 1; m <= routes; m += 200) {
@@ -60,23 +62,22 @@ async function measure(nodeFlags: string[]): Promise<void> {
     const warmS = (performance.now() - t0) / 1000;
     await client.close();
     await delay(settleMs);
-    const agentFull = sampleProc(services.agent.pid!);
-    const dnsAfter = sampleProc(services.dns.pid!);
+    const [agentFull, dnsAfter] = await sampleWindow([services.agent.pid!, services.dns.pid!]);
     console.log(
       `\n${routes.toLocaleString('en-US')} routes x ${hosts} hosts (${(routes * hosts).toLocaleString('en-US')} rows); agent fetched them all in ${warmS.toFixed(1)} s; node flags: ${nodeFlags.join(' ') || '(none)'}`,
     );
     console.log(
       formatTable(
-        ['process', 'state', 'RSS MB', 'target MB', 'threads'],
+        ['process', 'state', 'RSS MB median', 'RSS MB max', 'target MB', 'threads'],
         [
-          ['agent', 'idle (no routes)', mb(agentIdle.rssKb), 55, agentIdle.threads],
-          ['agent', `${routes} routes x ${hosts} hosts`, mb(agentFull.rssKb), 100, agentFull.threads],
-          ['dns', `${routes * hosts} rows, before agents asked`, mb(dnsIdle.rssKb), 80, dnsIdle.threads],
+          ['agent', 'idle (no routes)', ...row(agentIdle), 55, agentIdle.threads],
+          ['agent', `${routes} routes x ${hosts} hosts`, ...row(agentFull), 100, agentFull.threads],
+          ['dns', `${routes * hosts} rows, before agents asked`, ...row(dnsIdle), 80, dnsIdle.threads],
           [
             'dns',
             `${routes * hosts} rows, one agent subscribed to all`,
-            mb(dnsAfter.rssKb),
-            '-',
+            ...row(dnsAfter),
+            80,
             dnsAfter.threads,
           ],
         ],
@@ -87,6 +88,31 @@ async function measure(nodeFlags: string[]): Promise<void> {
   }
   console.log(`load after: ${uptime()}`);
 }
+
+interface RssWindow {
+  medianKb: number;
+  maxKb: number;
+  threads: number;
+}
+
+/** RSS of each process every 0.5 s over windowMs. */
+async function sampleWindow(pids: [number, number]): Promise<[RssWindow, RssWindow]> {
+  const seen = pids.map(() => [] as number[]);
+  let threads = pids.map(() => 0);
+  for (const end = performance.now() + windowMs; performance.now() < end; await delay(500)) {
+    const samples = pids.map((pid) => sampleProc(pid));
+    samples.forEach((x, i) => seen[i]!.push(x.rssKb));
+    threads = samples.map((x) => x.threads);
+  }
+  const at = (i: number): RssWindow => ({
+    medianKb: median(seen[i]!),
+    maxKb: Math.max(...seen[i]!),
+    threads: threads[i]!,
+  });
+  return [at(0), at(1)];
+}
+
+const row = (w: RssWindow): [number, number] => [mb(w.medianKb), mb(w.maxKb)];
 
 await main();
 process.exit(0);
