@@ -45,14 +45,6 @@ export function isSupervised(): boolean {
   return typeof process.send === 'function' && process.env[SUPERVISOR_ENV.SERVICE] !== undefined;
 }
 
-/**
- * True in a node:cluster worker (what `cluster.isWorker` reads), without loading node:cluster: a
- * service that is not one saves the module's memory (issue 17's footprint).
- */
-export function isClusterWorker(): boolean {
-  return process.env.NODE_UNIQUE_ID !== undefined;
-}
-
 /** True when this dns process gets its connections from the master (handoff mode). */
 export function isHandoffChild(): boolean {
   return isSupervised() && process.env[SUPERVISOR_ENV.HANDOFF] === '1';

@@ -1,8 +1,9 @@
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
 import { defaultBusSocket } from '../../bus/socket-path.js';
 import { parsePort } from '../../protocol/ip.js';
-import { isClusterWorker, notifyReady } from '../../supervisor/child-ipc.js';
+import { notifyReady } from '../../supervisor/child-ipc.js';
 import { loadServiceConfig, untilSignal, withConfigOption } from '../options.js';
 import { registerBusTools } from './bus-tools.js';
 
@@ -61,7 +62,7 @@ export async function runBusDaemon(o: BusDaemonFlags): Promise<void> {
   log.info({ signal: sig, lingerMs: settings.lingerMs }, 'bus shutting down');
   await svc.close();
   // A cluster worker's IPC channel would keep the process alive after a graceful close.
-  if (isClusterWorker()) process.channel?.unref();
+  if (cluster.isWorker) process.channel?.unref();
 }
 
 export function register(program: Command): void {

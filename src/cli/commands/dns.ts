@@ -1,16 +1,12 @@
 import { favourSmallHeap } from '../lean-heap.js';
+import cluster from 'node:cluster';
 import type { Server } from 'node:net';
 import { Command } from 'commander';
 import type { FlagOverride, LoadedConfig } from '../../config/index.js';
 import type { DnsService } from '../../dns/dns-service.js';
 import { probeListen, withListenErrors } from '../../service/listen-error.js';
 import { redact } from '../../store/url.js';
-import {
-  isClusterWorker,
-  isHandoffChild,
-  notifyReady,
-  onHandedConnection,
-} from '../../supervisor/child-ipc.js';
+import { isHandoffChild, notifyReady, onHandedConnection } from '../../supervisor/child-ipc.js';
 import {
   connectionLimits,
   withDbOption,
@@ -143,7 +139,7 @@ export async function runDns(o: DnsFlags): Promise<void> {
   await store.close();
   log.info({ queries: dns.stats.queries, pushes: dns.stats.pushes }, 'dns stopped');
   // A cluster worker's IPC channel would keep the process alive after a graceful close.
-  if (isClusterWorker()) process.channel?.unref();
+  if (cluster.isWorker) process.channel?.unref();
 }
 
 /**
@@ -173,8 +169,7 @@ export function register(program: Command): void {
     .action(async (o: DnsFlags) => {
       const loaded = loadServiceConfig(o.config, dnsFlags(o));
       const workers = loaded.config.reactor.threadNum;
-      if (workers <= 1 || isClusterWorker()) return runDns(o);
-      const { default: cluster } = await import('node:cluster');
+      if (workers <= 1 || !cluster.isPrimary) return runDns(o);
       // Several processes share the listening socket so both cores answer agents; each keeps
       // its own snapshot and subscriptions and registers itself for immediate polls.
       // A taken port fails here, once, instead of in every worker in turn.
