@@ -378,7 +378,7 @@ export class LoadBalancer {
     let next = Number.POSITIVE_INFINITY;
     for (const h of this.list) {
       if (h.state === HostState.Idle) {
-        if (now >= h.windowStart + this.idleMs) {
+        if (now >= h.since + this.idleMs) {
           if (h.windowErrRateReached(this.config)) {
             this.transition(h, HostState.Overload, TransitionReason.WindowErrRate, now);
           } else {
@@ -387,11 +387,10 @@ export class LoadBalancer {
             this.changed = true;
           }
         }
-      } else if (now >= h.overloadStart + this.overloadMs) {
+      } else if (now >= h.since + this.overloadMs) {
         this.transition(h, HostState.Idle, TransitionReason.OverloadTimeout, now);
       }
-      const due =
-        h.state === HostState.Idle ? h.windowStart + this.idleMs : h.overloadStart + this.overloadMs;
+      const due = h.since + (h.state === HostState.Idle ? this.idleMs : this.overloadMs);
       if (due < next) next = due;
     }
     this.nextDueMs = next;
