@@ -1,7 +1,7 @@
 import type { LoadBalanceConfig } from './lb-config.js';
 
 /**
- * One host of a route and its idle/overload state machine (DESIGN §5, STYLE §13).
+ * The hosts of the agent's routes and their idle/overload state machine (DESIGN §5, STYLE §13).
  *
  * IP addresses: the wire carries them in an int32 field (negative from 128.0.0.0 up, DESIGN §2).
  * Inside the agent a host's `ip` is always the UNSIGNED number (what the database stores and what

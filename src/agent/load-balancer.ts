@@ -470,7 +470,8 @@ export class LoadBalancer {
   }
 
   private setList(list: number[]): void {
-    this.list = list;
+    // An exact-size copy: the pushes that built `list` left room for more (56 bytes a route, issue 17).
+    this.list = list.slice();
     this.index = undefined;
     if (list.length <= INDEX_ABOVE) return;
     this.index = new Map();
