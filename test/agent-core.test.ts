@@ -147,4 +147,17 @@ describe('AgentCore', () => {
       ['7:1', undefined],
     ]);
   });
+
+  it('a route seeded again frees its old hosts for reuse; other routes keep theirs (one host table)', () => {
+    const { c } = core();
+    c.seedFromCache(1, 1, twoHosts(1, 1).host);
+    c.seedFromCache(2, 1, twoHosts(2, 1).host);
+    const old = c.balancer(1, 1)!;
+    const other = [{ ip: ipToWire('10.0.0.9'), port: 9 }];
+    c.seedFromCache(1, 1, other);
+    expect(old.size).toBe(0);
+    expect(c.balancer(1, 1)!.hosts()).toEqual(other);
+    expect(c.balancer(2, 1)!.hosts()).toEqual(twoHosts(2, 1).host);
+    expect([c.getHost(2, 1), c.getHost(2, 1)].map((r) => r.host)).toEqual(twoHosts(2, 1).host);
+  });
 });

@@ -6,8 +6,8 @@ import {
   type LoadBalancerOptions,
 } from '../src/agent/load-balancer.js';
 import {
-  HostQueue,
-  HostEntry,
+  HostTable,
+  NO_HOST,
   virtualErrorsFor,
   type HostTransition,
   type HostView,
@@ -701,43 +701,76 @@ describe('LoadBalancer: route state, reports to the reporter, unknown hosts', ()
   });
 });
 
-describe('HostEntry and HostQueue', () => {
+describe('HostTable: host state and queues', () => {
   it('guards transitions: toIdle only from overload, toOverload only from idle', () => {
     const cfg = DEFAULT_LOAD_BALANCE_CONFIG;
-    const h = new HostEntry(toWireIp(HOSTS.C.ip), 80, cfg, 100);
-    expect(h.ip).toBe(HOSTS.C.ip);
+    const t = new HostTable();
+    const h = t.add(toWireIp(HOSTS.C.ip), 80, cfg, 100);
+    expect(t.ip[h]).toBe(HOSTS.C.ip);
     expect([
-      h.toIdle(cfg, 200),
-      h.toOverload(cfg, 300),
-      h.toOverload(cfg, 400),
-      h.resetWindow(cfg, 450),
+      t.toIdle(h, cfg, 200),
+      t.toOverload(h, cfg, 300),
+      t.toOverload(h, cfg, 400),
+      t.resetWindow(h, cfg, 450),
     ]).toEqual([false, true, false, false]);
-    expect(h.view()).toMatchObject({ state: 'overload', overloadStart: 300, vsucc: 0, verr: 5 });
-    expect([h.toIdle(cfg, 500), h.toIdle(cfg, 600)]).toEqual([true, false]);
-    expect(h.view()).toMatchObject({ state: 'idle', windowStart: 500, vsucc: 180, verr: 0 });
+    expect(t.view(h)).toMatchObject({ state: 'overload', overloadStart: 300, vsucc: 0, verr: 5 });
+    expect([t.toIdle(h, cfg, 500), t.toIdle(h, cfg, 600)]).toEqual([true, false]);
+    expect(t.view(h)).toMatchObject({ state: 'idle', windowStart: 500, vsucc: 180, verr: 0 });
   });
 
   it('pushes, removes and rotates in O(1) keeping FIFO order', () => {
     const cfg = DEFAULT_LOAD_BALANCE_CONFIG;
-    const [a, b, c] = [1, 2, 3].map((p) => new HostEntry(1, p, cfg, 0)) as [HostEntry, HostEntry, HostEntry];
-    const q = new HostQueue();
-    const order = () => q.toArray().map((h) => h.port);
-    expect(q.rotate()).toBeNull();
-    q.push(a);
-    expect(q.rotate()).toBe(a);
-    q.push(b);
-    q.push(c);
+    const t = new HostTable();
+    const [a, b, c] = [1, 2, 3].map((p) => t.add(1, p, cfg, 0)) as [number, number, number];
+    let q = NO_HOST; // the queue is named by its head; rotating moves the head to the tail
+    const rotate = () => {
+      const h = q;
+      if (h !== NO_HOST) q = t.next[h]!;
+      return h;
+    };
+    const order = () => t.queue(q).map((h) => t.port[h]);
+    expect(rotate()).toBe(NO_HOST);
+    q = t.enqueue(q, a);
+    expect(rotate()).toBe(a);
+    q = t.enqueue(q, b);
+    q = t.enqueue(q, c);
     const seq = [order()];
-    q.rotate();
+    rotate();
     seq.push(order());
-    q.remove(c);
+    q = t.dequeue(q, c);
     seq.push(order());
-    q.remove(a);
+    q = t.dequeue(q, a);
     seq.push(order());
-    q.remove(b);
+    q = t.dequeue(q, b);
     seq.push(order());
     expect(seq).toEqual([[1, 2, 3], [2, 3, 1], [2, 1], [2], []]);
-    expect([q.size, q.head, q.tail]).toEqual([0, null, null]);
+    expect(q).toBe(NO_HOST);
+  });
+
+  it('gives a freed slot, fully reset, to the next host added', () => {
+    const cfg = DEFAULT_LOAD_BALANCE_CONFIG;
+    const t = new HostTable();
+    const h = t.add(1, 1, cfg, 0);
+    t.recordFailure(h, cfg, 5000);
+    t.toOverload(h, cfg, 10);
+    t.free(h);
+    const again = t.add(2, 2, cfg, 20);
+    expect(again).toBe(h);
+    expect(t.view(again)).toEqual({
+      ip: 2,
+      port: 2,
+      state: 'idle',
+      vsucc: 180,
+      verr: 0,
+      rsucc: 0,
+      rerr: 0,
+      continSucc: 0,
+      continErr: 0,
+      windowStart: 20,
+      overloadStart: NaN,
+      weight: 1,
+    });
+    expect(t.takeReportCounters(again)).toEqual({ succ: 0, err: 0, pending: false });
   });
 });
 

@@ -7,7 +7,7 @@ import {
   type HostInfo,
   type ReportStatusRequest,
 } from '../protocol/index.js';
-import type { HostTransition } from './host-state.js';
+import { HostTable, type HostTransition } from './host-state.js';
 import { DEFAULT_LOAD_BALANCE_CONFIG, type LoadBalanceConfig } from './lb-config.js';
 import { LoadBalancer, RouteState, type GetHostResult, type PickedHost } from './load-balancer.js';
 
@@ -86,6 +86,8 @@ interface RouteEntry {
  */
 export class AgentCore {
   private readonly routes = new Map<string, RouteEntry>();
+  /** The hosts of every route, one row each (issue 17's footprint). */
+  private readonly table = new HostTable();
   /** See lookup(); cleared whenever an entry leaves or is replaced in `routes`. */
   private lastEntry: RouteEntry | undefined;
   private lastPickProbe = false;
@@ -345,12 +347,19 @@ export class AgentCore {
 
   private createEntry(modid: number, cmdid: number): RouteEntry {
     const entry: RouteEntry = {
-      lb: new LoadBalancer(modid, cmdid, { config: this.config, onTransition: this.onTransition }),
+      lb: new LoadBalancer(modid, cmdid, {
+        config: this.config,
+        onTransition: this.onTransition,
+        table: this.table,
+      }),
       stale: false,
       pullStartedMs: 0,
       lastReportMs: this.now(),
     };
-    this.routes.set(agentRouteKey(modid, cmdid), entry);
+    const key = agentRouteKey(modid, cmdid);
+    // Seeding a route that exists replaces its balancer: free the old one's rows.
+    this.routes.get(key)?.lb.release();
+    this.routes.set(key, entry);
     this.lastEntry = undefined;
     return entry;
   }

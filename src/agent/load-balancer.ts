@@ -1,9 +1,9 @@
 import type { HostCallResult, HostInfo } from '../protocol/messages.js';
 import { RetCode } from '../protocol/retcode.js';
 import {
-  HostEntry,
-  HostQueue,
   HostState,
+  HostTable,
+  NO_HOST,
   TransitionReason,
   type HostTransitionListener,
   type HostView,
@@ -46,7 +46,10 @@ export interface GetHostResult {
   readonly probe: boolean;
 }
 
-/** A host as pick() hands it out: `ip` unsigned. Valid until the balancer is next called. */
+/**
+ * A host as pick() hands it out: `ip` unsigned. Valid until this balancer, or another sharing its
+ * HostTable, is next called.
+ */
 export interface PickedHost {
   readonly ip: number;
   readonly port: number;
@@ -69,6 +72,8 @@ export interface LoadBalancerOptions {
   readonly config?: LoadBalanceConfig;
   /** Every host state change of this route (tracing, metrics). */
   readonly onTransition?: HostTransitionListener;
+  /** Where the route's hosts live; an agent shares one between its routes. Default: a table of its own. */
+  readonly table?: HostTable;
 }
 
 const NOEXIST: GetHostResult = Object.freeze({ retcode: RetCode.NOEXIST, probe: false });
@@ -108,16 +113,19 @@ export class LoadBalancer {
   /** When the route was last updated from dns; -Infinity until the first update. */
   lastUpdateMs = Number.NEGATIVE_INFINITY;
 
-  /** The hosts in route order. */
-  private list: HostEntry[] = [];
+  private readonly table: HostTable;
+  /** The hosts' slots in `table`, in route order. */
+  private list: number[] = [];
   /**
    * Lookup by hostKey, kept only for routes of more than INDEX_ABOVE hosts: a small route is
    * searched directly, which costs about the same and saves a Map per route (10,000 routes hold
    * 10,000 of them; issue 17's footprint).
    */
-  private index: Map<number, HostEntry> | undefined;
-  private readonly idle = new HostQueue();
-  private readonly overload = new HostQueue();
+  private index: Map<number, number> | undefined;
+  /** Head slots of the idle and overload queues (HostTable.enqueue), NO_HOST when empty. */
+  private idle = NO_HOST;
+  private overload = NO_HOST;
+  private overloaded = 0;
   private readonly onTransition: HostTransitionListener | undefined;
   private readonly idleMs: number;
   private readonly overloadMs: number;
@@ -138,6 +146,7 @@ export class LoadBalancer {
     this.cmdid = cmdid;
     this.config = options.config ?? DEFAULT_LOAD_BALANCE_CONFIG;
     this.onTransition = options.onTransition;
+    this.table = options.table ?? new HostTable();
     this.idleMs = this.config.idleTimeoutS * 1000;
     this.overloadMs = this.config.overloadTimeoutS * 1000;
     this.updateMs = this.config.updateTimeoutS * 1000;
@@ -173,10 +182,16 @@ export class LoadBalancer {
     this.advance(now);
     this.requests = this.requests + 1 === this.config.probeNum ? 0 : this.requests + 1;
     if (this.list.length === 0) return undefined;
-    const probe = this.requests === 0 && this.overload.head !== null;
+    const probe = this.requests === 0 && this.overload !== NO_HOST;
     this.lastPickProbe = probe;
-    if (probe) return this.overload.rotate();
-    return this.weighted === 0 ? this.idle.rotate() : this.pickWeighted();
+    let h: number;
+    if (probe) {
+      h = this.overload;
+      this.overload = this.table.next[h]!; // round robin: the queues are circular, the head becomes the tail
+    } else {
+      h = this.weighted === 0 ? this.rotateIdle() : this.pickWeighted();
+    }
+    return h === NO_HOST ? null : this.table.picked(h);
   }
 
   /**
@@ -189,13 +204,13 @@ export class LoadBalancer {
     this.advance(now);
     if (!isPort(port)) return false;
     const h = this.find(ip >>> 0, port);
-    if (h === undefined) return false;
+    if (h === NO_HOST) return false;
     this.changed = true;
     if (retcode === RetCode.SUCC) {
-      const reason = h.recordSuccess(this.config);
+      const reason = this.table.recordSuccess(h, this.config);
       if (reason !== undefined) this.transition(h, HostState.Idle, reason, now);
     } else {
-      const reason = h.recordFailure(this.config, timecostMs);
+      const reason = this.table.recordFailure(h, this.config, timecostMs);
       if (reason !== undefined) this.transition(h, HostState.Overload, reason, now);
     }
     return true;
@@ -228,12 +243,13 @@ export class LoadBalancer {
     }
     let removed = 0;
     let reweighted = 0;
-    const kept: HostEntry[] = [];
+    const table = this.table;
+    const kept: number[] = [];
     for (const h of this.list) {
-      const key = hostKey(h.ip, h.port);
+      const key = hostKey(table.ip[h]!, table.port[h]!);
       const w = wanted.get(key);
       if (w !== undefined) {
-        if (w.weight !== h.weight) {
+        if (w.weight !== table.weight[h]) {
           this.setWeight(h, w.weight);
           reweighted += 1;
         }
@@ -241,16 +257,15 @@ export class LoadBalancer {
         wanted.delete(key);
         continue;
       }
-      (h.state === HostState.Idle ? this.idle : this.overload).remove(h);
-      if (h.weight !== 1) this.weighted -= 1;
+      this.drop(h);
       removed += 1;
     }
     let added = 0;
     for (const { ip, port, weight } of wanted.values()) {
-      const h = new HostEntry(ip, port, this.config, now);
+      const h = table.add(ip, port, this.config, now);
       this.setWeight(h, weight);
       kept.push(h);
-      this.idle.push(h);
+      this.idle = table.enqueue(this.idle, h);
       this.noteDue(now + this.idleMs);
       added += 1;
     }
@@ -261,6 +276,15 @@ export class LoadBalancer {
     const size = this.list.length;
     const out = { added, removed, kept: size - added, skipped, empty: size === 0 };
     return reweighted > 0 ? { ...out, reweighted } : out;
+  }
+
+  /**
+   * Frees the hosts' slots in the HostTable and forgets them, with no transition or report: for a
+   * balancer dropped while it still has hosts (otherwise a shared table would keep their slots).
+   */
+  release(): void {
+    for (const h of this.list) this.drop(h);
+    this.setList([]);
   }
 
   /** The route's last update is older than updateTimeoutS and no pull is in flight. */
@@ -292,17 +316,18 @@ export class LoadBalancer {
   snapshotForReport(): HostCallResult[] {
     const out: HostCallResult[] = [];
     let pending = false;
+    const table = this.table;
     for (const h of this.list) {
-      const c = h.takeReportCounters();
+      const c = table.takeReportCounters(h);
       if (c.pending) pending = true;
       out.push({
-        ip: h.ip | 0,
-        port: h.port,
+        ip: table.ip[h]! | 0,
+        port: table.port[h]!,
         succ: c.succ,
         err: c.err,
-        overload: h.state === HostState.Overload,
-        total_succ: h.totalSucc,
-        total_err: h.totalErr,
+        overload: table.isOverloaded(h),
+        total_succ: table.totalSucc[h]!,
+        total_err: table.totalErr[h]!,
       });
     }
     this.changed = pending;
@@ -326,10 +351,13 @@ export class LoadBalancer {
    */
   hosts(): HostInfo[] {
     const out: HostInfo[] = [];
-    for (const h of this.list)
-      out.push(
-        h.weight === 1 ? { ip: h.ip | 0, port: h.port } : { ip: h.ip | 0, port: h.port, weight: h.weight },
-      );
+    const table = this.table;
+    for (const h of this.list) {
+      const ip = table.ip[h]! | 0;
+      const port = table.port[h]!;
+      const weight = table.weight[h]!;
+      out.push(weight === 1 ? { ip, port } : { ip, port, weight });
+    }
     return out;
   }
 
@@ -340,20 +368,21 @@ export class LoadBalancer {
 
   /** Copies of every host's state (unsigned ip), in route order. */
   hostViews(): HostView[] {
-    return this.list.map((h) => h.view());
+    return this.list.map((h) => this.table.view(h));
   }
 
   /** Copy of one host's state, or undefined if it is not in the route. */
   host(ip: number, port: number): HostView | undefined {
     if (!isPort(port)) return undefined;
-    return this.find(ip >>> 0, port)?.view();
+    const h = this.find(ip >>> 0, port);
+    return h === NO_HOST ? undefined : this.table.view(h);
   }
 
   /** Queue contents head first (unsigned ip); for tests and diagnostics. */
   queues(): { idle: HostView[]; overload: HostView[] } {
     return {
-      idle: this.idle.toArray().map((h) => h.view()),
-      overload: this.overload.toArray().map((h) => h.view()),
+      idle: this.table.queue(this.idle).map((h) => this.table.view(h)),
+      overload: this.table.queue(this.overload).map((h) => this.table.view(h)),
     };
   }
 
@@ -362,11 +391,11 @@ export class LoadBalancer {
   }
 
   get idleCount(): number {
-    return this.idle.size;
+    return this.list.length - this.overloaded;
   }
 
   get overloadCount(): number {
-    return this.overload.size;
+    return this.overloaded;
   }
 
   /**
@@ -376,22 +405,22 @@ export class LoadBalancer {
   private advance(now: number): void {
     if (now < this.nextDueMs) return;
     let next = Number.POSITIVE_INFINITY;
+    const table = this.table;
     for (const h of this.list) {
-      if (h.state === HostState.Idle) {
-        if (now >= h.windowStart + this.idleMs) {
-          if (h.windowErrRateReached(this.config)) {
+      if (!table.isOverloaded(h)) {
+        if (now >= table.since[h]! + this.idleMs) {
+          if (table.windowErrRateReached(h, this.config)) {
             this.transition(h, HostState.Overload, TransitionReason.WindowErrRate, now);
           } else {
             // The window starts again at the check, not at the old window's end (as the original).
-            h.resetWindow(this.config, now);
+            table.resetWindow(h, this.config, now);
             this.changed = true;
           }
         }
-      } else if (now >= h.overloadStart + this.overloadMs) {
+      } else if (now >= table.since[h]! + this.overloadMs) {
         this.transition(h, HostState.Idle, TransitionReason.OverloadTimeout, now);
       }
-      const due =
-        h.state === HostState.Idle ? h.windowStart + this.idleMs : h.overloadStart + this.overloadMs;
+      const due = table.since[h]! + (table.isOverloaded(h) ? this.overloadMs : this.idleMs);
       if (due < next) next = due;
     }
     this.nextDueMs = next;
@@ -403,59 +432,91 @@ export class LoadBalancer {
    * total. Over any run of W = sum of weights picks, a host of weight w is picked exactly w times,
    * spread out rather than in bursts. O(idle hosts) per pick; only used when some weight is not 1.
    */
-  private pickWeighted(): HostEntry | null {
-    let best: HostEntry | null = null;
+  private pickWeighted(): number {
+    const table = this.table;
+    const head = this.idle;
+    if (head === NO_HOST) return NO_HOST;
+    let best = head;
     let total = 0;
-    for (let h = this.idle.head; h !== null; h = h.next) {
-      h.current += h.weight;
-      total += h.weight;
-      if (best === null || h.current > best.current) best = h;
-    }
-    if (best !== null) best.current -= total;
+    let h = head;
+    do {
+      const current = table.current[h]! + table.weight[h]!;
+      table.current[h] = current;
+      total += table.weight[h]!;
+      if (current > table.current[best]!) best = h;
+      h = table.next[h]!;
+    } while (h !== head);
+    table.current[best]! -= total;
     return best;
   }
 
-  /** The host ip (unsigned):port of this route, if it is one. */
-  private find(ip: number, port: number): HostEntry | undefined {
-    if (this.index !== undefined) return this.index.get(hostKey(ip, port));
-    const list = this.list;
-    for (let i = 0; i < list.length; i++) {
-      const h = list[i] as HostEntry;
-      if (h.ip === ip && h.port === port) return h;
-    }
-    return undefined;
+  /** Plain round robin: the idle queue's head, which becomes its tail (the queue is circular). */
+  private rotateIdle(): number {
+    const h = this.idle;
+    if (h !== NO_HOST) this.idle = this.table.next[h]!;
+    return h;
   }
 
-  private setList(list: HostEntry[]): void {
-    this.list = list;
+  /** The slot of host ip (unsigned):port of this route, or NO_HOST. */
+  private find(ip: number, port: number): number {
+    if (this.index !== undefined) return this.index.get(hostKey(ip, port)) ?? NO_HOST;
+    const table = this.table;
+    const list = this.list;
+    for (let i = 0; i < list.length; i++) {
+      const h = list[i]!;
+      if (table.ip[h] === ip && table.port[h] === port) return h;
+    }
+    return NO_HOST;
+  }
+
+  private setList(list: number[]): void {
+    // An exact-size copy: the pushes that built `list` left room for more (56 bytes a route, issue 17).
+    this.list = list.slice();
     this.index = undefined;
     if (list.length <= INDEX_ABOVE) return;
     this.index = new Map();
-    for (const h of list) this.index.set(hostKey(h.ip, h.port), h);
+    for (const h of list) this.index.set(hostKey(this.table.ip[h]!, this.table.port[h]!), h);
   }
 
-  private setWeight(h: HostEntry, weight: number): void {
-    if (h.weight !== 1) this.weighted -= 1;
+  private setWeight(h: number, weight: number): void {
+    const table = this.table;
+    if (table.weight[h] !== 1) this.weighted -= 1;
     if (weight !== 1) this.weighted += 1;
-    h.weight = weight;
-    h.current = 0;
+    table.weight[h] = weight;
+    table.current[h] = 0;
+  }
+
+  /** Takes a host out of its queue and the weight count and frees its slot (not out of `list`). */
+  private drop(h: number): void {
+    const table = this.table;
+    if (table.isOverloaded(h)) {
+      this.overload = table.dequeue(this.overload, h);
+      this.overloaded -= 1;
+    } else {
+      this.idle = table.dequeue(this.idle, h);
+    }
+    if (table.weight[h] !== 1) this.weighted -= 1;
+    table.free(h);
   }
 
   private noteDue(due: number): void {
     if (due < this.nextDueMs) this.nextDueMs = due;
   }
 
-  private transition(h: HostEntry, to: HostState, reason: TransitionReason, now: number): void {
-    const from = h.state;
+  private transition(h: number, to: HostState, reason: TransitionReason, now: number): void {
+    const table = this.table;
+    const from = table.isOverloaded(h) ? HostState.Overload : HostState.Idle;
     if (to === HostState.Overload) {
-      if (!h.toOverload(this.config, now)) return;
-      this.idle.remove(h);
-      this.overload.push(h);
+      if (!table.toOverload(h, this.config, now)) return;
+      this.idle = table.dequeue(this.idle, h);
+      this.overload = table.enqueue(this.overload, h);
+      this.overloaded += 1;
       this.noteDue(now + this.overloadMs);
     } else {
-      if (!h.toIdle(this.config, now)) return;
-      this.overload.remove(h);
-      this.idle.push(h);
+      if (!table.toIdle(h, this.config, now)) return;
+      this.overload = table.dequeue(this.overload, h);
+      this.idle = table.enqueue(this.idle, h);
+      this.overloaded -= 1;
       this.noteDue(now + this.idleMs);
     }
     this.changed = true;
@@ -463,8 +524,8 @@ export class LoadBalancer {
     this.onTransition?.({
       modid: this.modid,
       cmdid: this.cmdid,
-      ip: h.ip,
-      port: h.port,
+      ip: table.ip[h]!,
+      port: table.port[h]!,
       from,
       to,
       reason,
