@@ -1,4 +1,13 @@
-import { decodeMessage, encodeRouteBody, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
+import {
+  decodeMessage,
+  encodeRouteBody,
+  MAX_BODY_LEN,
+  MsgId,
+  routeBodyLength,
+  toWireIp,
+  writeRouteBody,
+  type HostInfo,
+} from '../protocol/index.js';
 import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
@@ -128,8 +137,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Accumulates store rows (in any order) and builds a snapshot. Rows are grouped per route as flat
- * [ip, port, ip, port, ...] arrays (no object per host); build() encodes each route into a shared
- * arena, yielding to the event loop every few thousand routes so queries keep being answered.
+ * [ip, port, ip, port, ...] arrays (no object per host); build() writes each route's body straight
+ * into a shared arena (no HostInfo objects, no protobufjs writer), yielding to the event loop every few thousand routes so queries keep being answered.
  */
 export class SnapshotBuilder {
   private readonly routes = new Map<RouteKey, number[]>();
@@ -151,16 +160,29 @@ export class SnapshotBuilder {
   }
 
   add(rows: Iterable<RouteHostRow>): void {
+    // Rows come in id order, which keeps a route's hosts together in most tables: reusing the
+    // previous row's array saves building a key string per row (issue 17: reload garbage).
+    let modid = NaN;
+    let cmdid = NaN;
+    let flat: number[] | undefined;
     for (const r of rows) {
-      const key = routeKey(r.modid, r.cmdid);
-      let flat = this.routes.get(key);
-      if (flat === undefined) {
-        flat = [];
-        this.routes.set(key, flat);
+      if (flat === undefined || r.modid !== modid || r.cmdid !== cmdid) {
+        modid = r.modid;
+        cmdid = r.cmdid;
+        flat = this.hostsOf(routeKey(modid, cmdid));
       }
       flat.push(toWireIp(r.ip), r.port);
       this.hostCount++;
     }
+  }
+
+  private hostsOf(key: RouteKey): number[] {
+    let flat = this.routes.get(key);
+    if (flat === undefined) {
+      flat = [];
+      this.routes.set(key, flat);
+    }
+    return flat;
   }
 
   async build(version: number, yieldEvery = 2_000): Promise<RouteSnapshot> {
@@ -170,17 +192,19 @@ export class SnapshotBuilder {
     let n = 0;
     for (const [key, flat] of this.routes) {
       const { modid, cmdid } = parseRouteKey(key);
-      const hosts: HostInfo[] = [];
       const w = this.weights.get(key);
-      for (let i = 0; i < flat.length; i += 2) {
-        const h: HostInfo = { ip: flat[i] as number, port: flat[i + 1] as number };
-        const weight = w?.get(hostKeyOf(h.ip, h.port));
-        if (weight !== undefined && weight !== 1) h.weight = weight;
-        hosts.push(h);
+      const weights = w && weightsOf(flat, w);
+      const len = routeBodyLength(modid, cmdid, flat, weights);
+      if (len <= MAX_BODY_LEN) {
+        const body = arena.alloc(len);
+        writeRouteBody(body, 0, modid, cmdid, flat, weights);
+        bodies.set(key, body);
+      } else {
+        // Too big for one frame: encodeRouteBody owns the truncation rule (rare, so objects are fine).
+        const { body, truncated } = encodeRouteBody(modid, cmdid, hostInfos(flat, weights));
+        bodies.set(key, arena.copy(body));
+        if (truncated) oversized.add(key);
       }
-      const { body, truncated } = encodeRouteBody(modid, cmdid, hosts);
-      bodies.set(key, arena.copy(body));
-      if (truncated) oversized.add(key);
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
     this.routes.clear();
@@ -194,19 +218,46 @@ class Arena {
   private buf = Buffer.allocUnsafe(0);
   private used = 0;
 
-  copy(bytes: Uint8Array): Uint8Array {
-    if (this.used + bytes.length > this.buf.length) {
-      this.buf = Buffer.allocUnsafe(Math.max(ARENA_BYTES, bytes.length));
+  /** `len` bytes of the arena, to be written by the caller. */
+  alloc(len: number): Uint8Array {
+    if (this.used + len > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(ARENA_BYTES, len));
       this.used = 0;
     }
-    const view = this.buf.subarray(this.used, this.used + bytes.length);
+    const view = this.buf.subarray(this.used, this.used + len);
+    this.used += len;
+    return view;
+  }
+
+  copy(bytes: Uint8Array): Uint8Array {
+    const view = this.alloc(bytes.length);
     view.set(bytes);
-    this.used += bytes.length;
     return view;
   }
 }
 
 const ARENA_BYTES = 1 << 20;
+
+/** Per host of `flat`, its weight from `w`, 0 for none (a weight of 1 is the default: left out). */
+function weightsOf(flat: readonly number[], w: ReadonlyMap<number, number>): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    const weight = w.get(hostKeyOf(flat[i] as number, flat[i + 1] as number));
+    out.push(weight !== undefined && weight !== 1 ? weight : 0);
+  }
+  return out;
+}
+
+function hostInfos(flat: readonly number[], weights: readonly number[] | undefined): HostInfo[] {
+  const hosts: HostInfo[] = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    const h: HostInfo = { ip: flat[i] as number, port: flat[i + 1] as number };
+    const weight = weights?.[i >> 1] ?? 0;
+    if (weight !== 0) h.weight = weight;
+    hosts.push(h);
+  }
+  return hosts;
+}
 
 function decodeHosts(body: Uint8Array): HostInfo[] {
   return decodeMessage(MsgId.GetRouteResponse, body).host;
