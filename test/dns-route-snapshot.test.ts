@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SnapshotBuilder } from '../src/dns/route-snapshot.js';
+import { RouteSnapshot, SnapshotBuilder } from '../src/dns/route-snapshot.js';
 import { decodeMessage, encodeRouteBody, MAX_BODY_LEN, MsgId, toWireIp } from '../src/protocol/index.js';
 
 const row = (modid: number, cmdid: number, ip: number, port: number) => ({ modid, cmdid, ip, port });
@@ -43,5 +43,44 @@ describe('SnapshotBuilder', () => {
     expect(body.length).toBeLessThanOrEqual(MAX_BODY_LEN);
     expect(decodeMessage(MsgId.GetRouteResponse, body).total_hosts).toBe(n);
     expect([...s.oversized]).toEqual(['3:3']);
+  });
+
+  describe('over a previous snapshot (issue 17: a full reload that finds nothing changed)', () => {
+    const rows = [row(1, 1, 0x0a000001, 80), row(1, 1, 0x0a000002, 81), row(2, 2, 0xc0a80001, 82)];
+    const weight = { ...row(1, 1, 0x0a000002, 81), weight: 3 };
+    const build = (r: typeof rows, version: number, previous?: RouteSnapshot, w = weight) => {
+      const b = new SnapshotBuilder();
+      b.add(r);
+      b.setWeights([w]);
+      return b.build(version, previous);
+    };
+
+    it('keeps the previous bodies when every route encodes the same', async () => {
+      const first = await build(rows, 1);
+      const next = await build(rows, 2, first);
+      expect(next.version).toBe(2);
+      expect(next.responseBody(1, 1)).toBe(first.responseBody(1, 1));
+      expect(next.responseBody(2, 2)).toBe(first.responseBody(2, 2));
+      expect(next.hostCount).toBe(3);
+      expect(await first.diff(next)).toEqual([]);
+    });
+
+    it.each([
+      ['a port', [row(1, 1, 0x0a000001, 80), row(1, 1, 0x0a000002, 81), row(2, 2, 0xc0a80001, 99)], weight],
+      ['a host', [row(1, 1, 0x0a000001, 80), row(1, 1, 0x0a000002, 81)], weight],
+      ['a route', [...rows, row(3, 3, 0x0a000009, 83)], weight],
+      ['a weight', rows, { ...weight, weight: 4 }],
+      ['host order', [rows[1]!, rows[0]!, rows[2]!], weight],
+    ])('builds new bodies when %s changed', async (_what, changed, w) => {
+      const first = await build(rows, 1);
+      const next = await build(changed, 2, first, w);
+      const fresh = await build(changed, 2, undefined, w);
+      for (const key of ['1:1', '2:2', '3:3']) {
+        const [m, c] = key.split(':').map(Number) as [number, number];
+        expect(next.responseBody(m, c)).toEqual(fresh.responseBody(m, c));
+      }
+      expect(next.hostCount).toBe(fresh.hostCount);
+      expect((await first.diff(next)).length).toBeGreaterThan(0);
+    });
   });
 });

@@ -78,6 +78,16 @@ export class RouteSnapshot {
     return this.bodies.get(routeKey(modid, cmdid)) ?? encodeRouteBody(modid, cmdid, []).body;
   }
 
+  /** The encoded body of a route by key, undefined when the route has no hosts. */
+  bodyOf(key: RouteKey): Uint8Array | undefined {
+    return this.bodies.get(key);
+  }
+
+  /** The same table at another version (a full reload that found nothing changed). */
+  atVersion(version: number): RouteSnapshot {
+    return new RouteSnapshot(version, this.bodies, this.hostCount, this.oversized);
+  }
+
   /** The hosts of a route (decoded; off the hot path: tests, diagnostics). */
   hosts(modid: number, cmdid: number): HostInfo[] {
     const body = this.bodies.get(routeKey(modid, cmdid));
@@ -116,7 +126,7 @@ export class RouteSnapshot {
     let n = 0;
     for (const [key, body] of this.bodies) {
       const o = other.bodies.get(key);
-      if (o === undefined || !sameBytes(o, body)) out.push(key);
+      if (o !== body && (o === undefined || !sameBytes(o, body))) out.push(key);
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
     for (const key of other.bodies.keys()) {
@@ -185,15 +195,56 @@ export class SnapshotBuilder {
     return flat;
   }
 
-  async build(version: number, yieldEvery = 2_000): Promise<RouteSnapshot> {
+  /**
+   * The snapshot of the rows added. When they encode to exactly `previous`'s table (the usual
+   * outcome of a periodic full reload), `previous`'s bodies are kept instead of copied into new
+   * arenas: a reload then leaves no second table behind as garbage (issue 17).
+   */
+  async build(version: number, previous?: RouteSnapshot, yieldEvery = 2_000): Promise<RouteSnapshot> {
+    if (previous && (await this.encodesTo(previous, yieldEvery))) {
+      this.clear();
+      return previous.atVersion(version);
+    }
+    return this.encode(version, yieldEvery);
+  }
+
+  /** Every route encodes to the body `previous` holds for it, and `previous` has no other route. */
+  private async encodesTo(previous: RouteSnapshot, yieldEvery: number): Promise<boolean> {
+    if (this.routes.size !== previous.routeCount || this.hostCount !== previous.hostCount) return false;
+    const scratch = Buffer.allocUnsafe(MAX_BODY_LEN);
+    let n = 0;
+    for (const [key, flat] of this.routes) {
+      const old = previous.bodyOf(key);
+      const { modid, cmdid } = parseRouteKey(key);
+      const weights = this.weightsOf(key, flat);
+      const len = routeBodyLength(modid, cmdid, flat, weights);
+      // An oversized route takes the full path: it is rare and its truncation is encodeRouteBody's.
+      if (old === undefined || len !== old.length || len > MAX_BODY_LEN) return false;
+      writeRouteBody(scratch, 0, modid, cmdid, flat, weights);
+      if (!sameBytes(scratch.subarray(0, len), old)) return false;
+      if (++n % yieldEvery === 0) await yieldToLoop();
+    }
+    return true;
+  }
+
+  private weightsOf(key: RouteKey, flat: readonly number[]): number[] | undefined {
+    const w = this.weights.get(key);
+    return w && weightsOf(flat, w);
+  }
+
+  private clear(): void {
+    this.routes.clear();
+    this.weights.clear();
+  }
+
+  private async encode(version: number, yieldEvery: number): Promise<RouteSnapshot> {
     const bodies = new Map<RouteKey, Uint8Array>();
     const oversized = new Set<RouteKey>();
     const arena = new Arena();
     let n = 0;
     for (const [key, flat] of this.routes) {
       const { modid, cmdid } = parseRouteKey(key);
-      const w = this.weights.get(key);
-      const weights = w && weightsOf(flat, w);
+      const weights = this.weightsOf(key, flat);
       const len = routeBodyLength(modid, cmdid, flat, weights);
       if (len <= MAX_BODY_LEN) {
         const body = arena.alloc(len);
@@ -207,8 +258,7 @@ export class SnapshotBuilder {
       }
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
-    this.routes.clear();
-    this.weights.clear();
+    this.clear();
     return new RouteSnapshot(version, bodies, this.hostCount, oversized);
   }
 }

@@ -287,7 +287,7 @@ export class RouteSync extends EventEmitter<SyncEvents> {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (this.source.loadWeights) builder.setWeights(await this.source.loadWeights());
-    return builder.build(version);
+    return builder.build(version, this._snapshot);
   }
 
   private setState(state: DbState, error: Error | undefined): void {
