@@ -6,13 +6,8 @@ import { silentLogger } from '../log/silent.js';
 import { tracer } from '../log/trace.js';
 import { Backoff } from '../net/backoff.js';
 import { routeKey, type RouteKey } from './route-key.js';
-import {
-  hostKeyOf,
-  RouteSnapshot,
-  SnapshotBuilder,
-  type RouteHostRow,
-  type RouteWeightRow,
-} from './route-snapshot.js';
+import { hostKeyOf, RouteSnapshot, type RouteHostRow, type RouteWeightRow } from './route-snapshot.js';
+import { SnapshotBuilder } from './route-snapshot-builder.js';
 
 /** What the route service needs from the store (src/store's Store satisfies it). */
 export interface RouteSource {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RouteSnapshot, SnapshotBuilder } from '../src/dns/route-snapshot.js';
+import type { RouteSnapshot } from '../src/dns/route-snapshot.js';
+import { SnapshotBuilder } from '../src/dns/route-snapshot-builder.js';
 import { decodeMessage, encodeRouteBody, MAX_BODY_LEN, MsgId, toWireIp } from '../src/protocol/index.js';
 
 const row = (modid: number, cmdid: number, ip: number, port: number) => ({ modid, cmdid, ip, port });
