@@ -6,7 +6,7 @@ import {
   writeRouteBody,
   type HostInfo,
 } from '../protocol/index.js';
-import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
+import { routeKey, type RouteKey } from './route-key.js';
 import {
   hostKeyOf,
   RouteSnapshot,
@@ -15,17 +15,24 @@ import {
   type RouteHostRow,
   type RouteWeightRow,
 } from './route-snapshot.js';
+import { RowColumns } from './row-columns.js';
 
 /**
- * Accumulates store rows (in any order) and builds a snapshot. Rows are grouped per route as flat
- * [ip, port, ip, port, ...] arrays (no object per host); build() writes each route's body straight
- * into a shared arena (no HostInfo objects, no protobufjs writer), yielding to the event loop every few thousand routes so queries keep being answered.
+ * Accumulates store rows (in any order) and builds a snapshot. Every full reload (issue 17) runs
+ * through here, so it keeps no object or array per host or per route: rows go into typed-array
+ * columns outside the JS heap, are grouped per route by a counting sort at build time, and each
+ * route's body is written straight into a shared arena (no HostInfo objects, no protobufjs
+ * writer). build() yields to the event loop every few thousand routes so queries keep being
+ * answered.
  */
 export class SnapshotBuilder {
-  private readonly routes = new Map<RouteKey, number[]>();
+  private readonly index = new Map<RouteKey, number>();
+  private readonly keys: RouteKey[] = [];
+  /** modid, cmdid of each route, by route number. */
+  private readonly ids: number[] = [];
+  private readonly rows = new RowColumns();
   /** Routes with weighted hosts: per route, host key -> weight. Empty for most tables. */
   private readonly weights = new Map<RouteKey, Map<number, number>>();
-  private hostCount = 0;
 
   /** Weights of the hosts that do not weigh 1; hosts not in the table are ignored. */
   setWeights(rows: Iterable<RouteWeightRow>): void {
@@ -42,95 +49,163 @@ export class SnapshotBuilder {
 
   add(rows: Iterable<RouteHostRow>): void {
     // Rows come in id order, which keeps a route's hosts together in most tables: reusing the
-    // previous row's array saves building a key string per row (issue 17: reload garbage).
+    // previous row's route saves building a key string per row.
     let modid = NaN;
     let cmdid = NaN;
-    let flat: number[] | undefined;
+    let route = -1;
     for (const r of rows) {
-      if (flat === undefined || r.modid !== modid || r.cmdid !== cmdid) {
+      if (route < 0 || r.modid !== modid || r.cmdid !== cmdid) {
         modid = r.modid;
         cmdid = r.cmdid;
-        flat = this.hostsOf(routeKey(modid, cmdid));
+        route = this.routeOf(modid, cmdid);
       }
-      flat.push(toWireIp(r.ip), r.port);
-      this.hostCount++;
+      this.rows.push(route, toWireIp(r.ip), r.port);
     }
   }
 
-  private hostsOf(key: RouteKey): number[] {
-    let flat = this.routes.get(key);
-    if (flat === undefined) {
-      flat = [];
-      this.routes.set(key, flat);
+  private routeOf(modid: number, cmdid: number): number {
+    const key = routeKey(modid, cmdid);
+    let route = this.index.get(key);
+    if (route === undefined) {
+      route = this.keys.length;
+      this.index.set(key, route);
+      this.keys.push(key);
+      this.ids.push(modid, cmdid);
     }
-    return flat;
+    return route;
   }
 
   /**
    * The snapshot of the rows added. When they encode to exactly `previous`'s table (the usual
    * outcome of a periodic full reload), `previous`'s bodies are kept instead of copied into new
-   * arenas: a reload then leaves no second table behind as garbage (issue 17).
+   * arenas: a reload then leaves no second table behind as garbage.
    */
   async build(version: number, previous?: RouteSnapshot, yieldEvery = 2_000): Promise<RouteSnapshot> {
-    if (previous && (await this.encodesTo(previous, yieldEvery))) {
-      this.clear();
-      return previous.atVersion(version);
-    }
-    return this.encode(version, yieldEvery);
+    const groups = new RouteGroups(this.rows, this.keys.length);
+    const same = previous !== undefined && (await this.encodesTo(previous, groups, yieldEvery));
+    const snapshot = same ? previous.atVersion(version) : await this.encode(version, groups, yieldEvery);
+    this.clear();
+    return snapshot;
   }
 
   /** Every route encodes to the body `previous` holds for it, and `previous` has no other route. */
-  private async encodesTo(previous: RouteSnapshot, yieldEvery: number): Promise<boolean> {
-    if (this.routes.size !== previous.routeCount || this.hostCount !== previous.hostCount) return false;
+  private async encodesTo(
+    previous: RouteSnapshot,
+    groups: RouteGroups,
+    yieldEvery: number,
+  ): Promise<boolean> {
+    if (this.keys.length !== previous.routeCount || this.rows.length !== previous.hostCount) return false;
     const scratch = Buffer.allocUnsafe(MAX_BODY_LEN);
-    let n = 0;
-    for (const [key, flat] of this.routes) {
-      const old = previous.bodyOf(key);
-      const { modid, cmdid } = parseRouteKey(key);
-      const weights = this.weightsOf(key, flat);
-      const len = routeBodyLength(modid, cmdid, flat, weights);
+    for (let route = 0; route < this.keys.length; route++) {
+      const old = previous.bodyOf(this.keys[route] as RouteKey);
+      const n = groups.hostsOf(route);
+      const weights = this.weightsOf(route, groups.hosts, n);
+      const [modid, cmdid] = this.idsOf(route);
+      const len = routeBodyLength(modid, cmdid, groups.hosts, weights, n);
       // An oversized route takes the full path: it is rare and its truncation is encodeRouteBody's.
       if (old === undefined || len !== old.length || len > MAX_BODY_LEN) return false;
-      writeRouteBody(scratch, 0, modid, cmdid, flat, weights);
+      writeRouteBody(scratch, 0, modid, cmdid, groups.hosts, weights, n);
       if (!sameBytes(scratch.subarray(0, len), old)) return false;
-      if (++n % yieldEvery === 0) await yieldToLoop();
+      if ((route + 1) % yieldEvery === 0) await yieldToLoop();
     }
     return true;
   }
 
-  private weightsOf(key: RouteKey, flat: readonly number[]): number[] | undefined {
-    const w = this.weights.get(key);
-    return w && weightsOf(flat, w);
-  }
-
-  private clear(): void {
-    this.routes.clear();
-    this.weights.clear();
-  }
-
-  private async encode(version: number, yieldEvery: number): Promise<RouteSnapshot> {
+  private async encode(version: number, groups: RouteGroups, yieldEvery: number): Promise<RouteSnapshot> {
     const bodies = new Map<RouteKey, Uint8Array>();
     const oversized = new Set<RouteKey>();
     const arena = new Arena();
-    let n = 0;
-    for (const [key, flat] of this.routes) {
-      const { modid, cmdid } = parseRouteKey(key);
-      const weights = this.weightsOf(key, flat);
-      const len = routeBodyLength(modid, cmdid, flat, weights);
+    for (let route = 0; route < this.keys.length; route++) {
+      const key = this.keys[route] as RouteKey;
+      const n = groups.hostsOf(route);
+      const weights = this.weightsOf(route, groups.hosts, n);
+      const [modid, cmdid] = this.idsOf(route);
+      const len = routeBodyLength(modid, cmdid, groups.hosts, weights, n);
       if (len <= MAX_BODY_LEN) {
         const body = arena.alloc(len);
-        writeRouteBody(body, 0, modid, cmdid, flat, weights);
+        writeRouteBody(body, 0, modid, cmdid, groups.hosts, weights, n);
         bodies.set(key, body);
       } else {
         // Too big for one frame: encodeRouteBody owns the truncation rule (rare, so objects are fine).
-        const { body, truncated } = encodeRouteBody(modid, cmdid, hostInfos(flat, weights));
+        const { body, truncated } = encodeRouteBody(modid, cmdid, hostInfos(groups.hosts, weights, n));
         bodies.set(key, arena.copy(body));
         if (truncated) oversized.add(key);
       }
-      if (++n % yieldEvery === 0) await yieldToLoop();
+      if ((route + 1) % yieldEvery === 0) await yieldToLoop();
     }
-    this.clear();
-    return new RouteSnapshot(version, bodies, this.hostCount, oversized);
+    return new RouteSnapshot(version, bodies, this.rows.length, oversized);
+  }
+
+  private idsOf(route: number): [number, number] {
+    return [this.ids[2 * route] as number, this.ids[2 * route + 1] as number];
+  }
+
+  /** Per host, its weight (0 for none; a weight of 1 is the default: left out), or undefined. */
+  private weightsOf(route: number, hosts: Int32Array, n: number): number[] | undefined {
+    const w = this.weights.get(this.keys[route] as RouteKey);
+    if (w === undefined) return undefined;
+    const out: number[] = [];
+    for (let i = 0; i < 2 * n; i += 2) {
+      const weight = w.get(hostKeyOf(hosts[i] as number, hosts[i + 1] as number));
+      out.push(weight !== undefined && weight !== 1 ? weight : 0);
+    }
+    return out;
+  }
+
+  private clear(): void {
+    this.index.clear();
+    this.keys.length = 0;
+    this.ids.length = 0;
+    this.rows.clear();
+    this.weights.clear();
+  }
+}
+
+/**
+ * The rows of each route in arrival order, found by a counting sort over the route column: two
+ * typed arrays for the whole table instead of an array per route.
+ */
+class RouteGroups {
+  /** [ip, port, ...] of the route last asked for (hostsOf); reused. */
+  readonly hosts: Int32Array;
+  private readonly start: Int32Array;
+  private readonly order: Int32Array;
+
+  constructor(
+    private readonly rows: RowColumns,
+    routes: number,
+  ) {
+    const counts = new Int32Array(routes);
+    for (let i = 0; i < rows.length; i++) counts[rows.route(i)] = (counts[rows.route(i)] as number) + 1;
+    this.start = new Int32Array(routes + 1);
+    let largest = 0;
+    for (let r = 0; r < routes; r++) {
+      const count = counts[r] as number;
+      largest = Math.max(largest, count);
+      this.start[r + 1] = (this.start[r] as number) + count;
+    }
+    // counts becomes each route's next free place in `order`.
+    counts.set(this.start.subarray(0, routes));
+    this.order = new Int32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const route = rows.route(i);
+      const at = counts[route] as number;
+      this.order[at] = i;
+      counts[route] = at + 1;
+    }
+    this.hosts = new Int32Array(2 * largest);
+  }
+
+  /** Fills `hosts` with the route's hosts; returns how many. */
+  hostsOf(route: number): number {
+    const from = this.start[route] as number;
+    const n = (this.start[route + 1] as number) - from;
+    for (let j = 0; j < n; j++) {
+      const row = this.order[from + j] as number;
+      this.hosts[2 * j] = this.rows.ip(row);
+      this.hosts[2 * j + 1] = this.rows.port(row);
+    }
+    return n;
   }
 }
 
@@ -159,23 +234,13 @@ class Arena {
 
 const ARENA_BYTES = 1 << 20;
 
-/** Per host of `flat`, its weight from `w`, 0 for none (a weight of 1 is the default: left out). */
-function weightsOf(flat: readonly number[], w: ReadonlyMap<number, number>): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < flat.length; i += 2) {
-    const weight = w.get(hostKeyOf(flat[i] as number, flat[i + 1] as number));
-    out.push(weight !== undefined && weight !== 1 ? weight : 0);
+function hostInfos(hosts: Int32Array, weights: readonly number[] | undefined, n: number): HostInfo[] {
+  const out: HostInfo[] = [];
+  for (let j = 0; j < n; j++) {
+    const h: HostInfo = { ip: hosts[2 * j] as number, port: hosts[2 * j + 1] as number };
+    const weight = weights?.[j] ?? 0;
+    if (weight !== 0) h.weight = weight;
+    out.push(h);
   }
   return out;
-}
-
-function hostInfos(flat: readonly number[], weights: readonly number[] | undefined): HostInfo[] {
-  const hosts: HostInfo[] = [];
-  for (let i = 0; i < flat.length; i += 2) {
-    const h: HostInfo = { ip: flat[i] as number, port: flat[i + 1] as number };
-    const weight = weights?.[i >> 1] ?? 0;
-    if (weight !== 0) h.weight = weight;
-    hosts.push(h);
-  }
-  return hosts;
 }

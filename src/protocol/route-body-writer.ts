@@ -8,8 +8,9 @@ import { fieldLen, varintLen, writeField, writeVarint } from './varint.js';
  * frame (proto3: zero fields left out; negative int32 as 10 bytes), checked by
  * test/protocol-route-body-writer.test.ts. Truncated routes stay with encodeRouteBody.
  *
- * `hosts` is [ip, port, ip, port, ...] with ip as its wire int32 (toWireIp); `weights`, when
- * given, holds one weight per host, 0 for none (a weight of 1 is the caller's to leave out).
+ * `hosts` is [ip, port, ip, port, ...] with ip as its wire int32 (toWireIp), of which the first
+ * `count` hosts are written (a reused scratch array may be longer); `weights`, when given, holds
+ * one weight per host, 0 for none (a weight of 1 is the caller's to leave out).
  */
 
 const HOST_TAG = 0x1a;
@@ -24,9 +25,10 @@ export function routeBodyLength(
   cmdid: number,
   hosts: ArrayLike<number>,
   weights?: ArrayLike<number>,
+  count = hosts.length >> 1,
 ): number {
   let len = fieldLen(modid, true) + fieldLen(cmdid, true);
-  for (let i = 0; i < hosts.length; i += 2) {
+  for (let i = 0; i < 2 * count; i += 2) {
     const inner = hostInnerLen(hosts[i]!, hosts[i + 1]!, weights?.[i >> 1] ?? 0);
     len += 1 + varintLen(inner, false) + inner;
   }
@@ -41,10 +43,11 @@ export function writeRouteBody(
   cmdid: number,
   hosts: ArrayLike<number>,
   weights?: ArrayLike<number>,
+  count = hosts.length >> 1,
 ): number {
   at = writeField(b, at, 0x08, modid, true);
   at = writeField(b, at, 0x10, cmdid, true);
-  for (let i = 0; i < hosts.length; i += 2) {
+  for (let i = 0; i < 2 * count; i += 2) {
     const ip = hosts[i]!;
     const port = hosts[i + 1]!;
     const weight = weights?.[i >> 1] ?? 0;
