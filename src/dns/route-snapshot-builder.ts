@@ -100,12 +100,13 @@ export class SnapshotBuilder {
       const old = previous.bodyOf(this.keys[route] as RouteKey);
       const n = groups.hostsOf(route);
       const weights = this.weightsOf(route, groups.hosts, n);
-      const [modid, cmdid] = this.idsOf(route);
+      const modid = this.ids[2 * route] as number;
+      const cmdid = this.ids[2 * route + 1] as number;
       const len = routeBodyLength(modid, cmdid, groups.hosts, weights, n);
       // An oversized route takes the full path: it is rare and its truncation is encodeRouteBody's.
       if (old === undefined || len !== old.length || len > MAX_BODY_LEN) return false;
       writeRouteBody(scratch, 0, modid, cmdid, groups.hosts, weights, n);
-      if (!sameBytes(scratch.subarray(0, len), old)) return false;
+      if (!sameBytes(scratch, old, len)) return false;
       if ((route + 1) % yieldEvery === 0) await yieldToLoop();
     }
     return true;
@@ -119,7 +120,8 @@ export class SnapshotBuilder {
       const key = this.keys[route] as RouteKey;
       const n = groups.hostsOf(route);
       const weights = this.weightsOf(route, groups.hosts, n);
-      const [modid, cmdid] = this.idsOf(route);
+      const modid = this.ids[2 * route] as number;
+      const cmdid = this.ids[2 * route + 1] as number;
       const len = routeBodyLength(modid, cmdid, groups.hosts, weights, n);
       if (len <= MAX_BODY_LEN) {
         const body = arena.alloc(len);
@@ -134,10 +136,6 @@ export class SnapshotBuilder {
       if ((route + 1) % yieldEvery === 0) await yieldToLoop();
     }
     return new RouteSnapshot(version, bodies, this.rows.length, oversized);
-  }
-
-  private idsOf(route: number): [number, number] {
-    return [this.ids[2 * route] as number, this.ids[2 * route + 1] as number];
   }
 
   /** Per host, its weight (0 for none; a weight of 1 is the default: left out), or undefined. */

@@ -130,9 +130,10 @@ export class RouteSnapshot {
 
 export const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** The first `len` bytes of `a` are `b` (len defaults to a's length: no subarray view to compare a prefix). */
+export function sameBytes(a: Uint8Array, b: Uint8Array, len = a.length): boolean {
+  if (len !== b.length) return false;
+  for (let i = 0; i < len; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
