@@ -113,6 +113,9 @@ export class RouteSnapshot {
    * queries for tens of milliseconds.
    */
   async diff(other: RouteSnapshot, yieldEvery = 10_000): Promise<RouteKey[]> {
+    // A reload that found nothing changed shares the bodies (atVersion): nothing to walk, and
+    // walking 100k entries allocates a pair per entry (issue 17).
+    if (other.bodies === this.bodies) return [];
     const out: RouteKey[] = [];
     let n = 0;
     for (const [key, body] of this.bodies) {
