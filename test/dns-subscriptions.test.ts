@@ -33,7 +33,7 @@ describe('Subscriptions (unknown routes)', () => {
     expect(subs.expire(199, () => false)).toBe(1); // b's (9,1)
     expect([...subs.subscribers(k(9, 1))]).toEqual(['a']);
     expect(subs.expire(250, () => false)).toBe(1); // a's (9,2)
-    expect(subs.subscribers(k(9, 2)).size).toBe(0);
+    expect(subs.subscriberCount(k(9, 2))).toBe(0);
     // The route appeared before the expiry: the subscription stays, as an ordinary one.
     expect(subs.expire(400, (key) => key === k(9, 1))).toBe(0);
     expect([...subs.subscribers(k(9, 1))]).toEqual(['a']);
@@ -43,6 +43,28 @@ describe('Subscriptions (unknown routes)', () => {
     expect(subs.stats.absentExpired).toBe(2);
   });
 
+  it('a route goes from one subscriber to several and back, whichever connection leaves first', () => {
+    const subs = new Subscriptions<string>();
+    const r = k(5, 5);
+    subs.subscribe('a', r);
+    subs.subscribe('a', r); // asking again changes nothing
+    expect([...subs.subscribers(r)]).toEqual(['a']);
+    subs.subscribe('b', r);
+    subs.subscribe('c', r);
+    expect(subs.subscriberCount(r)).toBe(3);
+    subs.drop('a');
+    expect([...subs.subscribers(r)].sort()).toEqual(['b', 'c']);
+    subs.drop('c');
+    expect([...subs.subscribers(r)]).toEqual(['b']);
+    subs.subscribe('a', r);
+    expect([...subs.subscribers(r)].sort()).toEqual(['a', 'b']);
+    subs.drop('b');
+    subs.drop('a');
+    expect(subs.subscriberCount(r)).toBe(0);
+    expect([...subs.subscribers(r)]).toEqual([]);
+    expect(subs.size).toBe(0);
+  });
+
   it('caps absent subscriptions per connection, dropping the oldest; present ones do not count', () => {
     const subs = new Subscriptions<string>();
     for (let i = 0; i < 50; i++) subs.subscribe('a', k(1, i));
@@ -50,9 +72,9 @@ describe('Subscriptions (unknown routes)', () => {
     expect(subs.absentSize).toBe(100);
     expect(subs.size).toBe(150);
     expect(subs.stats.absentEvicted).toBe(900);
-    expect(subs.subscribers(k(9, 899)).size).toBe(0);
-    expect(subs.subscribers(k(9, 900)).size).toBe(1);
-    expect(subs.subscribers(k(1, 0)).size).toBe(1);
+    expect(subs.subscriberCount(k(9, 899))).toBe(0);
+    expect(subs.subscriberCount(k(9, 900))).toBe(1);
+    expect(subs.subscriberCount(k(1, 0))).toBe(1);
     // A route that appears stops expiring when asked for again.
     subs.subscribe('a', k(9, 999));
     expect(subs.absentSize).toBe(99);

@@ -333,12 +333,12 @@ export class DnsService {
   private push(changed: string[]): void {
     const snap = this.sync.snapshot;
     for (const key of changed) {
-      const subscribers = this.subs.subscribers(key);
-      if (subscribers.size === 0) continue;
+      const count = this.subs.subscriberCount(key);
+      if (count === 0) continue;
       const { modid, cmdid } = parseRouteKey(key);
       const body = snap.responseBody(modid, cmdid);
       this.stats.pushRoutes++;
-      for (const conn of subscribers) {
+      for (const conn of this.subs.subscribers(key)) {
         if (conn.closed) continue;
         try {
           conn.sendRaw(MsgId.GetRouteResponse, body);
@@ -349,7 +349,7 @@ export class DnsService {
           this.log.warn({ err, conn: conn.id }, 'push failed');
         }
       }
-      this.trace?.(`pushed ${key} (${subscribers.size} subscribers)`);
+      this.trace?.(`pushed ${key} (${count} subscribers)`);
       // A removed route is pushed (empty) once; then its subscriptions expire like unknown ones.
       if (!snap.has(modid, cmdid))
         this.subs.routeRemoved(key, Date.now() + this.unknownTtlMs, this.maxUnknown);

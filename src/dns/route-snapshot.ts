@@ -1,4 +1,4 @@
-import { decodeMessage, encodeRouteBody, MsgId, toWireIp, type HostInfo } from '../protocol/index.js';
+import { decodeMessage, encodeRouteBody, MsgId, type HostInfo } from '../protocol/index.js';
 import { parseRouteKey, routeKey, type RouteKey } from './route-key.js';
 
 /** One host row as the store yields it: ip is the unsigned INET_ATON number. */
@@ -69,6 +69,16 @@ export class RouteSnapshot {
     return this.bodies.get(routeKey(modid, cmdid)) ?? encodeRouteBody(modid, cmdid, []).body;
   }
 
+  /** The encoded body of a route by key, undefined when the route has no hosts. */
+  bodyOf(key: RouteKey): Uint8Array | undefined {
+    return this.bodies.get(key);
+  }
+
+  /** The same table at another version (a full reload that found nothing changed). */
+  atVersion(version: number): RouteSnapshot {
+    return new RouteSnapshot(version, this.bodies, this.hostCount, this.oversized);
+  }
+
   /** The hosts of a route (decoded; off the hot path: tests, diagnostics). */
   hosts(modid: number, cmdid: number): HostInfo[] {
     const body = this.bodies.get(routeKey(modid, cmdid));
@@ -103,11 +113,14 @@ export class RouteSnapshot {
    * queries for tens of milliseconds.
    */
   async diff(other: RouteSnapshot, yieldEvery = 10_000): Promise<RouteKey[]> {
+    // A reload that found nothing changed shares the bodies (atVersion): nothing to walk, and
+    // walking 100k entries allocates a pair per entry (issue 17).
+    if (other.bodies === this.bodies) return [];
     const out: RouteKey[] = [];
     let n = 0;
     for (const [key, body] of this.bodies) {
       const o = other.bodies.get(key);
-      if (o === undefined || !sameBytes(o, body)) out.push(key);
+      if (o !== body && (o === undefined || !sameBytes(o, body))) out.push(key);
       if (++n % yieldEvery === 0) await yieldToLoop();
     }
     for (const key of other.bodies.keys()) {
@@ -118,95 +131,14 @@ export class RouteSnapshot {
   }
 }
 
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+export const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** The first `len` bytes of `a` are `b` (len defaults to a's length: no subarray view to compare a prefix). */
+export function sameBytes(a: Uint8Array, b: Uint8Array, len = a.length): boolean {
+  if (len !== b.length) return false;
+  for (let i = 0; i < len; i++) if (a[i] !== b[i]) return false;
   return true;
 }
-
-/**
- * Accumulates store rows (in any order) and builds a snapshot. Rows are grouped per route as flat
- * [ip, port, ip, port, ...] arrays (no object per host); build() encodes each route into a shared
- * arena, yielding to the event loop every few thousand routes so queries keep being answered.
- */
-export class SnapshotBuilder {
-  private readonly routes = new Map<RouteKey, number[]>();
-  /** Routes with weighted hosts: per route, host key -> weight. Empty for most tables. */
-  private readonly weights = new Map<RouteKey, Map<number, number>>();
-  private hostCount = 0;
-
-  /** Weights of the hosts that do not weigh 1; hosts not in the table are ignored. */
-  setWeights(rows: Iterable<RouteWeightRow>): void {
-    for (const r of rows) {
-      const key = routeKey(r.modid, r.cmdid);
-      let m = this.weights.get(key);
-      if (m === undefined) {
-        m = new Map();
-        this.weights.set(key, m);
-      }
-      m.set(hostKeyOf(r.ip, r.port), r.weight);
-    }
-  }
-
-  add(rows: Iterable<RouteHostRow>): void {
-    for (const r of rows) {
-      const key = routeKey(r.modid, r.cmdid);
-      let flat = this.routes.get(key);
-      if (flat === undefined) {
-        flat = [];
-        this.routes.set(key, flat);
-      }
-      flat.push(toWireIp(r.ip), r.port);
-      this.hostCount++;
-    }
-  }
-
-  async build(version: number, yieldEvery = 2_000): Promise<RouteSnapshot> {
-    const bodies = new Map<RouteKey, Uint8Array>();
-    const oversized = new Set<RouteKey>();
-    const arena = new Arena();
-    let n = 0;
-    for (const [key, flat] of this.routes) {
-      const { modid, cmdid } = parseRouteKey(key);
-      const hosts: HostInfo[] = [];
-      const w = this.weights.get(key);
-      for (let i = 0; i < flat.length; i += 2) {
-        const h: HostInfo = { ip: flat[i] as number, port: flat[i + 1] as number };
-        const weight = w?.get(hostKeyOf(h.ip, h.port));
-        if (weight !== undefined && weight !== 1) h.weight = weight;
-        hosts.push(h);
-      }
-      const { body, truncated } = encodeRouteBody(modid, cmdid, hosts);
-      bodies.set(key, arena.copy(body));
-      if (truncated) oversized.add(key);
-      if (++n % yieldEvery === 0) await yieldToLoop();
-    }
-    this.routes.clear();
-    this.weights.clear();
-    return new RouteSnapshot(version, bodies, this.hostCount, oversized);
-  }
-}
-
-/** Packs many small bodies into 1 MiB buffers: one allocation per MiB instead of one per route. */
-class Arena {
-  private buf = Buffer.allocUnsafe(0);
-  private used = 0;
-
-  copy(bytes: Uint8Array): Uint8Array {
-    if (this.used + bytes.length > this.buf.length) {
-      this.buf = Buffer.allocUnsafe(Math.max(ARENA_BYTES, bytes.length));
-      this.used = 0;
-    }
-    const view = this.buf.subarray(this.used, this.used + bytes.length);
-    view.set(bytes);
-    this.used += bytes.length;
-    return view;
-  }
-}
-
-const ARENA_BYTES = 1 << 20;
 
 function decodeHosts(body: Uint8Array): HostInfo[] {
   return decodeMessage(MsgId.GetRouteResponse, body).host;

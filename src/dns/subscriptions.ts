@@ -12,9 +12,13 @@ import type { RouteKey } from './route-key.js';
  * asks again on the next request, which subscribes it again; a route added meanwhile is pushed to
  * the subscribers it still has. Per connection the absent ones are a Map in the order they were
  * last asked for, which is also their expiry order.
+ *
+ * A route's only subscriber is held as itself, two or more as a Set: most routes are asked for by
+ * one agent, and a Set per route cost ~100 bytes on each of 10,000 routes (issue 17). So `C` must
+ * never itself be a Set.
  */
 export class Subscriptions<C> {
-  private readonly byRoute = new Map<RouteKey, Set<C>>();
+  private readonly byRoute = new Map<RouteKey, C | Set<C>>();
   private readonly byConn = new Map<C, Set<RouteKey>>();
   private readonly absentByConn = new Map<C, Map<RouteKey, number>>();
   private count = 0;
@@ -44,9 +48,7 @@ export class Subscriptions<C> {
 
   /** A route left the snapshot: its subscribers keep it only until `expiresAt` (as if absent). */
   routeRemoved(key: RouteKey, expiresAt: number, maxAbsent: number): void {
-    const conns = this.byRoute.get(key);
-    if (conns === undefined) return;
-    for (const conn of [...conns]) this.markAbsent(conn, key, expiresAt, maxAbsent);
+    for (const conn of [...this.subscribers(key)]) this.markAbsent(conn, key, expiresAt, maxAbsent);
   }
 
   /**
@@ -82,16 +84,21 @@ export class Subscriptions<C> {
     if (routes === undefined) return;
     this.byConn.delete(conn);
     for (const key of routes) {
-      const conns = this.byRoute.get(key);
-      if (conns === undefined) continue;
-      conns.delete(conn);
-      if (conns.size === 0) this.byRoute.delete(key);
+      this.removeSubscriber(key, conn);
       this.count--;
     }
   }
 
-  subscribers(key: RouteKey): ReadonlySet<C> {
-    return this.byRoute.get(key) ?? NONE;
+  /** The connections subscribed to a route (a fresh array for a single one: pushes are rare). */
+  subscribers(key: RouteKey): Iterable<C> {
+    const held = this.byRoute.get(key);
+    if (held === undefined) return NONE;
+    return held instanceof Set ? held : [held];
+  }
+
+  subscriberCount(key: RouteKey): number {
+    const held = this.byRoute.get(key);
+    return held === undefined ? 0 : held instanceof Set ? held.size : 1;
   }
 
   /** Total (connection, route) pairs. */
@@ -117,14 +124,27 @@ export class Subscriptions<C> {
     if (routes.has(key)) return true;
     if (routes.size >= max) return false;
     routes.add(key);
-    let conns = this.byRoute.get(key);
-    if (conns === undefined) {
-      conns = new Set();
-      this.byRoute.set(key, conns);
-    }
-    conns.add(conn);
+    this.addSubscriber(key, conn);
     this.count++;
     return true;
+  }
+
+  private addSubscriber(key: RouteKey, conn: C): void {
+    const held = this.byRoute.get(key);
+    if (held === undefined) this.byRoute.set(key, conn);
+    else if (held instanceof Set) held.add(conn);
+    else if (held !== conn) this.byRoute.set(key, new Set([held, conn]));
+  }
+
+  private removeSubscriber(key: RouteKey, conn: C): void {
+    const held = this.byRoute.get(key);
+    if (held instanceof Set) {
+      held.delete(conn);
+      // Back to the single form once one is left, so a route's memory follows its subscribers.
+      if (held.size === 1) this.byRoute.set(key, held.values().next().value as C);
+    } else if (held === conn) {
+      this.byRoute.delete(key);
+    }
   }
 
   private markAbsent(conn: C, key: RouteKey, expiresAt: number, maxAbsent: number): void {
@@ -157,13 +177,9 @@ export class Subscriptions<C> {
     const routes = this.byConn.get(conn);
     if (routes === undefined || !routes.delete(key)) return;
     if (routes.size === 0) this.byConn.delete(conn);
-    const conns = this.byRoute.get(key);
-    if (conns !== undefined) {
-      conns.delete(conn);
-      if (conns.size === 0) this.byRoute.delete(key);
-    }
+    this.removeSubscriber(key, conn);
     this.count--;
   }
 }
 
-const NONE: ReadonlySet<never> = new Set();
+const NONE: readonly never[] = [];

@@ -1,5 +1,6 @@
 import { HEADER_LEN } from './frame.js';
 import { MsgId } from './msg-id.js';
+import { fieldLen, writeField } from './varint.js';
 
 /**
  * A hand-written codec for the two datagrams that make up nearly all of an agent's traffic,
@@ -138,37 +139,6 @@ export function decodeReportDatagram(b: Uint8Array, len: number, out: HotReport)
   return true;
 }
 
-/** Writes a varint of a uint32 / int32 (negative: 10 bytes) at `at`; returns the new offset. */
-function writeVarint(b: Uint8Array, at: number, v: number, signed: boolean): number {
-  if (signed && v < 0) {
-    // Sign-extended to 64 bits: the low 32 bits in 5 groups, then 0xff... up to 10 bytes.
-    let lo = v >>> 0;
-    for (let i = 0; i < 4; i++) {
-      b[at++] = (lo & 0x7f) | 0x80;
-      lo >>>= 7;
-    }
-    // Bits 28-31 of the value and 32-34 of the sign extension (all ones).
-    b[at++] = (lo & 0x0f) | 0x70 | 0x80;
-    for (let i = 0; i < 4; i++) b[at++] = 0xff;
-    b[at++] = 0x01;
-    return at;
-  }
-  let u = v >>> 0;
-  while (u >= 0x80) {
-    b[at++] = (u & 0x7f) | 0x80;
-    u >>>= 7;
-  }
-  b[at++] = u;
-  return at;
-}
-
-/** Bytes a varint of `v` takes (as writeVarint writes it). */
-function varintLen(v: number, signed: boolean): number {
-  if (signed && v < 0) return 10;
-  const u = v >>> 0;
-  return u < 0x80 ? 1 : u < 0x4000 ? 2 : u < 0x200000 ? 3 : u < 0x10000000 ? 4 : 5;
-}
-
 /** The longest GetHostResponse frame: header + 4 fields of up to 11 bytes + a 24-byte host. */
 export const MAX_HOT_RESPONSE_LEN = 8 + 44 + 24;
 
@@ -188,34 +158,16 @@ export function encodeGetHostResponseFrame(
   port: number,
 ): number {
   let at = HEADER_LEN;
-  if (seq !== 0) {
-    b[at++] = 0x08;
-    at = writeVarint(b, at, seq, false);
-  }
-  if (modid !== 0) {
-    b[at++] = 0x10;
-    at = writeVarint(b, at, modid, true);
-  }
-  if (cmdid !== 0) {
-    b[at++] = 0x18;
-    at = writeVarint(b, at, cmdid, true);
-  }
-  if (retcode !== 0) {
-    b[at++] = 0x20;
-    at = writeVarint(b, at, retcode, true);
-  }
+  at = writeField(b, at, 0x08, seq, false);
+  at = writeField(b, at, 0x10, modid, true);
+  at = writeField(b, at, 0x18, cmdid, true);
+  at = writeField(b, at, 0x20, retcode, true);
   if (hasHost) {
-    const inner = (ip !== 0 ? 1 + varintLen(ip, true) : 0) + (port !== 0 ? 1 + varintLen(port, true) : 0);
+    const inner = fieldLen(ip, true) + fieldLen(port, true);
     b[at++] = 0x2a;
     b[at++] = inner;
-    if (ip !== 0) {
-      b[at++] = 0x08;
-      at = writeVarint(b, at, ip, true);
-    }
-    if (port !== 0) {
-      b[at++] = 0x10;
-      at = writeVarint(b, at, port, true);
-    }
+    at = writeField(b, at, 0x08, ip, true);
+    at = writeField(b, at, 0x10, port, true);
   }
   const bodyLen = at - HEADER_LEN;
   b[0] = MsgId.GetHostResponse;

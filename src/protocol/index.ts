@@ -11,6 +11,7 @@ export {
 export { FrameDecoder, type FrameDecoderOptions, type FrameVisitor } from './frame-decoder.js';
 export { agentPortIndex } from './agent-port.js';
 export { encodeRouteBody, MAX_DATAGRAM_BODY_LEN } from './route-body.js';
+export { routeBodyLength, writeRouteBody } from './route-body-writer.js';
 export { DEFAULT_LEASE_TTL_S, MIN_LEASE_TTL_S, MAX_LEASE_TTL_S, MAX_WEIGHT } from './lease-limits.js';
 export {
   ipToNumber,

@@ -290,6 +290,22 @@ function toRouteRow(r: {
   };
 }
 
+/**
+ * The driver's rows made RouteRows in place: dns reads the whole table every reload interval, and
+ * a second object per row was a fifth of the garbage of each reload (issue 17). Number() because
+ * drivers return BIGINT columns as strings.
+ */
+function asRouteRows(rows: Array<{ [K in keyof RouteRow]: unknown }>): RouteRow[] {
+  for (const r of rows) {
+    r.id = Number(r.id);
+    r.modid = Number(r.modid);
+    r.cmdid = Number(r.cmdid);
+    r.ip = Number(r.ip);
+    r.port = Number(r.port);
+  }
+  return rows as RouteRow[];
+}
+
 function hostLabel(modid: number, cmdid: number, ip: number, port: number): string {
   return `${numberToIp(ip)}:${port} in route ${modid}/${cmdid}`;
 }
@@ -428,12 +444,14 @@ class KyselyStore implements Store {
     for (;;) {
       const after = lastId;
       const rows = await this.run('loadRoutes', () => {
-        let q = this.db.selectFrom('RouteData').select(['id', 'modid', 'cmdid', 'serverip', 'serverport']);
+        let q = this.db
+          .selectFrom('RouteData')
+          .select(['id', 'modid', 'cmdid', 'serverip as ip', 'serverport as port']);
         if (after !== undefined) q = q.where('id', '>', after);
         return q.orderBy('id').limit(chunkSize).execute();
       });
       if (rows.length === 0) return;
-      const chunk = rows.map(toRouteRow);
+      const chunk = asRouteRows(rows);
       lastId = (chunk[chunk.length - 1] as RouteRow).id;
       yield chunk;
       if (rows.length < chunkSize) return;
