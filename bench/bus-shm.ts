@@ -29,6 +29,7 @@ import {
   forkRole,
   fromParent,
   machineLine,
+  measured,
   nextMessage,
   stopChild,
   tellParent,
@@ -114,14 +115,6 @@ async function runDaemons(): Promise<void> {
   await svc.destroy();
   await shm.destroy();
   process.exit(0);
-}
-
-async function measured(onStart: () => void): Promise<number> {
-  await fromParent('measure');
-  onStart();
-  const t0 = performance.now();
-  await fromParent('stop');
-  return performance.now() - t0;
 }
 
 async function runSub(): Promise<void> {

@@ -26,6 +26,7 @@ import {
   forkRole,
   fromParent,
   machineLine,
+  measured,
   nextMessage,
   stopChild,
   tellParent,
@@ -110,14 +111,6 @@ async function runBus(): Promise<void> {
 /** Publish timestamp (ms, comparable across processes) in the first 8 bytes of each payload. */
 function stamp(buf: Buffer): void {
   buf.writeDoubleLE(performance.timeOrigin + performance.now(), 0);
-}
-
-async function measured(onStart: () => void): Promise<number> {
-  await fromParent('measure');
-  onStart();
-  const t0 = performance.now();
-  await fromParent('stop');
-  return performance.now() - t0;
 }
 
 async function runSub(): Promise<void> {

@@ -99,6 +99,18 @@ export function fromParent<T extends BenchMessage>(type: string | readonly strin
   });
 }
 
+/**
+ * In a child: waits for the parent's `measure`, calls `onStart`, and returns the milliseconds until
+ * the parent's `stop` (the measured window of a role).
+ */
+export async function measured(onStart: () => void): Promise<number> {
+  await fromParent('measure');
+  onStart();
+  const t0 = performance.now();
+  await fromParent('stop');
+  return performance.now() - t0;
+}
+
 /** One line naming the machine and runtime, printed next to results (STYLE §16). */
 export function machineLine(): string {
   const cpu = cpus();
